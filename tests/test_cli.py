@@ -1,0 +1,116 @@
+"""End to end through click's CliRunner, and the one-line error contract."""
+
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from textrnn.cli import cli
+
+TINY_ARGS = ["--hidden", "32", "--embed", "16", "--batch-size", "4", "--seq-len", "16",
+             "--eval-every", "10", "--warmup-steps", "2"]
+
+
+def run(args, **kw):
+    return CliRunner().invoke(cli, args, catch_exceptions=False, **kw)
+
+
+@pytest.fixture
+def trained(tmp_path, tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run(["train", str(tiny_corpus), "--max-steps", "20", *TINY_ARGS])
+    assert res.exit_code == 0, res.output
+    return tmp_path / "checkpoints" / "tiny"
+
+
+def test_train_then_generate(trained):
+    assert (trained / "model.safetensors").exists()
+    res = run(["generate", "--prompt", "First", "--length", "60", "--temp", "0.8", "--seed", "1"])
+    assert res.exit_code == 0
+    assert res.stdout.startswith("First") and len(res.stdout.rstrip("\n")) == 5 + 60
+    again = run(["generate", "-c", str(trained), "-p", "First", "-n", "60", "--temperature", "0.8", "--seed", "1"])
+    assert again.stdout == res.stdout
+
+
+def test_generate_batched_and_top_p(trained):
+    res = run(["generate", "--num-samples", "3", "--length", "20", "--top-p", "0.9", "--top-k", "5", "--seed", "2"])
+    assert res.exit_code == 0
+    assert res.stdout.count("--- sample") == 3
+
+
+def test_train_resume_via_cli(trained, tiny_corpus):
+    res = run(["train", str(tiny_corpus), "--max-steps", "30", "--resume"])
+    assert res.exit_code == 0, res.output
+    assert "30 steps" in res.output
+
+
+def _check_error(res, *fragments):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in res.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("caf\xe9\n".encode("latin-1") * 400)
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 10)
+    empty = tmp_path / "empty.txt"
+    empty.write_text("")
+    short = tmp_path / "short.txt"
+    short.write_text("just a few words\n")
+    cases = [
+        (["train", str(tmp_path / "missing.txt")], ["missing.txt", "no such file"]),
+        (["train", str(tmp_path)], ["is a directory"]),
+        (["train", str(empty)], ["empty"]),
+        (["train", str(short)], ["shorter than one batch"]),
+        (["train", str(binary)], ["binary"]),
+        (["train", str(latin)], ["latin.txt", "byte 3", "--encoding"]),
+        (["train", str(tiny_corpus), "--tokenizer", "bytes"], ["--tokenizer"]),
+        (["train", str(tiny_corpus), "--cell", "lstmx"], ["--cell"]),
+        (["train", str(tiny_corpus), "--hidden", "0"], ["--hidden"]),
+        (["train", str(tiny_corpus), "--batch-size", "-3"], ["--batch-size"]),
+        (["train", str(tiny_corpus), "--max-time", "soon"], ["--max-time", "soon"]),
+        (["train", str(tiny_corpus), "--layers", "two"], ["--layers"]),
+        (["generate", "--checkpoint", str(tmp_path / "nope")], ["no such checkpoint"]),
+        (["generate", "--checkpoint", str(tmp_path)], ["not a textrnn checkpoint"]),
+        (["generate", "--top-p", "0"], ["--top-p"]),
+        (["generate", "--top-p", "1.5"], ["--top-p"]),
+        (["generate", "--temp", "0"], ["--temp", "--greedy"]),
+        (["generate"], ["no trained language model"]),
+        (["frobnicate"], ["No such command"]),
+    ]
+    for args, fragments in cases:
+        _check_error(run(args), *fragments)
+
+
+def test_generate_errors_that_need_a_model(trained):
+    _check_error(run(["generate", "--top-k", "100000"]), "--top-k")
+    _check_error(run(["generate", "--prompt", "Ж"]), "never saw")
+
+
+def test_latin1_with_encoding_trains(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    latin = tmp_path / "latin.txt"
+    latin.write_bytes("café naïve déjà vu\n".encode("latin-1") * 100)
+    res = run(["train", str(latin), "--encoding", "latin-1", "--max-steps", "2", *TINY_ARGS])
+    assert res.exit_code == 0, res.output
+
+
+def test_existing_run_is_not_overwritten(trained, tiny_corpus):
+    before = (trained / "model.safetensors").read_bytes()
+    _check_error(run(["train", str(tiny_corpus), "--max-steps", "5"]), "--resume", "--force")
+    assert (trained / "model.safetensors").read_bytes() == before
+
+
+def test_python_m_and_help_do_not_import_torch():
+    code = "import sys; from textrnn.cli import cli; import textrnn; print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+    res = subprocess.run([sys.executable, "-m", "textrnn", "--help"], capture_output=True, text=True)
+    assert res.returncode == 0 and "generate" in res.stdout

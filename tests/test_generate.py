@@ -1,0 +1,94 @@
+import pytest
+import torch
+
+from conftest import TINY
+from textrnn.api import load
+from textrnn.errors import TextRNNError
+from textrnn.generate import filter_logits
+from textrnn.pipeline import train_language_model
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory):
+    from conftest import FIXTURES
+
+    out = tmp_path_factory.mktemp("gen") / "run"
+    train_language_model([FIXTURES / "tiny.txt"], out=out, max_steps=30, **TINY)
+    return load(out)
+
+
+def test_seeded_generation_is_reproducible(lm):
+    a = lm.generate("First", 80, temperature=0.8, seed=3)
+    b = lm.generate("First", 80, temperature=0.8, seed=3)
+    c = lm.generate("First", 80, temperature=0.8, seed=4)
+    assert a == b and a != c
+    assert len(a) == 80
+
+
+def test_batched_samples_differ_and_have_length(lm):
+    texts = lm.generate("", 50, num_samples=4, seed=1)
+    assert len(texts) == 4 and all(len(t) == 50 for t in texts)
+    assert len(set(texts)) > 1
+
+
+def test_greedy_is_deterministic_without_seed(lm):
+    assert lm.generate("The", 40, greedy=True) == lm.generate("The", 40, greedy=True)
+
+
+def test_prompt_state_is_used(lm):
+    # a prompt changes what follows (the state after the prompt is not the empty state)
+    assert lm.generate("First Citizen:\n", 30, greedy=True) != lm.generate("\n", 30, greedy=True)
+
+
+def test_top_k_and_top_p_filters():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.1, 0.06, 0.04]]))
+    k = filter_logits(logits, top_k=2)
+    assert torch.isfinite(k).tolist() == [[True, True, False, False, False]]
+    p = filter_logits(logits, top_p=0.75)
+    assert torch.isfinite(p).tolist() == [[True, True, False, False, False]]
+    p = filter_logits(logits, top_p=0.85)
+    assert torch.isfinite(p).tolist() == [[True, True, True, False, False]]
+    assert torch.isfinite(filter_logits(logits, top_p=0.01)).sum() == 1
+
+
+def test_sampling_never_leaves_the_allowed_set(lm):
+    from textrnn.generate import sample_ids
+
+    torch.manual_seed(0)
+    model = lm.model
+    prompt = lm.tokenizer.encode("First").tolist()
+    # the allowed set at each step depends on the state; check it step by step with top_k=1 == greedy
+    ids_k1 = torch.stack(list(sample_ids(model, prompt, 40, top_k=1, seed=5)))
+    ids_greedy = torch.stack(list(sample_ids(model, prompt, 40, greedy=True)))
+    assert torch.equal(ids_k1, ids_greedy)
+    ids_p = torch.stack(list(sample_ids(model, prompt, 40, top_p=1e-6, seed=9)))
+    assert torch.equal(ids_p, ids_greedy)
+    # with top_k=3, every sampled token is among the 3 most likely under the model
+    tokens = torch.stack(list(sample_ids(model, prompt, 60, top_k=3, temperature=2.0, seed=2))).squeeze(1)
+    full = torch.tensor([prompt[:-1] + [prompt[-1]] + tokens.tolist()[:-1]])
+    with torch.no_grad():
+        logits, _ = model(full)
+    top3 = logits[0, len(prompt) - 1:].topk(3, dim=-1).indices  # (60, 3)
+    assert (top3 == tokens[:, None]).any(dim=1).all()
+
+
+def test_unk_is_never_sampled(lm):
+    from textrnn.generate import sample_ids
+
+    ids = torch.stack(list(sample_ids(lm.model, [1], 300, temperature=5.0, seed=0,
+                                      banned=[lm.tokenizer.unk_id])))
+    assert not (ids == lm.tokenizer.unk_id).any()
+
+
+@pytest.mark.parametrize("opts,match", [
+    (dict(temperature=0), "--temp"), (dict(temperature=-1), "--temp"), (dict(top_p=0), "--top-p"),
+    (dict(top_p=1.5), "--top-p"), (dict(top_k=10_000), "--top-k"), (dict(num_samples=0), "--num-samples"),
+])
+def test_bad_options(lm, opts, match):
+    with pytest.raises(TextRNNError, match=match):
+        lm.generate("First", 10, **opts)
+
+
+def test_prompt_with_unseen_characters(lm):
+    with pytest.raises(TextRNNError, match="never saw"):
+        lm.generate("Ж", 10)

@@ -1,0 +1,73 @@
+import pytest
+import torch
+
+from textrnn.config import ModelConfig
+from textrnn.model import LanguageModel, Stepper, detach_state
+
+
+def tiny(cell="lstm", layers=2, **kw):
+    torch.manual_seed(0)
+    kw = {"hidden": 8, "embed": 6, "dropout": 0.0, **kw}
+    return LanguageModel(ModelConfig(vocab_size=11, cell=cell, layers=layers, **kw)).eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_shapes(cell):
+    model = tiny(cell)
+    logits, state = model(torch.randint(0, 11, (3, 5)))
+    assert logits.shape == (3, 5, 11)
+    h = state[0] if cell == "lstm" else state
+    assert h.shape == (2, 3, 8)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_carried_state_equals_one_long_pass(cell):
+    model = tiny(cell)
+    ids = torch.randint(0, 11, (2, 12))
+    full, _ = model(ids)
+    state, parts = None, []
+    for chunk in ids.split(4, dim=1):
+        out, state = model(chunk, state)
+        state = detach_state(state)
+        parts.append(out)
+    torch.testing.assert_close(torch.cat(parts, dim=1), full)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("layers", [1, 3])
+def test_stepper_equals_forward(cell, layers):
+    model = tiny(cell, layers)
+    ids = torch.randint(0, 11, (3, 7))
+    full, _ = model(ids)
+    with torch.inference_mode():
+        step = model.stepper()
+        state = step.initial_state(3)
+        for t in range(7):
+            logits, state = step(ids[:, t], state)
+            torch.testing.assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)
+
+
+def test_tied_weights_share_storage():
+    model = tiny(embed=8, tie_weights=True)
+    assert model.head.weight.data_ptr() == model.encoder.embedding.weight.data_ptr()
+
+
+def test_overfits_a_tiny_batch():
+    torch.manual_seed(0)
+    model = LanguageModel(ModelConfig(vocab_size=5, hidden=32, embed=8, dropout=0.0))
+    ids = torch.tensor([[0, 1, 2, 3, 4, 0, 1, 2, 3, 4, 0]])
+    opt = torch.optim.Adam(model.parameters(), lr=0.05)
+    for _ in range(60):
+        logits, _ = model(ids[:, :-1])
+        loss = torch.nn.functional.cross_entropy(logits.flatten(0, 1), ids[:, 1:].flatten())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    assert loss.item() < 0.05
+
+
+def test_from_module_state_matches_stepper_layout():
+    model = tiny("lstm")
+    _, state = model(torch.randint(0, 11, (2, 3)))
+    layers = Stepper.from_module_state(state)
+    assert len(layers) == 2 and layers[1][0].shape == (2, 8)

@@ -1,0 +1,102 @@
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from textrnn.errors import TextRNNError
+from textrnn.tokenizer import REPLACEMENT, Tokenizer, train_tokenizer
+
+MIXED = "Hello, world!\nCafé naïve — 中文字符 and emoji 😀🎉 e\u0301\r\n\ttabs"
+
+
+@pytest.mark.parametrize("kind", ["char", "bpe"])
+def test_round_trip_unicode(kind):
+    tok = train_tokenizer(kind, [MIXED * 3], vocab_size=300 if kind == "bpe" else None)
+    ids = tok.encode(MIXED)
+    assert tok.decode(ids) == MIXED
+
+
+def test_char_is_code_points_not_bytes():
+    tok = train_tokenizer("char", ["中😀é"])
+    assert len(tok.encode("中😀é")) == 3
+    assert tok.vocab_size == 4  # three characters + <unk>
+
+
+def test_char_unseen_maps_to_unk():
+    tok = train_tokenizer("char", ["abc"])
+    ids = tok.encode("abz€")
+    assert ids[-1] == tok.unk_id and ids[-2] == tok.unk_id
+    assert tok.decode(ids) == "ab" + REPLACEMENT * 2
+    assert tok.unknown_chars("abz€") == ["z", "€"]
+
+
+def test_char_fast_path_matches_hf():
+    text = MIXED * 2
+    tok = train_tokenizer("char", [text[:40]])
+    assert tok.encode(text).tolist() == tok.hf.encode(text).ids
+
+
+def test_word_vocab_cap_and_unk():
+    text = "the cat sat on the mat . the dog sat .\n" * 5 + "rare words here"
+    tok = train_tokenizer("word", [text], vocab_size=9)
+    assert tok.vocab_size == 9  # 8 frequent words + <unk>; "rare words here" left out
+    ids = tok.encode("the zebra sat")
+    assert ids[1] == tok.unk_id
+    assert tok.decode(tok.encode("the cat sat on the mat.\nthe dog")) == "the cat sat on the mat.\nthe dog"
+
+
+def test_bpe_encodes_anything():
+    tok = train_tokenizer("bpe", ["plain ascii only " * 50], vocab_size=280)
+    text = "никогда 中文 🎉"
+    assert tok.decode(tok.encode(text)) == text
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_save_load_same_ids(tmp_path, kind):
+    tok = train_tokenizer(kind, [MIXED * 4], vocab_size=300 if kind == "bpe" else None)
+    tok.save(tmp_path / "tokenizer.json")
+    again = Tokenizer.load(tmp_path / "tokenizer.json")
+    assert again.kind == kind
+    np.testing.assert_array_equal(again.encode(MIXED), tok.encode(MIXED))
+    assert again.decode(again.encode(MIXED)) == tok.decode(tok.encode(MIXED))
+
+
+def test_stream_decoder_holds_partial_utf8():
+    tok = train_tokenizer("bpe", ["abc"], vocab_size=260)
+    ids = tok.encode("😀")  # four bytes, four byte-level tokens
+    dec = tok.stream_decoder()
+    pieces = [dec(int(i)) for i in ids]
+    assert pieces[:-1] == ["", "", ""] and pieces[-1] == "😀"
+
+
+def test_unknown_kind_and_bad_vocab():
+    with pytest.raises(TextRNNError, match="--tokenizer"):
+        train_tokenizer("bytes", ["x"])
+    with pytest.raises(TextRNNError, match="--vocab-size"):
+        train_tokenizer("bpe", ["x"], vocab_size=0)
+
+
+def test_load_garbage(tmp_path):
+    p = tmp_path / "tokenizer.json"
+    p.write_text("{not json")
+    with pytest.raises(TextRNNError, match="tokenizer.json"):
+        Tokenizer.load(p)
+
+
+text_strategy = st.text(st.characters(exclude_categories=("Cs",)), max_size=60)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text_strategy)
+def test_property_char_round_trip(text):
+    tok = train_tokenizer("char", [text])
+    assert tok.decode(tok.encode(text)) == text
+
+
+_BPE = train_tokenizer("bpe", [MIXED * 5], vocab_size=320)
+
+
+@settings(max_examples=60, deadline=None)
+@given(text_strategy)
+def test_property_bpe_round_trip(text):
+    assert _BPE.decode(_BPE.encode(text)) == text

@@ -1,0 +1,102 @@
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import TINY
+from textrnn import checkpoint
+from textrnn.config import TrainConfig, parse_duration
+from textrnn.errors import TextRNNError
+from textrnn.pipeline import train_language_model
+from textrnn.trainer import lr_at
+
+
+def test_parse_duration():
+    assert parse_duration("45s") == 45
+    assert parse_duration("5m") == 300
+    assert parse_duration("1h30m") == 5400
+    assert parse_duration("90") == 90
+    for bad in ["", "5x", "m5", "1h-3m", "0s"]:
+        with pytest.raises(TextRNNError, match="--max-time"):
+            parse_duration(bad)
+
+
+def test_schedule_warms_up_then_decays():
+    cfg = TrainConfig(lr=1.0, warmup_steps=10, min_lr_ratio=0.1, max_steps=100)
+    assert lr_at(cfg, 0, 0.0) == pytest.approx(0.1)
+    assert lr_at(cfg, 9, 0.09) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 0.09)))
+    assert lr_at(cfg, 99, 1.0) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("bad", [dict(batch_size=0), dict(seq_len=-1), dict(lr=0), dict(val_fraction=1.5),
+                                 dict(device="tpu"), dict(max_time="soon")])
+def test_train_config_validates(bad):
+    with pytest.raises(TextRNNError):
+        TrainConfig(**bad)
+
+
+def test_loss_falls_and_checkpoint_is_complete(tmp_path, tiny_corpus):
+    seen = []
+    result = train_language_model([tiny_corpus], out=tmp_path / "run", max_steps=60, lr=1e-2,
+                                  on_progress=seen.append, **TINY)
+    losses = [p.train_loss for p in seen if p.event == "step"]
+    assert losses[-1] < losses[0] - 0.5
+    assert result.steps == 60 and result.stopped_by == "max_steps"
+    run = tmp_path / "run"
+    for name in ["config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl",
+                 "last/model.safetensors", "last/trainer.pt"]:
+        assert (run / name).exists(), name
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [m["step"] for m in metrics] == [20, 40, 60]
+    for key in ["step", "elapsed_s", "train_loss", "val_loss", "val_ppl", "val_bpc", "tokens_per_s"]:
+        assert key in metrics[-1]
+    assert metrics[-1]["val_bpc"] == pytest.approx(metrics[-1]["val_loss"] / math.log(2), rel=1e-3)
+    config = json.loads((run / "config.json").read_text())
+    assert config["task"] == "lm" and config["tokenizer"]["kind"] == "char"
+    assert config["model"]["hidden"] == TINY["hidden"] and "textrnn_version" in config
+    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+
+
+def test_save_load_identical_logits(tmp_path, tiny_corpus):
+    train_language_model([tiny_corpus], out=tmp_path / "run", max_steps=5, **TINY)
+    ck = checkpoint.load(tmp_path / "run", which="last")
+    again = checkpoint.load(tmp_path / "run", which="last")
+    ids = torch.tensor([ck.tokenizer.encode("First Citizen:").tolist()])
+    with torch.no_grad():
+        torch.testing.assert_close(ck.model(ids)[0], again.model(ids)[0], rtol=0, atol=0)
+
+
+def test_existing_run_needs_resume_or_force(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=3, **TINY)
+    with pytest.raises(TextRNNError, match="--resume"):
+        train_language_model([tiny_corpus], out=out, max_steps=3, **TINY)
+    result = train_language_model([tiny_corpus], out=out, max_steps=4, force=True, **TINY)
+    assert result.steps == 4
+
+
+def test_resume_continues_with_identical_losses(tmp_path, tiny_corpus):
+    opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1)
+    full = []
+    train_language_model([tiny_corpus], out=tmp_path / "full", max_steps=30, on_progress=full.append, **opts)
+    part = []
+    train_language_model([tiny_corpus], out=tmp_path / "part", max_steps=14, on_progress=part.append, **opts)
+    train_language_model([tiny_corpus], out=tmp_path / "part", max_steps=30, resume=True,
+                         on_progress=part.append, **opts)
+    full_m = checkpoint.read_metrics(tmp_path / "full")
+    part_m = checkpoint.read_metrics(tmp_path / "part")
+    assert [m["step"] for m in part_m] == [m["step"] for m in full_m]
+    for a, b in zip(full_m, part_m):
+        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=3, **TINY)
+    with pytest.raises(TextRNNError, match="hidden: checkpoint has 32, given 64"):
+        train_language_model([tiny_corpus], out=out, max_steps=6, resume=True, **dict(TINY, hidden=64))
+    other = tmp_path / "other.txt"
+    other.write_text(tiny_corpus.read_text()[::-1])
+    with pytest.raises(TextRNNError, match="corpus"):
+        train_language_model([other], out=out, max_steps=6, resume=True, **TINY)

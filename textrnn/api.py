@@ -1,0 +1,75 @@
+"""The Python API: the same functions the commands call.
+
+    import textrnn
+    run = textrnn.train("corpus.txt", max_time="5m", out="checkpoints/mine")
+    lm = textrnn.load(run.path)
+    text = lm.generate("ROMEO:", length=300, temperature=0.8, top_p=0.95, seed=1)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Iterator, Optional, Sequence, Union
+
+import torch
+
+from . import checkpoint
+from .errors import TextRNNError
+from .generate import generate as _generate
+from .pipeline import RunResult, resolve_device, train_language_model
+
+PathLike = Union[str, os.PathLike]
+
+
+def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, **options: Any) -> RunResult:
+    """Train a language model on one or more text files (default: the shipped
+    tiny-shakespeare). See :func:`textrnn.pipeline.train_language_model` for options."""
+    if isinstance(corpus, (str, os.PathLike)):
+        corpus = [corpus]
+    return train_language_model(corpus, **options)
+
+
+class Trained:
+    """A loaded checkpoint, ready to use."""
+
+    def __init__(self, ckpt: checkpoint.Checkpoint):
+        self.checkpoint = ckpt
+        self.path = ckpt.path
+        self.config = ckpt.config
+        self.tokenizer = ckpt.tokenizer
+        self.model = ckpt.model
+
+    def __repr__(self) -> str:
+        m = self.config["model"]
+        return (f"Trained({str(self.path)!r}, task={self.checkpoint.task!r}, {m['layers']}x{m['hidden']} "
+                f"{m['cell']}, tokenizer={self.tokenizer.kind!r})")
+
+    def _require(self, task: str, what: str) -> None:
+        if self.checkpoint.task != task:
+            kind = "a classifier" if self.checkpoint.task == "classify" else "a language model"
+            raise TextRNNError(f"{self.path}: is {kind}; {what} needs a "
+                               f"{'language model' if task == 'lm' else 'classifier'} checkpoint")
+
+    def stream(self, prompt: str = "", length: int = 500, **options: Any) -> Iterator[list[str]]:
+        """Yield the generated text piece by piece: a list with one piece per sample."""
+        self._require("lm", "generate")
+        return _generate(self.model, self.tokenizer, prompt, length, **options)
+
+    def generate(self, prompt: str = "", length: int = 500, *, num_samples: int = 1,
+                 **options: Any) -> Union[str, list[str]]:
+        """Sample ``length`` tokens after ``prompt``. Options: ``temperature``, ``top_k``,
+        ``top_p``, ``greedy``, ``seed``. One string, or a list for ``num_samples > 1``."""
+        texts = [""] * num_samples
+        parts: list[list[str]] = [[] for _ in range(num_samples)]
+        for pieces in self.stream(prompt, length, num_samples=num_samples, **options):
+            for acc, piece in zip(parts, pieces):
+                acc.append(piece)
+        texts = ["".join(p) for p in parts]
+        return texts[0] if num_samples == 1 else texts
+
+
+def load(path: Optional[PathLike] = None, *, device: str = "cpu", which: str = "best") -> Trained:
+    """Load a checkpoint directory (default: the most recent language model under ./checkpoints)."""
+    path = Path(path) if path is not None else checkpoint.find_latest("checkpoints", "lm")
+    return Trained(checkpoint.load(path, which=which, device=resolve_device(device)))

@@ -1,0 +1,249 @@
+"""The checkpoint directory: everything a trained model needs, and nothing executable.
+
+::
+
+    checkpoints/<run>/
+      config.json         model + tokenizer kind + training config + data + textrnn version
+      tokenizer.json      the HF tokenizers file
+      model.safetensors   the best weights (lowest validation loss / best accuracy)
+      metrics.jsonl       one JSON object per evaluation
+      last/               the latest state, for --resume
+        model.safetensors
+        trainer.pt        optimizer, schedule position, data position, RNG, carried state
+
+Every file is written under a temporary name, flushed to disk and renamed into place,
+and ``last/`` is replaced as a whole directory, so a crash never leaves a torn
+checkpoint. Loading never runs pickled code: weights come from safetensors and the
+trainer state through ``torch.load(weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_model, save_model
+
+from .config import ModelConfig
+from .errors import TextRNNError
+from .tokenizer import Tokenizer
+
+CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER = (
+    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt")
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _commit(tmp: Path, dest: Path) -> None:
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, dest)
+    _fsync_dir(dest.parent)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
+
+
+def _tmp_name(dest: Path) -> Path:
+    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; checkpoints are ordinary files
+    os.close(fd)
+    return Path(name)
+
+
+def atomic_write(dest: str | os.PathLike, data: bytes | str) -> None:
+    """Write ``data`` to ``dest`` so that readers see the old file or the new, never half."""
+    dest = Path(dest)
+    tmp = _tmp_name(dest)
+    try:
+        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+        _commit(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TextRNNError(f"{dest}: cannot write the checkpoint ({e.strerror or e}); "
+                           "the previous checkpoint is kept; free disk space or choose --out") from None
+
+
+def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
+    dest = Path(dest)
+    tmp = _tmp_name(dest)
+    try:
+        save_model(model, str(tmp))
+        _commit(tmp, dest)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        raise TextRNNError(f"{dest}: cannot write the checkpoint ({e.strerror or e}); "
+                           "the previous checkpoint is kept; free disk space or choose --out") from None
+
+
+def write_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Tokenizer) -> None:
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write(run_dir / TOKENIZER, tokenizer.to_json())
+    atomic_write(run_dir / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+
+
+def write_metrics(run_dir: Path, metrics: list[dict[str, Any]]) -> None:
+    atomic_write(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
+
+
+def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
+    path = Path(run_dir) / METRICS
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, Any]) -> None:
+    """Replace ``last/`` as a whole: build it beside, then swap it in by renames."""
+    run_dir = Path(run_dir)
+    tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=run_dir))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    try:
+        save_weights(model, tmp / WEIGHTS)
+        tmp_trainer = tmp / TRAINER
+        torch.save(trainer_state, tmp_trainer)
+        with open(tmp_trainer, "rb+") as f:
+            os.fsync(f.fileno())
+    except (OSError, RuntimeError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, TextRNNError):
+            raise
+        raise TextRNNError(f"{run_dir}: cannot write the checkpoint ({e}); the previous "
+                           "checkpoint is kept; free disk space or choose --out") from None
+    last, old = run_dir / LAST, run_dir / (LAST + ".old")
+    if last.exists():
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(last, old)
+    os.replace(tmp, last)
+    _fsync_dir(run_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def last_dir(run_dir: Path) -> Optional[Path]:
+    """The newest complete ``last/`` (or ``last.old/`` if a crash hit between the renames)."""
+    for name in (LAST, LAST + ".old"):
+        d = Path(run_dir) / name
+        if (d / WEIGHTS).exists() and (d / TRAINER).exists():
+            return d
+    return None
+
+
+def load_trainer_state(run_dir: Path) -> dict[str, Any]:
+    d = last_dir(run_dir)
+    if d is None:
+        raise TextRNNError(f"{run_dir}: has no saved training state to resume from; train it again with --force")
+    try:
+        return torch.load(d / TRAINER, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file
+        raise TextRNNError(f"{d / TRAINER}: unreadable or unsafe trainer state ({str(e).splitlines()[0]}); "
+                           "the checkpoint is damaged") from None
+
+
+def read_config(path: str | os.PathLike) -> dict[str, Any]:
+    path = Path(path)
+    if not path.exists():
+        raise TextRNNError(f"{path}: no such checkpoint; give a directory made by `textrnn train`")
+    if not path.is_dir() or not (path / CONFIG).exists():
+        raise TextRNNError(f"{path}: not a textrnn checkpoint (no {CONFIG}); give a directory made by `textrnn train`")
+    try:
+        return json.loads((path / CONFIG).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise TextRNNError(f"{path / CONFIG}: unreadable ({e}); the checkpoint is damaged") from None
+
+
+@dataclass
+class Checkpoint:
+    """A loaded checkpoint: its directory, config, tokenizer and model (in eval mode)."""
+
+    path: Path
+    config: dict[str, Any]
+    tokenizer: Tokenizer
+    model: torch.nn.Module
+
+    @property
+    def task(self) -> str:
+        return self.config.get("task", "lm")
+
+
+def build_model(config: dict[str, Any]) -> torch.nn.Module:
+    from .model import LanguageModel
+
+    mcfg = ModelConfig.from_dict(config["model"])
+    if config.get("task", "lm") == "lm":
+        return LanguageModel(mcfg)
+    raise TextRNNError(f"unknown task {config.get('task')!r} in config.json")
+
+
+def load_weights(model: torch.nn.Module, path: Path) -> None:
+    if not path.exists():
+        raise TextRNNError(f"{path}: missing; the checkpoint is incomplete")
+    try:
+        missing, unexpected = load_model(model, str(path), strict=False, device="cpu")
+    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        raise TextRNNError(f"{path}: unreadable or does not match config.json ({str(e).splitlines()[0]})") from None
+    if missing or unexpected:
+        raise TextRNNError(f"{path}: weights do not match config.json (missing {sorted(missing)[:3]}, "
+                           f"unexpected {sorted(unexpected)[:3]})")
+
+
+def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.device = "cpu") -> Checkpoint:
+    """Load a checkpoint directory (``which`` = ``best`` or ``last`` weights)."""
+    path = Path(path)
+    if path.name in (LAST, LAST + ".old") and not (path / CONFIG).exists():
+        path, which = path.parent, "last"
+    config = read_config(path)
+    tokenizer = Tokenizer.load(path / TOKENIZER, config.get("tokenizer", {}).get("kind"))
+    vocab = config.get("model", {}).get("vocab_size")
+    if vocab != tokenizer.vocab_size:
+        raise TextRNNError(f"{path}: tokenizer.json has {tokenizer.vocab_size} tokens but the model "
+                           f"expects {vocab}; the checkpoint is inconsistent")
+    model = build_model(config)
+    weights = path / WEIGHTS
+    if which == "last":
+        d = last_dir(path)
+        weights = d / WEIGHTS if d else weights
+    load_weights(model, weights)
+    model.to(device).eval()
+    return Checkpoint(path, config, tokenizer, model)
+
+
+def find_latest(root: str | os.PathLike = "checkpoints", task: str = "lm") -> Path:
+    """The most recently trained checkpoint of ``task`` under ``root``."""
+    root = Path(root)
+    found = []
+    if root.is_dir():
+        for cfg in root.glob(f"*/{CONFIG}"):
+            try:
+                if json.loads(cfg.read_text(encoding="utf-8")).get("task", "lm") != task:
+                    continue
+            except (OSError, ValueError):
+                continue
+            weights = cfg.parent / WEIGHTS
+            if weights.exists():
+                found.append((weights.stat().st_mtime, cfg.parent))
+    if not found:
+        what = "language model" if task == "lm" else "classifier"
+        raise TextRNNError(f"no trained {what} under {root}/; train one with `textrnn train` "
+                           "or pass --checkpoint DIR")
+    return max(found)[1]

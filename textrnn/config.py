@@ -1,0 +1,162 @@
+"""Typed, self-validating configuration.
+
+:class:`ModelConfig` describes the network, :class:`TrainConfig` how it is trained. Both
+validate on construction and round-trip through plain dicts (they are saved in a
+checkpoint's ``config.json``). Defaults are the tuned ones: they are what users get.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from .errors import TextRNNError
+
+CELLS = ("lstm", "gru", "rnn")
+TOKENIZERS = ("char", "word", "bpe")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+
+
+def _positive(name: str, value: float) -> None:
+    if value is None or value <= 0:
+        raise TextRNNError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise TextRNNError(
+            f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}"
+        )
+
+
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
+
+
+def parse_duration(text: str | float | int | None) -> Optional[float]:
+    """Parse ``45s``, ``5m``, ``1h30m``, ``90`` (seconds) into seconds; None stays None."""
+    if text is None:
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text)
+    else:
+        s = text.strip().lower().replace(" ", "")
+        try:
+            seconds = float(s)
+        except ValueError:
+            pos, seconds = 0, 0.0
+            for m in _DURATION_PART.finditer(s):
+                if m.start() != pos:
+                    break
+                seconds += float(m.group(1)) * {"h": 3600, "m": 60, "s": 1}[m.group(2)]
+                pos = m.end()
+            if pos != len(s) or not s:
+                raise TextRNNError(
+                    f"--max-time: cannot parse {text!r}; use a duration like 45s, 5m or 1h30m"
+                ) from None
+    if seconds <= 0:
+        raise TextRNNError(f"--max-time must be positive, got {text!r}")
+    return seconds
+
+
+@dataclass
+class ModelConfig:
+    """The shape of the network. Saved in the checkpoint; enough to rebuild the model."""
+
+    vocab_size: int
+    """Number of token ids (set from the tokenizer)."""
+    cell: str = "lstm"
+    """Recurrent cell: ``lstm``, ``gru`` or ``rnn`` (tanh)."""
+    layers: int = 1
+    """Stacked recurrent layers."""
+    hidden: int = 512
+    """Hidden units per layer."""
+    embed: int = 64
+    """Token embedding size."""
+    dropout: float = 0.1
+    """Dropout on the embedding and on the recurrent output (and between layers)."""
+    tie_weights: bool = False
+    """Share the embedding matrix with the output layer (needs ``embed == hidden``)."""
+
+    def __post_init__(self) -> None:
+        _choice("cell", self.cell, CELLS)
+        for name in ("vocab_size", "layers", "hidden", "embed"):
+            _positive(name, getattr(self, name))
+        if not 0.0 <= self.dropout < 1.0:
+            raise TextRNNError(f"--dropout must be in [0, 1), got {self.dropout!r}")
+        if self.tie_weights and self.embed != self.hidden:
+            raise TextRNNError(
+                f"--tie-weights needs --embed equal to --hidden (got {self.embed} and {self.hidden})"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
+@dataclass
+class TrainConfig:
+    """How a model is trained. Saved in the checkpoint for resume and provenance."""
+
+    batch_size: int = 64
+    """Number of parallel streams (LM) or texts per batch (classifier)."""
+    seq_len: int = 128
+    """Tokens per truncated-BPTT window."""
+    lr: float = 4e-3
+    """Peak learning rate (AdamW)."""
+    weight_decay: float = 0.01
+    """AdamW weight decay (not applied to biases and embeddings)."""
+    warmup_steps: int = 100
+    """Linear warm-up steps before the cosine decay."""
+    min_lr_ratio: float = 0.05
+    """The cosine schedule ends at ``lr * min_lr_ratio``."""
+    clip: float = 1.0
+    """Gradient-norm clipping threshold."""
+    epochs: Optional[float] = None
+    """Stop after this many passes over the training tokens."""
+    max_steps: Optional[int] = None
+    """Stop after this many optimizer steps."""
+    max_time: Optional[float] = None
+    """Stop after this many seconds of training (evaluation included)."""
+    eval_every: int = 500
+    """Evaluate on the validation set every this many steps (and at the end)."""
+    save_every: int = 500
+    """Write the ``last`` checkpoint every this many steps."""
+    val_fraction: float = 0.1
+    """Fraction of the corpus, taken from its end, held out for validation."""
+    seed: int = 1234
+    """Seed for weights, data order and dropout."""
+    device: str = "auto"
+    """``auto`` (CUDA when present, else MPS, else CPU), ``cpu``, ``cuda`` or ``mps``."""
+
+    def __post_init__(self) -> None:
+        for name in ("batch_size", "seq_len", "lr", "eval_every", "save_every"):
+            _positive(name, getattr(self, name))
+        for name in ("epochs", "max_steps"):
+            if getattr(self, name) is not None:
+                _positive(name, getattr(self, name))
+        self.max_time = parse_duration(self.max_time)
+        if self.warmup_steps < 0:
+            raise TextRNNError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
+        if self.clip is not None and self.clip <= 0:
+            raise TextRNNError(f"--clip must be positive, got {self.clip}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise TextRNNError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise TextRNNError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
+        _choice("device", self.device, DEVICES)
+        if self.epochs is None and self.max_steps is None and self.max_time is None:
+            self.epochs = 1.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})

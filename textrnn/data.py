@@ -1,0 +1,154 @@
+"""Reading corpora and cutting them into batches.
+
+Language-model batching (truncated BPTT over contiguous streams). The token array is cut
+into ``B`` equal streams laid side by side; each step reads the next window of ``T``
+tokens from every stream, and the target is the same window shifted by one::
+
+    ids:  a b c d e f g h i j k l m n o p q r s t u v w x      (N tokens, B = 3)
+
+    stream 0 | a b c d e f g h |      window 0    window 1
+    stream 1 | i j k l m n o p |  x = a b c d    e f g ...
+    stream 2 | q r s t u v w x |  y = b c d e    f g h      (x shifted by one)
+
+Because window ``w + 1`` of stream ``b`` continues window ``w`` of the same stream, the
+hidden state is carried from one window to the next (and detached, so gradients stop
+at the window boundary). Each epoch starts at a different offset into the streams, so
+window boundaries fall in different places from epoch to epoch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+import torch
+
+from .errors import TextRNNError
+
+
+def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
+    """Read a whole text file; clear errors for missing, binary and mis-encoded files."""
+    p = Path(path)
+    if not p.exists():
+        raise TextRNNError(f"{p}: no such file; check the path")
+    if p.is_dir():
+        raise TextRNNError(f"{p}: is a directory; give a text file")
+    try:
+        raw = p.read_bytes()
+    except OSError as e:
+        raise TextRNNError(f"{p}: cannot read ({e.strerror})") from None
+    return decode_bytes(raw, str(p), encoding)
+
+
+def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
+    """Decode ``raw`` read from ``name``; the error names the byte offset and the fix."""
+    try:
+        codecs_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        text = raw.decode(codecs_name)
+    except LookupError:
+        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+    except UnicodeDecodeError as e:
+        if b"\x00" in raw[:8192]:
+            raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise TextRNNError(
+            f"{name}: not valid {encoding} at byte {e.start} (line {line}); "
+            f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)"
+        ) from None
+    if "\x00" in text[:8192]:
+        raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
+    return text
+
+
+def read_corpus(paths: Sequence[str | os.PathLike], encoding: str = "utf-8") -> str:
+    """Read and join several text files (a newline is put between files that lack one)."""
+    if not paths:
+        raise TextRNNError("no corpus given; pass a text file")
+    parts = []
+    for path in paths:
+        text = read_text(path, encoding)
+        if parts and parts[-1] and not parts[-1].endswith("\n"):
+            parts.append("\n")
+        parts.append(text)
+    text = "".join(parts)
+    if not text.strip():
+        names = ", ".join(str(p) for p in paths)
+        raise TextRNNError(f"{names}: the corpus is empty; give a file with text in it")
+    return text
+
+
+def split_validation(text: str, val_fraction: float) -> tuple[str, str]:
+    """Hold out the last ``val_fraction`` of the characters (the standard split)."""
+    cut = len(text) - int(round(len(text) * val_fraction))
+    return text[:cut], text[cut:]
+
+
+def compact_ids(ids: np.ndarray, vocab_size: int) -> np.ndarray:
+    """Store ids as uint16 when the vocabulary fits, else uint32."""
+    return ids.astype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
+
+
+@dataclasses.dataclass
+class StreamPosition:
+    """Where the LM batcher is: enough to resume exactly."""
+
+    epoch: int = 0
+    window: int = 0
+
+
+class LMBatches:
+    """Truncated-BPTT windows over ``batch_size`` contiguous streams (see module doc)."""
+
+    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int = 0,
+                 shift_epochs: bool = True, name: str = "corpus"):
+        self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
+        stream_len = len(ids) // batch_size
+        if stream_len < seq_len + 1:
+            need = batch_size * (seq_len + 1)
+            raise TextRNNError(
+                f"{name}: {len(ids)} tokens is shorter than one batch ({batch_size} streams x "
+                f"{seq_len + 1} tokens = {need}); use a longer corpus or lower --batch-size / --seq-len"
+            )
+        self.streams = torch.from_numpy(
+            np.ascontiguousarray(ids[: stream_len * batch_size].reshape(batch_size, stream_len))
+        )  # (B, L), compact dtype
+        self.stream_len = stream_len
+        self.shift_epochs = shift_epochs
+
+    def offset(self, epoch: int) -> int:
+        """Start of the first window in ``epoch`` (0 in the first epoch)."""
+        if not self.shift_epochs or epoch == 0:
+            return 0
+        room = min(self.seq_len, self.stream_len - self.seq_len - 1)
+        return int(np.random.default_rng([self.seed, epoch]).integers(0, room + 1))
+
+    def windows_in_epoch(self, epoch: int) -> int:
+        return (self.stream_len - 1 - self.offset(epoch)) // self.seq_len
+
+    @property
+    def tokens_per_epoch(self) -> int:
+        return self.batch_size * self.seq_len * self.windows_in_epoch(0)
+
+    def window(self, epoch: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Inputs and targets of window ``w`` of ``epoch``: each ``(B, T)`` int64."""
+        start = self.offset(epoch) + w * self.seq_len
+        chunk = self.streams[:, start : start + self.seq_len + 1].long()  # (B, T+1)
+        return chunk[:, :-1], chunk[:, 1:]
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """One pass (epoch 0) over all windows, e.g. for evaluation."""
+        for w in range(self.windows_in_epoch(0)):
+            yield self.window(0, w)
+
+
+def eval_batches(ids: np.ndarray, seq_len: int, max_streams: int = 16, name: str = "validation") -> LMBatches:
+    """Batches for evaluation: few long streams (fewer cold starts), every token scored
+    except the ones that do not fill a stream."""
+    streams = max(1, min(max_streams, (len(ids) - 1) // (seq_len + 1)))
+    if len(ids) < 2:
+        raise TextRNNError(f"{name}: too short to evaluate on ({len(ids)} tokens)")
+    seq_len = min(seq_len, len(ids) // streams - 1)
+    return LMBatches(ids, streams, seq_len, shift_epochs=False, name=name)

@@ -1,0 +1,212 @@
+"""Character, word and BPE tokenizers on Hugging Face ``tokenizers``.
+
+Every kind is a ``tokenizers.Tokenizer`` underneath and is saved as one ``tokenizer.json``
+(the file the HF library reads), with the kind recorded in the checkpoint's config.
+
+- ``char``: one token per Unicode code point (not per byte), so Chinese, accents and emoji
+  round-trip exactly. Characters never seen in training map to ``<unk>``. Encoding a
+  corpus takes a vectorised path (a code-point lookup table in numpy): no Python object
+  per character.
+- ``word``: words and punctuation runs, newlines kept as tokens, other whitespace
+  dropped; vocabulary capped at ``vocab_size`` with ``<unk>`` for the rest. Decoding
+  rebuilds the spacing by rule, so it is readable rather than exact.
+- ``bpe``: byte-level BPE trained on the corpus: all 256 bytes are in the vocabulary, so
+  any text encodes and ``decode(encode(text)) == text``.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+from pathlib import Path
+from typing import Iterable, Iterator, Sequence
+
+import numpy as np
+from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
+
+from .config import TOKENIZERS
+from .errors import TextRNNError
+
+UNK = "<unk>"
+REPLACEMENT = "\ufffd"  # what an unknown token decodes to in char and BPE text
+_NO_SPACE_BEFORE = set(".,;:!?)]}'\n")
+_NO_SPACE_AFTER = set("([{\n")
+
+
+class Tokenizer:
+    """A trained tokenizer: ``encode`` text to ids, ``decode`` ids to text.
+
+    Build one with :func:`train_tokenizer` or :meth:`Tokenizer.load`.
+    """
+
+    def __init__(self, kind: str, hf: HFTokenizer):
+        if kind not in TOKENIZERS:
+            raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+        self.kind = kind
+        self.hf = hf
+        vocab = hf.get_vocab()
+        self.vocab_size = len(vocab)
+        self.unk_id = vocab.get(UNK)
+        itos = [""] * self.vocab_size
+        for token, i in vocab.items():
+            itos[i] = token
+        self._itos = itos
+        if kind == "char":
+            # code point -> id lookup over the sorted code points of the vocabulary
+            pairs = sorted((ord(t), i) for t, i in vocab.items() if t != UNK)
+            self._codepoints = np.array([p[0] for p in pairs], dtype=np.uint32)
+            self._cp_ids = np.array([p[1] for p in pairs], dtype=np.int64)
+            self._pieces = [REPLACEMENT if t == UNK else t for t in itos]
+        elif kind == "bpe":
+            byte_of = {c: b for b, c in _bytes_to_unicode().items()}
+            self._pieces = [bytes(byte_of[c] for c in t if c in byte_of) for t in itos]
+        else:
+            self._pieces = itos
+
+    # -- encoding -----------------------------------------------------------------------
+    def encode(self, text: str) -> np.ndarray:
+        """Token ids of ``text`` as an int64 array."""
+        if self.kind == "char":
+            return self._encode_chars(text)
+        return np.asarray(self.hf.encode(text).ids, dtype=np.int64)
+
+    def _encode_chars(self, text: str) -> np.ndarray:
+        cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
+        if len(self._codepoints) == 0:
+            return np.full(len(cps), self.unk_id, dtype=np.int64)
+        pos = np.searchsorted(self._codepoints, cps)
+        pos_clipped = np.minimum(pos, len(self._codepoints) - 1)
+        found = self._codepoints[pos_clipped] == cps
+        return np.where(found, self._cp_ids[pos_clipped], self.unk_id).astype(np.int64)
+
+    def unknown_chars(self, text: str) -> list[str]:
+        """Characters of ``text`` outside a char tokenizer's vocabulary ([] for word and BPE)."""
+        if self.kind != "char":
+            return []
+        return sorted({c for c in text if self.hf.token_to_id(c) is None})
+
+    # -- decoding -----------------------------------------------------------------------
+    def decode(self, ids: Iterable[int]) -> str:
+        """Text of a sequence of ids (exact inverse of ``encode`` for char and BPE)."""
+        stream = self.stream_decoder()
+        return "".join(stream(int(i)) for i in ids) + stream.flush()
+
+    def stream_decoder(self) -> "StreamDecoder":
+        """A stateful decoder that turns one id at a time into the text it completes."""
+        return StreamDecoder(self)
+
+    # -- persistence --------------------------------------------------------------------
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json(), encoding="utf-8")
+
+    def to_json(self) -> str:
+        data = json.loads(self.hf.to_str())
+        data["textrnn_kind"] = self.kind  # ignored by HF, lets tokenizer.json stand alone
+        return json.dumps(data, ensure_ascii=False)
+
+    @classmethod
+    def load(cls, path: str | Path, kind: str | None = None) -> "Tokenizer":
+        try:
+            text = Path(path).read_text(encoding="utf-8")
+            data = json.loads(text)
+            saved_kind = data.pop("textrnn_kind", None)
+            kind = kind or saved_kind or "bpe"
+            hf = HFTokenizer.from_str(json.dumps(data))
+        except Exception as e:  # noqa: BLE001 - OSError, JSON errors, and HF's plain Exception
+            raise TextRNNError(f"{path}: not a readable textrnn tokenizer.json ({e})") from None
+        return cls(kind, hf)
+
+
+class StreamDecoder:
+    """Incremental decoding: ``dec(id)`` returns the text that id completes.
+
+    BPE tokens are byte sequences and may end inside a multi-byte character; the
+    incremental UTF-8 decoder holds such bytes back until the character is complete.
+    """
+
+    def __init__(self, tok: Tokenizer):
+        self.kind = tok.kind
+        self.pieces = tok._pieces
+        self.prev = None
+        if tok.kind == "bpe":
+            self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def __call__(self, i: int) -> str:
+        piece = self.pieces[i]
+        if self.kind == "char":
+            return piece
+        if self.kind == "bpe":
+            return self.utf8.decode(piece)
+        # word: rebuild spaces between words by rule
+        prev, self.prev = self.prev, piece
+        if prev is None or piece[:1] in _NO_SPACE_BEFORE or prev[-1:] in _NO_SPACE_AFTER:
+            return piece
+        return " " + piece
+
+    def flush(self) -> str:
+        return self.utf8.decode(b"", final=True) if self.kind == "bpe" else ""
+
+
+def _bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's byte -> printable character table (what HF's ByteLevel uses)."""
+    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
+    bs += list(range(ord("®"), ord("ÿ") + 1))
+    cs = bs[:]
+    n = 0
+    for b in range(256):
+        if b not in bs:
+            bs.append(b)
+            cs.append(256 + n)
+            n += 1
+    return dict(zip(bs, map(chr, cs)))
+
+
+def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
+    """Learn a tokenizer of ``kind`` (char, word, bpe) from an iterable of text chunks.
+
+    ``vocab_size`` caps word vocabularies (default 20,000) and sets the BPE size (default
+    4096); the char vocabulary is every code point seen.
+    """
+    if kind not in TOKENIZERS:
+        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    if vocab_size is not None and vocab_size <= 0:
+        raise TextRNNError(f"--vocab-size must be positive, got {vocab_size}")
+    if kind == "char":
+        seen: set[str] = set()
+        for chunk in texts:
+            seen.update(chunk)
+        vocab = {UNK: 0, **{c: i + 1 for i, c in enumerate(sorted(seen))}}
+        hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
+        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        hf.decoder = decoders.Fuse()
+    elif kind == "word":
+        hf = HFTokenizer(models.WordLevel(unk_token=UNK))
+        hf.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Split(Regex(r"[^\S\n]+"), behavior="removed"),
+                pre_tokenizers.Split(Regex(r"\w+|[^\w\s]+|\n"), behavior="isolated"),
+            ]
+        )
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=vocab_size or 20000, special_tokens=[UNK], show_progress=False
+        )
+        hf.train_from_iterator(texts, trainer=trainer)
+    else:
+        hf = HFTokenizer(models.BPE())
+        hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+        hf.decoder = decoders.ByteLevel()
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size or 4096,
+            initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+            show_progress=False,
+        )
+        hf.train_from_iterator(texts, trainer=trainer)
+    return Tokenizer(kind, hf)
+
+
+def chunks(texts: Sequence[str], size: int = 1 << 20) -> Iterator[str]:
+    """Cut texts into pieces of about ``size`` characters (for streaming tokenizer training)."""
+    for text in texts:
+        for start in range(0, len(text), size):
+            yield text[start : start + size]
