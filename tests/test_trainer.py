@@ -1,5 +1,7 @@
 import json
 import math
+import os
+import signal
 
 import pytest
 import torch
@@ -76,19 +78,27 @@ def test_existing_run_needs_resume_or_force(tmp_path, tiny_corpus):
     assert result.steps == 4
 
 
-def test_resume_continues_with_identical_losses(tmp_path, tiny_corpus):
-    opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1)
+def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus):
+    """Ctrl-C at step 14 saves last/; resuming reproduces the uninterrupted run exactly."""
+    opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1, max_steps=30)
     full = []
-    train_language_model([tiny_corpus], out=tmp_path / "full", max_steps=30, on_progress=full.append, **opts)
+    train_language_model([tiny_corpus], out=tmp_path / "full", on_progress=full.append, **opts)
+
+    def interrupt_at_14(p):
+        if p.step == 14 and p.event == "step":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train_language_model([tiny_corpus], out=tmp_path / "part", on_progress=interrupt_at_14,
+                                 report_every=1, **opts)
+    assert first.stopped_by == "interrupt" and first.steps == 14
     part = []
-    train_language_model([tiny_corpus], out=tmp_path / "part", max_steps=14, on_progress=part.append, **opts)
-    train_language_model([tiny_corpus], out=tmp_path / "part", max_steps=30, resume=True,
-                         on_progress=part.append, **opts)
+    train_language_model([tiny_corpus], out=tmp_path / "part", resume=True, on_progress=part.append, **opts)
     full_m = checkpoint.read_metrics(tmp_path / "full")
     part_m = checkpoint.read_metrics(tmp_path / "part")
-    assert [m["step"] for m in part_m] == [m["step"] for m in full_m]
+    assert [m["step"] for m in part_m] == [m["step"] for m in full_m] == [7, 14, 21, 28, 30]
     for a, b in zip(full_m, part_m):
-        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == b["val_loss"]
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
 
 
 def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):

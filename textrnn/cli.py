@@ -71,15 +71,19 @@ class _TrainProgress:
             TimeRemainingColumn(), console=self.console, transient=False,
         )
         self.task = self.bar.add_task("train", total=1000, step=0, loss="-", val="-", speed="-")
+        self.started = False
 
     def __enter__(self):
-        self.bar.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.bar.__exit__(*exc)
+        if self.started:
+            self.bar.__exit__(*exc)
 
     def __call__(self, p) -> None:
+        if not self.started:  # only once training runs: input errors print nothing but themselves
+            self.bar.__enter__()
+            self.started = True
         fields: dict[str, Any] = {"step": p.step, "speed": f"{p.tokens_per_s:,.0f}"}
         if p.train_loss is not None:
             fields["loss"] = f"{p.train_loss:.3f}"
@@ -103,15 +107,15 @@ class _TrainProgress:
 @click.option("--layers", type=int, help="Recurrent layers [1].")
 @click.option("--hidden", type=int, help="Hidden units per layer [512].")
 @click.option("--embed", type=int, help="Embedding size [64].")
-@click.option("--dropout", type=float, help="Dropout [0.1].")
+@click.option("--dropout", type=float, help="Dropout [0].")
 @click.option("--tie-weights/--no-tie-weights", default=None, help="Share embedding and output weights.")
-@click.option("--batch-size", type=int, help="Parallel streams per batch [64].")
+@click.option("--batch-size", type=int, help="Parallel streams per batch [32].")
 @click.option("--seq-len", type=int, help="Tokens per BPTT window [128].")
 @click.option("--lr", type=float, help="Peak learning rate [4e-3].")
 @click.option("--weight-decay", type=float, help="AdamW weight decay [0.01].")
 @click.option("--warmup-steps", type=int, help="Warm-up steps [100].")
 @click.option("--clip", type=float, help="Gradient-norm clip [1.0].")
-@click.option("--epochs", type=float, help="Stop after this many epochs.")
+@click.option("--epochs", type=float, help="Stop after this many epochs [10 when no limit is given].")
 @click.option("--max-steps", type=int, help="Stop after this many steps.")
 @click.option("--max-time", help="Stop after this long, e.g. 45s, 5m, 1h30m.")
 @click.option("--eval-every", type=int, help="Evaluate every N steps [500].")

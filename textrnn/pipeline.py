@@ -150,13 +150,15 @@ def train_language_model(
     resume: bool = False,
     force: bool = False,
     on_progress: Optional[Callable[[Progress], None]] = None,
+    report_every: int = 10,
     **options: Any,
 ) -> RunResult:
     """Train a language model on text files and write its checkpoint directory.
 
     ``options`` are :class:`ModelConfig` and :class:`TrainConfig` fields (``hidden=256``,
     ``max_time="5m"``, ...); those not given take the tuned defaults, or on ``resume``
-    the run's own values.
+    the run's own values. ``on_progress`` is called every ``report_every`` steps and
+    after each evaluation.
     """
     unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
     if unknown:
@@ -239,5 +241,6 @@ def train_language_model(
         if on_progress:
             on_progress(p)
 
-    final = fit(model, task, tcfg, state=state, on_progress=progress, on_checkpoint=on_checkpoint)
+    final = fit(model, task, tcfg, state=state, on_progress=progress, on_checkpoint=on_checkpoint,
+                report_every=report_every)
     return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)

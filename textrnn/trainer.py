@@ -85,6 +85,8 @@ class TrainerState:
     optimizer: Optional[dict] = None
     rng: Optional[dict] = None
     carry: dict[str, torch.Tensor] = field(default_factory=dict)
+    loss_sum: float = 0.0  # training losses summed since the last evaluation
+    loss_count: int = 0
     stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "interrupt"
 
     def to_dict(self) -> dict:
@@ -220,6 +222,7 @@ def fit(
     keep_freed_memory()
     optimizer = optimizer or make_optimizer(model, cfg)
     state = state or TrainerState()
+    state.stopped_by = None  # a resumed run goes on whatever stopped it
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
     if state.rng is not None:
@@ -239,9 +242,10 @@ def fit(
     start_elapsed = state.elapsed_s
     t0 = time.perf_counter()
     window_t, window_tokens = t0, 0
-    loss_sum = torch.zeros((), device=next(model.parameters()).device)
-    loss_count = 0
-    train_loss: Optional[float] = None
+    # the mean training loss since the last evaluation, accumulated on the device (no sync per step)
+    loss_sum = torch.tensor(state.loss_sum, device=next(model.parameters()).device)
+    loss_count = state.loss_count
+    train_loss: Optional[float] = state.loss_sum / state.loss_count if state.loss_count else None
     val_loss = state.best["val_loss"] if state.best else None
     tokens_per_s = 0.0
 
@@ -259,7 +263,9 @@ def fit(
                         tokens_per_s, optimizer.param_groups[0]["lr"], event, metrics)
 
     def evaluate() -> None:
-        nonlocal val_loss, last_eval_s
+        nonlocal val_loss, last_eval_s, loss_count
+        if loss_count:
+            mean_train_loss()
         t = time.perf_counter()
         model.eval()
         with torch.inference_mode():
@@ -272,17 +278,31 @@ def fit(
         better = task.is_better(metrics, state.best)
         if better:
             state.best = metrics
+        loss_sum.zero_()
+        loss_count = 0
         if on_progress:
             on_progress(snapshot("eval", metrics))
         save(best=better)
 
+    def mean_train_loss() -> None:
+        nonlocal train_loss
+        train_loss = float(loss_sum) / loss_count
+        if not math.isfinite(train_loss):
+            raise TextRNNError(
+                f"training diverged: the loss became {train_loss} by step {state.step}; "
+                "the last good checkpoint is kept; lower --lr or --clip and resume"
+            )
+
     def save(best: bool) -> None:
         if on_checkpoint is None:
             return
+        if loss_count:
+            mean_train_loss()  # never save weights that a non-finite loss has reached
         state.elapsed_s = elapsed()
         state.optimizer = optimizer.state_dict()
         state.rng = capture_rng()
         state.carry = task.carry_state()
+        state.loss_sum, state.loss_count = float(loss_sum), loss_count
         on_checkpoint(state, best)
         state.optimizer = None  # do not keep references to a copy around
 
@@ -319,18 +339,10 @@ def fit(
                 state.tokens_seen += n_tokens
 
                 if state.step % report_every == 0 or state.step == 1:
-                    train_loss = float(loss_sum) / loss_count
-                    if not math.isfinite(train_loss):
-                        raise TextRNNError(
-                            f"training diverged: the loss became {train_loss} at step {state.step}; "
-                            "the last good checkpoint is kept; lower --lr or --clip and resume"
-                        )
+                    mean_train_loss()
                     now = time.perf_counter()
                     tokens_per_s = window_tokens / max(1e-9, now - window_t)
                     window_t, window_tokens = now, 0
-                    if state.step % report_every == 0:
-                        loss_sum.zero_()
-                        loss_count = 0
                     if on_progress:
                         on_progress(snapshot("step"))
                 if state.step % cfg.eval_every == 0:
@@ -341,8 +353,6 @@ def fit(
                 state.epoch += 1
                 state.batch_in_epoch = 0
                 continue
-    if loss_count:
-        train_loss = float(loss_sum) / loss_count
     if state.stopped_by in ("interrupt", "terminate"):
         save(best=False)  # stop promptly: no final evaluation
     elif state.step == 0 or state.step % cfg.eval_every != 0:
