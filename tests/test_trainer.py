@@ -108,5 +108,5 @@ def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
         train_language_model([tiny_corpus], out=out, max_steps=6, resume=True, **dict(TINY, hidden=64))
     other = tmp_path / "other.txt"
     other.write_text(tiny_corpus.read_text()[::-1])
-    with pytest.raises(TextRNNError, match="corpus"):
+    with pytest.raises(TextRNNError, match="different text"):
         train_language_model([other], out=out, max_steps=6, resume=True, **TINY)

@@ -17,6 +17,7 @@ __version__ = "0.1.0"
 
 _EXPORTS = {
     "train": "textrnn.api",
+    "train_classifier": "textrnn.api",
     "load": "textrnn.api",
     "Trained": "textrnn.api",
     "TextRNNError": "textrnn.errors",
@@ -31,7 +32,7 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Trained, load, train
+    from .api import Trained, load, train, train_classifier
     from .config import ModelConfig, TrainConfig
     from .errors import TextRNNError
     from .model import LanguageModel

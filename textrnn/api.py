@@ -68,8 +68,40 @@ class Trained:
         texts = ["".join(p) for p in parts]
         return texts[0] if num_samples == 1 else texts
 
+    @property
+    def labels(self) -> list:
+        """The classifier's label names, in the order of its probability columns."""
+        self._require("classify", "labels")
+        return list(self.config["labels"])
 
-def load(path: Optional[PathLike] = None, *, device: str = "cpu", which: str = "best") -> Trained:
-    """Load a checkpoint directory (default: the most recent language model under ./checkpoints)."""
-    path = Path(path) if path is not None else checkpoint.find_latest("checkpoints", "lm")
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
+        """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
+        from .classify import predict
+
+        self._require("classify", "classify")
+        return predict(self.model, self.tokenizer, texts, max_len=self.config["train"].get("max_len", 512),
+                       batch_size=batch_size)
+
+    def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256) -> Union[tuple, list[tuple]]:
+        """``(label, probability)`` for one text, or a list of them for a list of texts."""
+        single = isinstance(texts, str)
+        probs = self.predict_proba([texts] if single else list(texts), batch_size)
+        names = self.labels
+        out = [(names[int(i)], float(p[int(i)])) for p, i in zip(probs, probs.argmax(axis=1))]
+        return out[0] if single else out
+
+
+def train_classifier(train_file: PathLike, **options: Any) -> RunResult:
+    """Train a classifier on a labelled CSV / TSV / JSONL file. See
+    :func:`textrnn.pipeline.train_classifier` for options."""
+    from .pipeline import train_classifier as _train_classifier
+
+    return _train_classifier(train_file, **options)
+
+
+def load(path: Optional[PathLike] = None, *, device: str = "cpu", which: str = "best",
+         task: str = "lm") -> Trained:
+    """Load a checkpoint directory (default: the most recent ``task`` model, ``lm`` or
+    ``classify``, under ./checkpoints)."""
+    path = Path(path) if path is not None else checkpoint.find_latest("checkpoints", task)
     return Trained(checkpoint.load(path, which=which, device=resolve_device(device)))

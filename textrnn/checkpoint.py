@@ -187,12 +187,20 @@ class Checkpoint:
 
 
 def build_model(config: dict[str, Any]) -> torch.nn.Module:
-    from .model import LanguageModel
+    from .model import Classifier, LanguageModel
 
-    mcfg = ModelConfig.from_dict(config["model"])
-    if config.get("task", "lm") == "lm":
+    try:
+        mcfg = ModelConfig.from_dict(config["model"])
+    except (KeyError, TypeError, TextRNNError) as e:
+        raise TextRNNError(f"config.json: the model section is invalid ({e}); the checkpoint is damaged") from None
+    task = config.get("task", "lm")
+    if task == "lm":
         return LanguageModel(mcfg)
-    raise TextRNNError(f"unknown task {config.get('task')!r} in config.json")
+    if task == "classify":
+        if mcfg.num_classes != len(config.get("labels", [])):
+            raise TextRNNError("config.json: the number of labels does not match the model; the checkpoint is damaged")
+        return Classifier(mcfg)
+    raise TextRNNError(f"config.json: unknown task {task!r}; the checkpoint is damaged")
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:

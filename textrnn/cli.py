@@ -92,65 +92,104 @@ class _TrainProgress:
         self.bar.update(self.task, completed=int(p.fraction * 1000), **fields)
         if p.event == "eval" and p.metrics:
             m = p.metrics
-            bpc = f"  bpc {m['val_bpc']:.3f}" if "val_bpc" in m else ""
-            self.bar.console.log(f"step {m['step']}: val loss {m['val_loss']:.4f}  ppl {m['val_ppl']:.2f}{bpc}")
+            if "val_acc" in m:
+                detail = f"acc {m['val_acc']:.2%}  macro-F1 {m['val_macro_f1']:.4f}"
+            else:
+                detail = f"ppl {m['val_ppl']:.2f}" + (f"  bpc {m['val_bpc']:.3f}" if "val_bpc" in m else "")
+            self.bar.console.log(f"step {m['step']}: val loss {m['val_loss']:.4f}  {detail}")
+
+
+TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 
 
 @cli.command()
-@click.argument("corpus", nargs=-1, type=click.Path(path_type=str))
-@click.option("--out", "-o", type=click.Path(), help="Run directory [default: checkpoints/<corpus name>].")
+@click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
+@click.option("--task", help="lm | classify  [default: classify for a .csv/.tsv/.jsonl input, else lm]")
+@click.option("--out", "-o", type=click.Path(), help="Run directory [default: checkpoints/<input name>].")
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its last checkpoint.")
 @click.option("--force", is_flag=True, help="Overwrite an existing run in --out.")
-@click.option("--tokenizer", default="char", show_default=True, help="char | word | bpe.")
+@click.option("--tokenizer", help="char | word | bpe  [default: char (lm), word (classify)]")
 @click.option("--vocab-size", type=int, help="Word vocabulary cap [20000] / BPE size [4096].")
 @click.option("--cell", help="lstm | gru | rnn  [default: lstm]")
 @click.option("--layers", type=int, help="Recurrent layers [1].")
-@click.option("--hidden", type=int, help="Hidden units per layer [512].")
-@click.option("--embed", type=int, help="Embedding size [64].")
-@click.option("--dropout", type=float, help="Dropout [0].")
-@click.option("--tie-weights/--no-tie-weights", default=None, help="Share embedding and output weights.")
-@click.option("--batch-size", type=int, help="Parallel streams per batch [32].")
-@click.option("--seq-len", type=int, help="Tokens per BPTT window [128].")
-@click.option("--lr", type=float, help="Peak learning rate [4e-3].")
+@click.option("--hidden", type=int, help="Hidden units per layer [512 lm, 256 classify].")
+@click.option("--embed", type=int, help="Embedding size [64 lm, 128 classify].")
+@click.option("--dropout", type=float, help="Dropout [0 lm, 0.3 classify].")
+@click.option("--tie-weights/--no-tie-weights", default=None, help="LM: share embedding and output weights.")
+@click.option("--bidirectional/--unidirectional", default=None, help="Classifier: read both ways [bidirectional].")
+@click.option("--batch-size", type=int, help="Parallel streams (lm) [32] or texts (classify) [64] per batch.")
+@click.option("--seq-len", type=int, help="LM: tokens per BPTT window [128].")
+@click.option("--max-len", type=int, help="Classifier: cut texts to this many tokens [512].")
+@click.option("--lr", type=float, help="Peak learning rate [4e-3 lm, 2e-3 classify].")
 @click.option("--weight-decay", type=float, help="AdamW weight decay [0.01].")
-@click.option("--warmup-steps", type=int, help="Warm-up steps [100].")
+@click.option("--warmup-steps", type=int, help="Warm-up steps [100 lm, 50 classify].")
 @click.option("--clip", type=float, help="Gradient-norm clip [1.0].")
-@click.option("--epochs", type=float, help="Stop after this many epochs [10 when no limit is given].")
+@click.option("--epochs", type=float, help="Stop after this many epochs [10 lm, 3 classify, when no limit is given].")
 @click.option("--max-steps", type=int, help="Stop after this many steps.")
 @click.option("--max-time", help="Stop after this long, e.g. 45s, 5m, 1h30m.")
-@click.option("--eval-every", type=int, help="Evaluate every N steps [500].")
-@click.option("--save-every", type=int, help="Save the last checkpoint every N steps [500].")
-@click.option("--val-fraction", type=float, help="Hold out this last fraction as validation [0.1].")
+@click.option("--eval-every", type=int, help="Evaluate every N steps [500 lm, 250 classify].")
+@click.option("--save-every", type=int, help="Save the last checkpoint every N steps [as --eval-every].")
+@click.option("--val-fraction", type=float, help="Hold out this fraction as validation [0.1].")
 @click.option("--val-file", type=click.Path(), help="Validate on this file instead.")
-@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the corpus.")
+@click.option("--text-column", help="Classifier: the text column [auto: text, sentence, review, ...].")
+@click.option("--label-column", help="Classifier: the label column [auto: label, sentiment, ...].")
+@click.option("--format", "fmt", help="Classifier input: csv | tsv | jsonl | txt [by extension].")
+@click.option("--init-from", type=click.Path(), help="Classifier: start from this language-model run.")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the input.")
 @click.option("--seed", type=int, help="Random seed [1234].")
 @click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")
-def train(corpus: tuple[str, ...], out: Optional[str], resume: bool, force: bool, tokenizer: str,
-          vocab_size: Optional[int], val_file: Optional[str], encoding: str, **options: Any) -> None:
-    """Train a language model on CORPUS text files (default: the shipped tiny-shakespeare)."""
+def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resume: bool, force: bool,
+          tokenizer: Optional[str], vocab_size: Optional[int], val_file: Optional[str],
+          text_column: Optional[str], label_column: Optional[str], fmt: Optional[str],
+          init_from: Optional[str], encoding: str, **options: Any) -> None:
+    """Train a language model on text files (default: the shipped tiny-shakespeare), or a
+    classifier on a labelled CSV / TSV / JSONL file (--task classify)."""
     from .config import TOKENIZERS
     from .errors import TextRNNError
 
-    if tokenizer not in TOKENIZERS:  # checked before importing torch
+    if task is None:
+        task = "classify" if inputs and inputs[0].lower().endswith(TABLE_EXTENSIONS) else "lm"
+    if task not in ("lm", "classify"):
+        raise TextRNNError(f"--task must be lm or classify, got {task!r}")
+    if tokenizer is not None and tokenizer not in TOKENIZERS:  # checked before importing torch
         raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
     if options.get("max_time") is not None:
         from .config import parse_duration
 
         parse_duration(options["max_time"])
-    from .api import train as train_lm
+    if task == "lm":
+        for name, value in [("--text-column", text_column), ("--label-column", label_column),
+                            ("--format", fmt), ("--init-from", init_from), ("--max-len", options.get("max_len")),
+                            ("--bidirectional", options.get("bidirectional"))]:
+            if value:
+                raise TextRNNError(f"{name} is for classifiers; add --task classify")
+        from .api import train as run_training
+
+        args: tuple = (list(inputs) or None,)
+        extra: dict[str, Any] = {}
+    else:
+        if len(inputs) != 1:
+            raise TextRNNError("--task classify takes exactly one labelled file (CSV, TSV or JSONL); "
+                               "give validation data with --val-file")
+        from .api import train_classifier as run_training
+
+        args = (inputs[0],)
+        extra = {"text_column": text_column, "label_column": label_column, "format": fmt, "init_from": init_from}
 
     with _TrainProgress() as progress:
-        result = train_lm(list(corpus) or None, out=out, resume=resume, force=force, tokenizer=tokenizer,
-                          vocab_size=vocab_size, val_file=val_file, encoding=encoding,
-                          on_progress=progress, **options)
+        result = run_training(*args, out=out, resume=resume, force=force, tokenizer=tokenizer,
+                              vocab_size=vocab_size, val_file=val_file, encoding=encoding,
+                              on_progress=progress, **extra, **options)
     best = result.best or {}
-    bpc = f", {best['val_bpc']:.3f} bits/char" if "val_bpc" in best else ""
     how = {"interrupt": "interrupted", "terminate": "terminated"}.get(result.stopped_by or "", "done")
-    progress.console.print(
-        f"{how}: {result.steps} steps in {result.elapsed_s:.0f}s; best val loss "
-        f"{best.get('val_loss', float('nan')):.4f} nats/token{bpc} (step {best.get('step', '-')}); "
-        f"saved to {result.path}"
-    )
+    if task == "lm":
+        bpc = f", {best['val_bpc']:.3f} bits/char" if "val_bpc" in best else ""
+        score = f"best val loss {best.get('val_loss', float('nan')):.4f} nats/token{bpc}"
+    else:
+        score = (f"best val accuracy {best.get('val_acc', float('nan')):.2%}, "
+                 f"macro-F1 {best.get('val_macro_f1', float('nan')):.4f}")
+    progress.console.print(f"{how}: {result.steps} steps in {result.elapsed_s:.0f}s; {score} "
+                           f"(step {best.get('step', '-')}); saved to {result.path}")
 
 
 @cli.command()
@@ -196,6 +235,184 @@ def generate(checkpoint: Optional[str], prompt: str, length: int, temperature: f
     for i, parts in enumerate(texts):
         out.write(f"--- sample {i + 1} ---\n{''.join(parts)}\n")
     out.flush()
+
+
+OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "table")
+
+
+def _output_format(fmt: Optional[str], output: Optional[str], input_format: str) -> str:
+    from .errors import TextRNNError
+
+    if fmt is None and output and output != "-":
+        fmt = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
+            "." + output.rsplit(".", 1)[-1].lower() if "." in output else "", None)
+    if fmt is None:
+        fmt = input_format if input_format in ("csv", "tsv", "jsonl") else "csv"
+    if fmt not in OUTPUT_FORMATS:
+        raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _check_output_path(output: Optional[str]) -> None:
+    """Fail before any work if OUT cannot be written (the file itself is written at the end)."""
+    import os
+    from pathlib import Path
+
+    from .errors import TextRNNError
+
+    if not output or output == "-":
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise TextRNNError(f"--output {output}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise TextRNNError(f"--output {output}: folder {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TextRNNError(f"--output {output}: not writable; choose another path")
+
+
+def _render_rows(rows: list[dict], columns: list[str], fmt: str) -> str:
+    import csv
+    import io
+    import json
+
+    buf = io.StringIO()
+    if fmt == "jsonl":
+        for r in rows:
+            buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+    else:
+        tsv = fmt == "tsv"
+        writer = csv.writer(buf, delimiter="\t" if tsv else ",", lineterminator="\n",
+                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, escapechar="\\" if tsv else None)
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    return buf.getvalue()
+
+
+def _print_metrics(console, metrics: dict, names: list, skipped: int) -> None:
+    from rich.table import Table
+
+    console.print(f"accuracy {metrics['accuracy']:.2%}  macro-F1 {metrics['macro_f1']:.4f}"
+                  + (f"  ({skipped} rows with labels the model does not know were left out)" if skipped else ""))
+    per = Table(title="per class")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        per.add_column(col, justify="left" if col == "label" else "right")
+    for name, m in metrics["per_class"].items():
+        per.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+    console.print(per)
+    conf = Table(title="confusion matrix (rows: true label, columns: predicted)")
+    conf.add_column("true \\ predicted")
+    for n in names:
+        conf.add_column(str(n), justify="right")
+    for n, row in zip(names, metrics["confusion"]):
+        conf.add_row(str(n), *map(str, row))
+    console.print(conf)
+
+
+@cli.command()
+@click.argument("file", required=False, type=click.Path(path_type=str))
+@click.option("--checkpoint", "-c", type=click.Path(), help="Classifier run [default: latest classifier in ./checkpoints].")
+@click.option("--text", "text", help="Classify this one text instead of a file.")
+@click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
+@click.option("--format", "fmt", help="Output: csv | tsv | jsonl | table [by --output extension, else input's].")
+@click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option("--text-column", help="The text column [auto].")
+@click.option("--label-column", help="A gold-label column to score against [auto: label, sentiment, ...].")
+@click.option("--input-format", help="csv | tsv | jsonl | txt [by extension; csv for stdin].")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@click.option("--batch-size", default=256, show_default=True, type=int, help="Texts per inference batch.")
+@click.option("--device", default="cpu", show_default=True, help="auto | cpu | cuda | mps")
+def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str], output: Optional[str],
+             fmt: Optional[str], probs: bool, text_column: Optional[str], label_column: Optional[str],
+             input_format: Optional[str], encoding: str, batch_size: int, device: str) -> None:
+    """Label each row of FILE (CSV, TSV, JSONL or text, '-' for stdin) with a trained classifier.
+
+    Every input row is written back, in order, with two new columns: label and score (the
+    probability of that label). When FILE has a label column, accuracy, macro-F1 and a
+    confusion matrix are printed to stderr.
+    """
+    from .errors import TextRNNError
+
+    if (file is None) == (text is None):
+        raise TextRNNError("give a FILE to classify (or - for stdin), or --text \"...\"")
+    if batch_size <= 0:
+        raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
+    _check_output_path(output)
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    from .api import load
+    from .tables import Table, detect_label_column, detect_text_column, read_table
+
+    if text is not None:
+        table = Table(path="--text", format="txt", columns=["text"], rows=[{"text": text}], lines=[1])
+    elif file == "-":
+        table = read_table(sys.stdin.buffer.read(), format=input_format or "csv", encoding=encoding, name="<stdin>")
+    else:
+        table = read_table(file, format=input_format, encoding=encoding)
+    text_col = detect_text_column(table, text_column)
+    gold_col = detect_label_column(table, label_column, required=False) if text is None else None
+
+    clf = load(checkpoint, device=device, task="classify")
+    clf._require("classify", "classify")
+    names = clf.labels
+    texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
+    p = clf.predict_proba(texts, batch_size=batch_size)  # (N, C)
+    picked = p.argmax(axis=1)
+
+    label_col, score_col = ("label", "score")
+    if label_col in table.columns or score_col in table.columns:
+        label_col, score_col = "predicted_label", "predicted_score"
+    prob_cols = [f"prob_{n}" for n in names] if probs else []
+    rows = []
+    for r, i, row_p in zip(table.rows, picked, p):
+        new = dict(r)
+        new[label_col], new[score_col] = names[int(i)], round(float(row_p[int(i)]), 6)
+        for c, v in zip(prob_cols, row_p):
+            new[c] = round(float(v), 6)
+        rows.append(new)
+    columns = [c for c in table.columns] + [label_col, score_col] + prob_cols
+    out_fmt = _output_format(fmt, output, table.format)
+
+    if out_fmt == "table":
+        from rich.console import Console
+        from rich.table import Table as RichTable
+
+        view = RichTable()
+        for c in columns:
+            view.add_column(c, overflow="fold")
+        for r in rows:
+            view.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+        if output and output != "-":
+            import io
+
+            buf = io.StringIO()
+            Console(file=buf, width=200).print(view)
+            rendered = buf.getvalue()
+        else:
+            Console().print(view)
+            rendered = None
+    else:
+        rendered = _render_rows(rows, columns, out_fmt)
+    if rendered is not None:
+        if output and output != "-":
+            from .checkpoint import atomic_write
+
+            atomic_write(output, rendered)
+        else:
+            sys.stdout.write(rendered)
+            sys.stdout.flush()
+
+    if gold_col is not None:
+        from .classify import evaluate
+
+        index = {str(n): k for k, n in enumerate(names)}
+        known = [(index[str(r.get(gold_col)).strip()], int(i)) for r, i in zip(table.rows, picked)
+                 if str(r.get(gold_col)).strip() in index]
+        if known:
+            gold, pred = zip(*known)
+            _print_metrics(_stderr_console(), evaluate(gold, pred, names), names, len(rows) - len(known))
 
 
 def main() -> None:

@@ -60,6 +60,15 @@ def parse_duration(text: str | float | int | None) -> Optional[float]:
     return seconds
 
 
+# Defaults that differ for the classifier (the dataclass defaults are the language model's).
+CLASSIFIER_DEFAULTS: dict[str, Any] = {
+    "hidden": 256, "embed": 128, "bidirectional": True, "dropout": 0.3,
+    "batch_size": 64, "lr": 2e-3, "warmup_steps": 50, "eval_every": 250, "save_every": 250,
+    "weight_decay": 0.01,
+}
+CLASSIFIER_EPOCHS = 3.0  # when no --epochs / --max-steps / --max-time is given
+
+
 @dataclass
 class ModelConfig:
     """The shape of the network. Saved in the checkpoint; enough to rebuild the model."""
@@ -80,11 +89,17 @@ class ModelConfig:
     long runs or larger models."""
     tie_weights: bool = False
     """Share the embedding matrix with the output layer (needs ``embed == hidden``)."""
+    bidirectional: bool = False
+    """Read the text both ways (classifier only: a language model must not see the future)."""
+    num_classes: Optional[int] = None
+    """Number of labels (classifier only; set from the data)."""
 
     def __post_init__(self) -> None:
         _choice("cell", self.cell, CELLS)
         for name in ("vocab_size", "layers", "hidden", "embed"):
             _positive(name, getattr(self, name))
+        if self.num_classes is not None and self.num_classes < 2:
+            raise TextRNNError(f"a classifier needs at least two classes, got {self.num_classes}")
         if not 0.0 <= self.dropout < 1.0:
             raise TextRNNError(f"--dropout must be in [0, 1), got {self.dropout!r}")
         if self.tie_weights and self.embed != self.hidden:
@@ -108,7 +123,9 @@ class TrainConfig:
     batch_size: int = 32
     """Number of parallel streams (LM) or texts per batch (classifier)."""
     seq_len: int = 128
-    """Tokens per truncated-BPTT window."""
+    """Tokens per truncated-BPTT window (language model)."""
+    max_len: int = 512
+    """Classifier: texts are cut to their first ``max_len`` tokens."""
     lr: float = 4e-3
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.01
@@ -137,7 +154,7 @@ class TrainConfig:
     """``auto`` (CUDA when present, else MPS, else CPU), ``cpu``, ``cuda`` or ``mps``."""
 
     def __post_init__(self) -> None:
-        for name in ("batch_size", "seq_len", "lr", "eval_every", "save_every"):
+        for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
             _positive(name, getattr(self, name))
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:

@@ -19,6 +19,7 @@ window boundaries fall in different places from epoch to epoch.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from pathlib import Path
 from typing import Iterator, Sequence
@@ -152,3 +153,54 @@ def eval_batches(ids: np.ndarray, seq_len: int, max_streams: int = 16, name: str
         raise TextRNNError(f"{name}: too short to evaluate on ({len(ids)} tokens)")
     seq_len = min(seq_len, len(ids) // streams - 1)
     return LMBatches(ids, streams, seq_len, shift_epochs=False, name=name)
+
+
+def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-pad id sequences into ``(B, T)`` int64 and their lengths ``(B,)``.
+    An empty sequence counts as one padding token (recurrent layers need length >= 1)."""
+    lengths = torch.tensor([max(1, len(s)) for s in seqs], dtype=torch.long)
+    ids = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
+    for i, s in enumerate(seqs):
+        ids[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
+    return ids, lengths
+
+
+def length_buckets(lengths: Sequence[int], batch_size: int, order: np.ndarray,
+                   pool: int = 50) -> list[np.ndarray]:
+    """Cut ``order`` (a permutation of example indices) into batches of similar lengths.
+
+    Pools of ``pool * batch_size`` examples are sorted by length and cut into batches, so
+    padding stays small while batches still vary from epoch to epoch.
+    """
+    lengths = np.asarray(lengths)
+    batches = []
+    span = pool * batch_size
+    for start in range(0, len(order), span):
+        chunk = order[start : start + span]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        batches.extend(chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size))
+    return batches
+
+
+class ClassBatches:
+    """Shuffled, length-bucketed classification batches; epoch ``e`` is reproducible."""
+
+    def __init__(self, ids: Sequence[np.ndarray], labels: np.ndarray, batch_size: int, seed: int = 0):
+        if len(ids) == 0:
+            raise TextRNNError("no training examples")
+        self.ids, self.labels = list(ids), np.asarray(labels)
+        self.lengths = [len(s) for s in self.ids]
+        self.batch_size, self.seed = batch_size, seed
+
+    def epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        batches = length_buckets(self.lengths, self.batch_size, rng.permutation(len(self.ids)))
+        return [batches[i] for i in rng.permutation(len(batches))]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.ids) / self.batch_size)
+
+    def batch(self, index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """ids (B, T), lengths (B,), labels (B,)"""
+        ids, lengths = pad_batch([self.ids[i] for i in index])
+        return ids, lengths, torch.from_numpy(self.labels[index].astype(np.int64))

@@ -34,6 +34,7 @@ class RNNEncoder(nn.Module):
             cfg.layers,
             batch_first=True,
             dropout=cfg.dropout if cfg.layers > 1 else 0.0,
+            bidirectional=cfg.bidirectional,
             **kwargs,
         )
         if cfg.cell == "lstm":  # forget-gate bias 1: remember by default (Jozefowicz et al.)
@@ -46,6 +47,20 @@ class RNNEncoder(nn.Module):
         x = self.drop(self.embedding(ids))  # (B, T, E)
         out, state = self.rnn(x, state)  # (B, T, H)
         return out, state
+
+    def forward_padded(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
+        """Encode padded texts of the given lengths as packed sequences (padding never
+        reaches the network). ``ids`` (B, T), ``lengths`` (B,) on CPU ->
+        outputs (B, T, D*H) with zeros past each length, and the last layer's final hidden
+        state per direction (B, D*H)."""
+        x = self.drop(self.embedding(ids))  # (B, T, E)
+        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+        out, state = self.rnn(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+        h = state[0] if isinstance(state, tuple) else state  # (layers*D, B, H)
+        directions = 2 if self.cfg.bidirectional else 1
+        last = h[-directions:].transpose(0, 1).reshape(ids.shape[0], -1)  # (B, D*H)
+        return out, last
 
 
 class LanguageModel(nn.Module):
@@ -67,6 +82,30 @@ class LanguageModel(nn.Module):
     def stepper(self) -> "Stepper":
         """A fast one-token-at-a-time evaluator of this model (for sampling)."""
         return Stepper(self)
+
+
+class Classifier(nn.Module):
+    """Text classifier: encoder over packed sequences -> [last state; max; mean] pooling
+    -> dropout -> linear over the classes (logits; softmax is applied by the user of them)."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        if not cfg.num_classes:
+            raise ValueError("a Classifier needs cfg.num_classes")
+        self.cfg = cfg
+        self.encoder = RNNEncoder(cfg)
+        width = cfg.hidden * (2 if cfg.bidirectional else 1)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(3 * width, cfg.num_classes)
+
+    def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """``ids`` (B, T) padded, ``lengths`` (B,) -> logits (B, C)."""
+        out, last = self.encoder.forward_padded(ids, lengths.cpu())  # (B, T, W), (B, W)
+        mask = (torch.arange(ids.shape[1], device=ids.device)[None, :] < lengths.to(ids.device)[:, None])
+        mask = mask.unsqueeze(-1)  # (B, T, 1)
+        max_pool = out.masked_fill(~mask, float("-inf")).amax(dim=1)  # (B, W)
+        mean_pool = out.sum(dim=1) / lengths.to(out.device, out.dtype).unsqueeze(-1)  # padding is zero
+        return self.head(self.drop(torch.cat([last, max_pool, mean_pool], dim=-1)))  # (B, C)
 
 
 def detach_state(state: Optional[State]) -> Optional[State]:

@@ -1,14 +1,21 @@
-"""Wiring the stages into a training run (the function ``textrnn train`` calls).
+"""Wiring the stages into training runs (the functions ``textrnn train`` calls).
 
-corpus files -> read -> split -> tokenizer -> ids -> LMBatches -> LanguageModel -> fit
--> checkpoint directory. Each stage is a plain call into its module; this file only
-decides the order, the run directory and what is saved when.
+Language model::
+
+    text files -> read -> split -> tokenizer -> ids -> LMBatches -> LanguageModel -> fit -> run dir
+
+Classifier::
+
+    table -> columns + labels -> tokenizer (own, or the LM's with --init-from) -> ids
+          -> ClassBatches (length buckets) -> Classifier -> fit -> run dir
+
+Each stage is a plain call into its module. This file decides the order, the run
+directory, resume, and what is saved when; both kinds of run share that machinery.
 """
 
 from __future__ import annotations
 
 import hashlib
-import math
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,19 +23,20 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from . import __version__, checkpoint
-from .config import ModelConfig, TrainConfig
+from .config import CLASSIFIER_DEFAULTS, CLASSIFIER_EPOCHS, ModelConfig, TrainConfig
 from .data import LMBatches, compact_ids, eval_batches, read_corpus, split_validation
 from .errors import TextRNNError
-from .model import LanguageModel, State, detach_state
+from .model import Classifier, LanguageModel
+from .tasks import ClassifyTask, LMTask
 from .tokenizer import Tokenizer, chunks, train_tokenizer
 from .trainer import Progress, TrainerState, fit, seed_everything
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
-MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "tie_weights"}
+MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "tie_weights", "bidirectional"}
 TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
+STOP_FIELDS = ("epochs", "max_steps", "max_time")
 # options a resumed run may change: when to stop, how often to report and save
 RESUMABLE_CHANGES = {"epochs", "max_steps", "max_time", "eval_every", "save_every", "device"}
 
@@ -47,58 +55,6 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-class LMTask:
-    """Language modelling for :func:`textrnn.train.fit`: carried state, next-token loss."""
-
-    def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float):
-        self.train, self.val, self.device = train, val, device
-        self.chars_per_val_token = chars_per_val_token
-        self.state: Optional[State] = None
-
-    def steps_per_epoch(self) -> int:
-        return self.train.windows_in_epoch(0)
-
-    def start_epoch(self, epoch: int) -> None:
-        self.state = None  # streams restart at a new offset: nothing to carry
-
-    def batches(self, epoch: int, start: int):
-        for w in range(start, self.train.windows_in_epoch(epoch)):
-            yield self.train.window(epoch, w)
-
-    def loss(self, model: LanguageModel, batch) -> tuple[torch.Tensor, int]:
-        x, y = (t.to(self.device, non_blocking=True) for t in batch)  # (B, T) each
-        logits, state = model(x, self.state)  # (B, T, V)
-        self.state = detach_state(state)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
-
-    def evaluate(self, model: LanguageModel) -> dict[str, float]:
-        total, count, state = 0.0, 0, None
-        for x, y in self.val:
-            x, y = x.to(self.device), y.to(self.device)
-            logits, state = model(x, state)
-            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
-            count += y.numel()
-        loss = total / count
-        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50.0)), 3),
-                "val_bpc": round(loss / self.chars_per_val_token / math.log(2), 5)}
-
-    def is_better(self, metrics, best) -> bool:
-        return best is None or metrics["val_loss"] < best["val_loss"]
-
-    def carry_state(self) -> dict[str, torch.Tensor]:
-        if self.state is None:
-            return {}
-        if isinstance(self.state, tuple):
-            return {"h": self.state[0].cpu(), "c": self.state[1].cpu()}
-        return {"h": self.state.cpu()}
-
-    def load_carry_state(self, tensors: dict[str, torch.Tensor]) -> None:
-        if "c" in tensors:
-            self.state = (tensors["h"].to(self.device), tensors["c"].to(self.device))
-        elif "h" in tensors:
-            self.state = tensors["h"].to(self.device)
-
-
 @dataclass
 class RunResult:
     """What a training run produced."""
@@ -111,39 +67,103 @@ class RunResult:
     tokens_seen: int
 
 
-def default_run_dir(corpus: Sequence[str | Path]) -> Path:
-    return Path("checkpoints") / Path(corpus[0]).stem
+def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in options.items() if v is not None}
+    return ({k: v for k, v in given.items() if k in MODEL_FIELDS},
+            {k: v for k, v in given.items() if k in TRAIN_FIELDS})
 
 
-def _prepare_run_dir(out: Path, resume: bool, force: bool) -> bool:
-    """Returns True when an existing run is to be resumed."""
-    exists = out.exists() and any(out.iterdir()) if out.is_dir() else out.exists()
+def _open_run(out: Path, resume: bool, force: bool) -> bool:
+    """Check the run directory; returns True when an existing run is to be resumed."""
     if out.exists() and not out.is_dir():
         raise TextRNNError(f"--out {out}: is a file; give a directory for the run")
     if resume:
         if not (out / checkpoint.CONFIG).exists():
             raise TextRNNError(f"--resume: {out} has no run to resume; drop --resume to start a new one")
         return True
-    if exists:
+    if out.is_dir() and any(out.iterdir()):
         if not force:
             raise TextRNNError(f"{out}: a run already exists there; pass --resume to continue it, "
                                f"--force to overwrite it, or --out to choose another directory")
         if not (out / checkpoint.CONFIG).exists():
-            raise TextRNNError(f"{out}: exists and is not a textrnn run; --force only replaces runs; choose another --out")
+            raise TextRNNError(f"{out}: exists and is not a textrnn run; --force only replaces runs; "
+                               "choose another --out")
         shutil.rmtree(out)
     return False
 
 
-def _differences(saved: dict[str, Any], given: dict[str, Any]) -> list[str]:
-    return [f"{k}: checkpoint has {saved.get(k)!r}, given {v!r}" for k, v in given.items()
-            if k in saved and saved.get(k) != v]
+def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tokenizer: Optional[str],
+                   data_sha: str, data_names: Sequence[str]) -> dict[str, Any]:
+    """The saved config of the run in ``out``, after checking that the given options agree."""
+    saved = checkpoint.read_config(out)
+    if saved.get("task", "lm") != task:
+        raise TextRNNError(f"--resume {out}: that run trains a {saved.get('task')} model, not a {task} model")
+    diffs = [f"{k}: checkpoint has {saved['model'].get(k)!r}, given {v!r}"
+             for k, v in model_opts.items() if saved["model"].get(k) != v]
+    diffs += [f"{k}: checkpoint has {saved['train'].get(k)!r}, given {v!r}"
+              for k, v in train_opts.items()
+              if k not in RESUMABLE_CHANGES and saved["train"].get(k) != TrainConfig(**{k: v}).to_dict()[k]]
+    if tokenizer is not None and tokenizer != saved["tokenizer"]["kind"]:
+        diffs.append(f"tokenizer: checkpoint has {saved['tokenizer']['kind']!r}, given {tokenizer!r}")
+    if saved["data"]["sha256"] != data_sha:
+        diffs.append(f"data: checkpoint was trained on {', '.join(saved['data']['files'])}, "
+                     f"given {', '.join(data_names)} (different text)")
+    if diffs:
+        raise TextRNNError(f"--resume {out}: options contradict the checkpoint: " + "; ".join(diffs))
+    return saved
+
+
+def _execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, task: Any,
+             tcfg: TrainConfig, resuming: bool, on_progress: Optional[Callable[[Progress], None]],
+             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None) -> RunResult:
+    """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``)."""
+    state = None
+    metrics: list[dict[str, Any]] = []
+    if resuming:
+        raw = checkpoint.load_trainer_state(out)
+        checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
+        state = TrainerState.from_dict(raw)
+        metrics = [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
+    else:
+        checkpoint.write_run_files(out, config, tok)
+
+    def on_checkpoint(st: TrainerState, best: bool) -> None:
+        if best:
+            checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
+        checkpoint.save_last(out, model, st.to_dict())
+
+    def progress(p: Progress) -> None:
+        if p.event == "eval" and p.metrics is not None:
+            metrics.append(p.metrics)
+            checkpoint.write_metrics(out, metrics)
+        if on_progress:
+            on_progress(p)
+
+    final = fit(model, task, tcfg, state=state, optimizer=optimizer, on_progress=progress,
+                on_checkpoint=on_checkpoint, report_every=report_every)
+    return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)
+
+
+def _sha256(*texts: str) -> str:
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode("utf-8", "surrogatepass"))
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def default_run_dir(first_input: str | Path) -> Path:
+    return Path("checkpoints") / Path(first_input).stem
 
 
 def train_language_model(
     corpus: Optional[Sequence[str | Path]] = None,
     *,
     out: Optional[str | Path] = None,
-    tokenizer: str = "char",
+    tokenizer: Optional[str] = None,
     vocab_size: Optional[int] = None,
     val_file: Optional[str | Path] = None,
     encoding: str = "utf-8",
@@ -160,87 +180,198 @@ def train_language_model(
     the run's own values. ``on_progress`` is called every ``report_every`` steps and
     after each evaluation.
     """
-    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    options = {k: v for k, v in options.items() if v is not None}
+    model_opts, train_opts = _split_options(options)
+    if model_opts.get("bidirectional"):
+        raise TextRNNError("--bidirectional is for classifiers: a language model must not read ahead")
     corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
-    out = Path(out) if out is not None else default_run_dir(corpus)
-    resuming = _prepare_run_dir(out, resume, force)
+    out = Path(out) if out is not None else default_run_dir(corpus[0])
+    resuming = _open_run(out, resume, force)
 
     text = read_corpus(corpus, encoding)
-    corpus_sha = hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
     if resuming:
-        saved = checkpoint.read_config(out)
-        diffs = _differences(saved["model"], {k: v for k, v in options.items() if k in MODEL_FIELDS})
-        diffs += _differences(saved["train"], {k: v for k, v in options.items()
-                                               if k in TRAIN_FIELDS - RESUMABLE_CHANGES})
-        diffs += _differences(saved["tokenizer"], {"kind": tokenizer} if tokenizer != saved["tokenizer"]["kind"] else {})
-        if saved["data"]["corpus_sha256"] != corpus_sha:
-            diffs.append(f"corpus: checkpoint was trained on {', '.join(saved['data']['corpus'])}, "
-                         f"given {', '.join(map(str, corpus))} (different text)")
-        if diffs:
-            raise TextRNNError(f"--resume {out}: options contradict the checkpoint: " + "; ".join(diffs))
-        tcfg = TrainConfig.from_dict({**saved["train"], **{k: v for k, v in options.items() if k in TRAIN_FIELDS}})
+        saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, _sha256(text), list(map(str, corpus)))
+        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
         tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
         mcfg = ModelConfig.from_dict(saved["model"])
         val_file = saved["data"].get("val_file")
     else:
-        tcfg = TrainConfig(**{k: v for k, v in options.items() if k in TRAIN_FIELDS})
+        tcfg = TrainConfig(**train_opts)
 
     if val_file is not None:
         train_text, val_text = text, read_corpus([val_file], encoding)
     else:
         train_text, val_text = split_validation(text, tcfg.val_fraction)
     if not resuming:
-        tok = train_tokenizer(tokenizer, chunks([train_text]), vocab_size)
-        mcfg = ModelConfig(vocab_size=tok.vocab_size, **{k: v for k, v in options.items() if k in MODEL_FIELDS})
+        tok = train_tokenizer(tokenizer or "char", chunks([train_text]), vocab_size)
+        mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
 
     train_ids = compact_ids(tok.encode(train_text), tok.vocab_size)
     val_ids = compact_ids(tok.encode(val_text), tok.vocab_size)
     name = ", ".join(map(str, corpus))
     train_batches = LMBatches(train_ids, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name)
-    val_batches = eval_batches(val_ids, tcfg.seq_len, name=f"{name} (validation part)" if val_file is None else str(val_file))
+    val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
+    val_batches = eval_batches(val_ids, tcfg.seq_len, name=val_name)
 
     device = resolve_device(tcfg.device)
     seed_everything(tcfg.seed)
     model = LanguageModel(mcfg).to(device)
-    state = None
-    metrics: list[dict[str, Any]] = []
-    if resuming:
-        raw = checkpoint.load_trainer_state(out)
-        checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
-        model.to(device)
-        state = TrainerState.from_dict(raw)
-        metrics = [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
-    else:
-        config = {
-            "textrnn_version": __version__,
-            "task": "lm",
-            "model": mcfg.to_dict(),
-            "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
-            "train": tcfg.to_dict(),
-            "data": {"corpus": [str(c) for c in corpus], "corpus_sha256": corpus_sha, "encoding": encoding,
-                     "val_file": str(val_file) if val_file else None,
-                     "train_chars": len(train_text), "val_chars": len(val_text),
-                     "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids))},
-        }
-        checkpoint.write_run_files(out, config, tok)
-
+    config = {
+        "textrnn_version": __version__,
+        "task": "lm",
+        "model": mcfg.to_dict(),
+        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
+        "train": tcfg.to_dict(),
+        "data": {"files": [str(c) for c in corpus], "sha256": _sha256(text), "encoding": encoding,
+                 "val_file": str(val_file) if val_file else None,
+                 "train_chars": len(train_text), "val_chars": len(val_text),
+                 "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids))},
+    }
     task = LMTask(train_batches, val_batches, device, chars_per_val_token=len(val_text) / max(1, len(val_ids)))
+    return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every)
 
-    def on_checkpoint(st: TrainerState, best: bool) -> None:
-        if best:
-            checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
-        checkpoint.save_last(out, model, st.to_dict())
 
-    def progress(p: Progress) -> None:
-        if p.event == "eval" and p.metrics is not None:
-            metrics.append(p.metrics)
-            checkpoint.write_metrics(out, metrics)
-        if on_progress:
-            on_progress(p)
+def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_column: Optional[str],
+              label_column: Optional[str]) -> tuple[list[str], list[Any], str, str]:
+    from .tables import detect_label_column, detect_text_column, read_table
 
-    final = fit(model, task, tcfg, state=state, on_progress=progress, on_checkpoint=on_checkpoint,
-                report_every=report_every)
-    return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)
+    table = read_table(path, format=fmt, encoding=encoding)
+    text_col = detect_text_column(table, text_column)
+    label_col = detect_label_column(table, label_column, required=True)
+    texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
+    return texts, [r.get(label_col) for r in table.rows], text_col, label_col
+
+
+def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str) -> np.ndarray:
+    lookup = {str(n): i for i, n in enumerate(names)}
+    out = np.empty(len(values), dtype=np.int64)
+    for i, v in enumerate(values):
+        key = str(v).strip()
+        if key not in lookup:
+            raise TextRNNError(f"{where}: label {v!r} is not one of the training labels "
+                               f"({', '.join(map(str, names))}); fix the file or train with it")
+        out[i] = lookup[key]
+    return out
+
+
+def train_classifier(
+    train_file: str | Path,
+    *,
+    out: Optional[str | Path] = None,
+    val_file: Optional[str | Path] = None,
+    text_column: Optional[str] = None,
+    label_column: Optional[str] = None,
+    format: Optional[str] = None,
+    encoding: str = "utf-8",
+    tokenizer: Optional[str] = None,
+    vocab_size: Optional[int] = None,
+    init_from: Optional[str | Path] = None,
+    pretrained_lr_scale: float = 0.25,
+    resume: bool = False,
+    force: bool = False,
+    on_progress: Optional[Callable[[Progress], None]] = None,
+    report_every: int = 10,
+    **options: Any,
+) -> RunResult:
+    """Train a text classifier on a labelled table (CSV, TSV, JSONL) and write its run directory.
+
+    With ``init_from`` (a language-model run directory) the classifier starts from that
+    model's tokenizer, embedding and recurrent layers, which train at ``pretrained_lr_scale``
+    times the learning rate (ULMFiT-style discriminative rates); its size options are the
+    LM's. ``options`` are :class:`ModelConfig` / :class:`TrainConfig` fields; the
+    classifier's defaults are :data:`textrnn.config.CLASSIFIER_DEFAULTS`.
+    """
+    from .tables import parse_labels
+
+    model_opts, train_opts = _split_options(options)
+    out = Path(out) if out is not None else default_run_dir(train_file)
+    resuming = _open_run(out, resume, force)
+    texts, raw_labels, text_col, label_col = _labelled(train_file, fmt=format, encoding=encoding,
+                                                       text_column=text_column, label_column=label_column)
+    val_texts = val_raw = None
+    if val_file is not None:
+        val_texts, val_raw, _, _ = _labelled(val_file, fmt=format, encoding=encoding,
+                                             text_column=text_column, label_column=label_column)
+    data_sha = _sha256(*texts, *map(str, raw_labels), *(val_texts or []))
+    files = [str(train_file)] + ([str(val_file)] if val_file else [])
+
+    lm = None
+    if resuming:
+        saved = _resume_config(out, "classify", model_opts, train_opts, tokenizer, data_sha, files)
+        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
+        tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
+        mcfg = ModelConfig.from_dict(saved["model"])
+        names = saved["labels"]
+        labels = _label_indices(raw_labels, names, str(train_file))
+    else:
+        names, idx = parse_labels(raw_labels)
+        labels = np.asarray(idx, dtype=np.int64)
+        train_defaults = {k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in TRAIN_FIELDS}
+        if not any(k in train_opts for k in STOP_FIELDS):
+            train_defaults["epochs"] = CLASSIFIER_EPOCHS
+        tcfg = TrainConfig(**{**train_defaults, **train_opts})
+        if init_from is not None:
+            lm = checkpoint.load(init_from)
+            if lm.task != "lm":
+                raise TextRNNError(f"--init-from {init_from}: is a classifier; give a language-model run")
+            clash = {k for k in model_opts if k in ("cell", "layers", "hidden", "embed")
+                     and model_opts[k] != lm.config["model"][k]}
+            if clash:
+                raise TextRNNError(f"--init-from takes the model size from {init_from}; drop "
+                                   + ", ".join(f"--{k}" for k in sorted(clash)))
+            tok = lm.tokenizer
+            shape = {k: lm.config["model"][k] for k in ("cell", "layers", "hidden", "embed")}
+            mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
+                               **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
+                                  **model_opts, **shape})
+        else:
+            tok = train_tokenizer(tokenizer or "word", chunks(texts), vocab_size)
+            mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
+                               **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
+                                  **model_opts})
+
+    from .classify import encode_texts
+
+    if val_texts is None:
+        order = np.random.default_rng(tcfg.seed).permutation(len(texts))
+        n_val = max(1, int(round(len(texts) * tcfg.val_fraction)))
+        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+        val_texts, val_labels = [texts[i] for i in val_idx], labels[val_idx]
+        texts, labels = [texts[i] for i in train_idx], labels[train_idx]
+    else:
+        val_labels = _label_indices(val_raw, names, str(val_file))
+    from .data import ClassBatches
+
+    train_ids = encode_texts(tok, texts, tcfg.max_len)
+    val_ids = encode_texts(tok, val_texts, tcfg.max_len)
+    device = resolve_device(tcfg.device)
+    seed_everything(tcfg.seed)
+    model = Classifier(mcfg)
+    optimizer = None
+    if lm is not None:
+        missing = model.encoder.load_state_dict(lm.model.encoder.state_dict(), strict=False)
+        assert not missing.unexpected_keys, missing
+        pretrained = {id(p) for name, p in model.encoder.named_parameters() if name not in missing.missing_keys}
+        from .trainer import make_optimizer
+
+        groups = [
+            {"params": [p for p in model.parameters() if id(p) in pretrained], "lr_scale": pretrained_lr_scale,
+             "weight_decay": tcfg.weight_decay},
+            {"params": [p for p in model.parameters() if id(p) not in pretrained], "weight_decay": tcfg.weight_decay},
+        ]
+        optimizer = make_optimizer(model.to(device), tcfg, groups)
+    model.to(device)
+    config = {
+        "textrnn_version": __version__,
+        "task": "classify",
+        "labels": list(names),
+        "columns": {"text": text_col, "label": label_col},
+        "model": mcfg.to_dict(),
+        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
+        "train": tcfg.to_dict(),
+        "data": {"files": files, "sha256": data_sha, "encoding": encoding,
+                 "init_from": str(init_from) if init_from else None,
+                 "train_examples": len(train_ids), "val_examples": len(val_ids)},
+    }
+    task = ClassifyTask(ClassBatches(train_ids, labels, tcfg.batch_size, seed=tcfg.seed),
+                        val_ids, val_labels, names, device)
+    return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer)

@@ -1,0 +1,254 @@
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from textrnn.errors import TextRNNError
+from textrnn.tables import Table, detect_label_column, detect_text_column, parse_labels, read_table
+
+
+def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
+    return p
+
+
+# --- csv -----------------------------------------------------------------------------
+
+
+def test_csv_quotes_commas_and_embedded_newlines(tmp_path):
+    p = write(tmp_path, "r.csv", 'text,label\n"Hello, ""world""",pos\n"two\nlines",neg\nplain,pos\n')
+    t = read_table(p)
+    assert (t.format, t.columns, t.path) == ("csv", ["text", "label"], str(p))
+    assert t.values("text") == ['Hello, "world"', "two\nlines", "plain"]
+    assert t.values("label") == ["pos", "neg", "pos"]
+    assert t.lines == [2, 3, 5]  # the quoted newline makes row 2 two lines long
+
+
+def test_bom_windows_line_ends_and_blank_rows(tmp_path):
+    raw = b"\xef\xbb\xbftext,label\r\ngood film,1\r\n\r\n,\r\n  ,  \r\nbad film,0\r\n"
+    t = read_table(write(tmp_path, "w.csv", raw))
+    assert t.columns == ["text", "label"]  # no BOM glued to the first name
+    assert t.rows == [{"text": "good film", "label": "1"}, {"text": "bad film", "label": "0"}]
+    assert t.lines == [2, 6]
+
+
+def test_too_many_fields_names_the_line(tmp_path):
+    p = write(tmp_path, "x.csv", "text,label\nfine,1\nnot, fine,0\n")
+    with pytest.raises(TextRNNError, match=r"x\.csv: line 3: 3 fields but the header has 2.*quote"):
+        read_table(p)
+
+
+def test_too_few_fields_is_an_error_not_padding(tmp_path):
+    p = write(tmp_path, "x.tsv", "sentence\tlabel\na text broken\nacross lines\t1\n")
+    with pytest.raises(TextRNNError, match=r"x\.tsv: line 2: 1 field but the header has 2"):
+        read_table(p)
+
+
+@pytest.mark.parametrize("header, problem", [("text,,label", "has no name"), ("text,label,text", "twice")])
+def test_bad_header(tmp_path, header, problem):
+    with pytest.raises(TextRNNError, match=f"h.csv: line 1: .*{problem}"):
+        read_table(write(tmp_path, "h.csv", header + "\na,b,c\n"))
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", "text,label\n", "text,label\n,\n"])
+def test_no_rows(tmp_path, content):
+    with pytest.raises(TextRNNError, match=r"e\.csv: no rows"):
+        read_table(write(tmp_path, "e.csv", content))
+
+
+# --- tsv -----------------------------------------------------------------------------
+
+
+def test_tsv_has_no_quoting(tmp_path):
+    p = write(tmp_path, "sst.tsv", 'sentence\tlabel\na "quoted" word\t1\nit \'s "fine\t0\n')
+    t = read_table(p)
+    assert t.format == "tsv"
+    assert t.rows == [{"sentence": 'a "quoted" word', "label": "1"}, {"sentence": "it 's \"fine", "label": "0"}]
+    assert t.lines == [2, 3]
+    assert (detect_text_column(t), detect_label_column(t)) == ("sentence", "label")
+
+
+def test_tsv_with_label_first(tmp_path):
+    t = read_table(write(tmp_path, "d.tab", "label\tcontent\r\nneg\tdull\r\npos\tgreat\r\n"))
+    assert (t.format, t.columns) == ("tsv", ["label", "content"])
+    assert (detect_text_column(t), detect_label_column(t)) == ("content", "label")
+    assert t.values("content") == ["dull", "great"]
+
+
+def test_tsv_read_as_csv_hints_at_format(tmp_path):
+    t = read_table(write(tmp_path, "d.csv", "sentence\tlabel\ngood\t1\n"))
+    with pytest.raises(TextRNNError, match="--format tsv"):
+        detect_label_column(t)
+
+
+# --- jsonl and txt -------------------------------------------------------------------
+
+
+def test_jsonl_string_and_int_labels(tmp_path):
+    p = write(tmp_path, "d.ndjson", '{"text": "good", "label": 1}\n\n{"label": 0, "text": "bad", "id": 7}\n')
+    t = read_table(p)
+    assert (t.format, t.columns, t.lines) == ("jsonl", ["text", "label", "id"], [1, 3])
+    assert t.rows[0] == {"text": "good", "label": 1, "id": None}
+    assert parse_labels(t.values(detect_label_column(t))) == ([0, 1], [1, 0])
+
+    p = write(tmp_path, "s.jsonl", '{"review": "meh", "sentiment": "neutral"}\n{"review": "yay", "sentiment": "positive"}\n')
+    t = read_table(p)
+    assert (detect_text_column(t), detect_label_column(t)) == ("review", "sentiment")
+    assert parse_labels(t.values("sentiment")) == (["neutral", "positive"], [0, 1])
+
+
+@pytest.mark.parametrize("bad, what", [("[1, 2]", "JSON list, not an object"), ("{oops", "not valid JSON")])
+def test_bad_jsonl_line_names_the_line(tmp_path, bad, what):
+    p = write(tmp_path, "b.jsonl", '{"text": "ok"}\n\n' + bad + "\n")
+    with pytest.raises(TextRNNError, match=rf"b\.jsonl: line 3: .*{what}"):
+        read_table(p)
+
+
+def test_txt_one_document_per_line(tmp_path):
+    t = read_table(write(tmp_path, "docs.txt", "first doc\r\n\n   \nsecond, with \"quotes\"\n"))
+    assert (t.format, t.columns, t.lines) == ("txt", ["text"], [1, 4])
+    assert t.values("text") == ["first doc", 'second, with "quotes"']
+    assert detect_text_column(t) == "text"
+    assert detect_label_column(t, required=False) is None
+    with pytest.raises(TextRNNError, match="no labels"):
+        detect_label_column(t)
+
+
+# --- sources, formats, encodings -----------------------------------------------------
+
+
+def test_bytes_source_defaults_to_csv_and_uses_name():
+    t = read_table(b"text,label\nhi,1\n", name="<stdin>")
+    assert (t.path, t.format, t.rows) == ("<stdin>", "csv", [{"text": "hi", "label": "1"}])
+    t = read_table(b"text\tlabel\nhi\t1\n", format="TSV", name="-")
+    assert (t.path, t.format, t.columns) == ("-", "tsv", ["text", "label"])
+    with pytest.raises(TextRNNError, match="^-: line 2: 3 fields"):
+        read_table(b"text,label\na,b,c\n", name="-")
+
+
+def test_format_errors(tmp_path):
+    with pytest.raises(TextRNNError, match=r"d\.dat: cannot tell the table format.*--format"):
+        read_table(write(tmp_path, "d.dat", "text\nhi\n"))
+    assert read_table(write(tmp_path, "d.dat", "text\nhi\n"), format="csv").values("text") == ["hi"]
+    with pytest.raises(TextRNNError, match="--format: unknown table format 'xlsx'"):
+        read_table(b"", format="xlsx")
+    with pytest.raises(TextRNNError, match="no such file"):
+        read_table(tmp_path / "missing.csv")
+
+
+def test_non_utf8_names_file_and_line_and_encoding_fixes_it(tmp_path):
+    p = write(tmp_path, "l1.csv", b"text,label\ngood,1\ncaf\xe9 noir,0\n")
+    with pytest.raises(TextRNNError, match=r"l1\.csv: not valid utf-8 at byte 21 \(line 3\).*--encoding"):
+        read_table(p)
+    assert read_table(p, encoding="latin-1").values("text") == ["good", "café noir"]
+
+
+# --- columns -------------------------------------------------------------------------
+
+
+def table(columns: list[str], *rows: list) -> Table:
+    return Table("t.csv", "csv", columns, [dict(zip(columns, r)) for r in rows], list(range(2, 2 + len(rows))))
+
+
+def test_text_column_by_name_any_case():
+    t = table(["id", "Reviews", "note"], ["1", "good", "x"])
+    assert detect_text_column(t) == "Reviews"
+
+
+def test_text_column_by_only_string_column():
+    t = table(["id", "tweet", "score", "sentiment"],
+              ["1", "loved it", "4.5", "positive"], ["2", "hated it", "1", "negative"], ["3", "", "", "neutral"])
+    assert detect_text_column(t) == "tweet"  # 'sentiment' is named like a label, so not a candidate
+
+
+def test_text_column_ambiguous_or_absent_lists_columns():
+    with pytest.raises(TextRNNError, match=r"t\.csv: .*'title', 'body' all hold text.*--text-column"):
+        detect_text_column(table(["title", "body"], ["a", "b"]))
+    with pytest.raises(TextRNNError, match=r"no column holds text; the columns are 'a', 'b'.*--text-column"):
+        detect_text_column(table(["a", "b"], ["1", "2.5"]))
+
+
+def test_requested_columns():
+    t = table(["body", "stars"], ["good", "5"], ["bad", "1"])
+    assert detect_text_column(t, "body") == "body"
+    assert detect_label_column(t, "stars") == "stars"
+    with pytest.raises(TextRNNError, match=r"no column 'text' \(the columns are 'body', 'stars'\); pass --text-column"):
+        detect_text_column(t, "text")
+    with pytest.raises(TextRNNError, match=r"no column 'label' \(the columns are 'body', 'stars'\); pass --label-column"):
+        detect_label_column(t, "label", required=False)
+
+
+def test_label_column_by_name_or_none():
+    assert detect_label_column(table(["text", "Polarity"], ["a", "1"])) == "Polarity"
+    t = table(["text", "stars"], ["a", "1"])
+    assert detect_label_column(t, required=False) is None
+    with pytest.raises(TextRNNError, match=r"no label column.*'text', 'stars'.*--label-column"):
+        detect_label_column(t)
+
+
+def test_empty_label_cell_names_the_line(tmp_path):
+    t = read_table(write(tmp_path, "gap.csv", "text,label\ngood,1\nbad, \n"))
+    with pytest.raises(TextRNNError, match=r"gap\.csv: line 3: empty label in column 'label'"):
+        detect_label_column(t)
+
+
+# --- labels --------------------------------------------------------------------------
+
+
+def test_string_labels_sorted_alphabetically():
+    names, idx = parse_labels(["positive", "negative", "neutral ", "positive"])
+    assert names == ["negative", "neutral", "positive"]
+    assert idx == [2, 0, 1, 2]
+
+
+def test_integer_labels_sorted_numerically():
+    assert parse_labels(["1", "10", " 2", "0", "-1"]) == ([-1, 0, 1, 2, 10], [2, 4, 3, 1, 0])
+    assert parse_labels([1, 0, 1.0]) == ([0, 1], [1, 0, 1])
+    assert parse_labels([1, "0"]) == ([0, 1], [1, 0])
+
+
+def test_mixed_labels_are_strings():
+    assert parse_labels(["1", "pos", 2]) == (["1", "2", "pos"], [0, 2, 1])
+    assert parse_labels([True, False]) == (["false", "true"], [1, 0])
+
+
+def test_bad_labels():
+    with pytest.raises(TextRNNError, match="^d.csv: labels column 'y' has only one class 'pos'; .*at least two"):
+        parse_labels(["pos", " pos"], column="y", source="d.csv")
+    with pytest.raises(TextRNNError, match="only one class '1'"):
+        parse_labels([1, "1"])
+    with pytest.raises(TextRNNError, match="row 2 has the label 0.5; labels must be strings or integers"):
+        parse_labels(["1", 0.5])
+    with pytest.raises(TextRNNError, match="row 1 has no label"):
+        parse_labels([None, "a"])
+    with pytest.raises(TextRNNError, match="is empty"):
+        parse_labels([])
+
+
+# --- robustness ----------------------------------------------------------------------
+
+table_bytes = st.one_of(
+    st.binary(),
+    st.text(alphabet=',"\t\n\r :{}[]ab1é\ufeff').map(str.encode),
+)
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "txt"])
+@settings(max_examples=200, deadline=None)
+@given(raw=table_bytes)
+def test_any_bytes_give_a_table_or_a_user_error(fmt, raw):
+    try:
+        t = read_table(raw, format=fmt, name="fuzz")
+    except TextRNNError as e:
+        assert str(e) and "\n" not in str(e)
+        return
+    assert t.rows and len(t.rows) == len(t.lines)
+    assert t.lines == sorted(set(t.lines)) and t.lines[0] >= 1
+    assert all(list(row) == t.columns for row in t.rows)
+    for detect in (detect_text_column, lambda t: detect_label_column(t, required=False)):
+        try:
+            detect(t)
+        except TextRNNError:
+            pass

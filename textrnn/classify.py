@@ -1,0 +1,67 @@
+"""Using a trained classifier: ``predict`` labels and probabilities, ``evaluate`` them.
+
+Inference runs under ``torch.inference_mode()`` in batches sorted by length (little
+padding); results come back in input order.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from .data import length_buckets, pad_batch
+from .model import Classifier
+from .tokenizer import Tokenizer
+
+
+def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> list[np.ndarray]:
+    """Token ids of each text, cut to ``max_len``."""
+    if tokenizer.kind == "char":
+        return [tokenizer.encode(t)[:max_len] for t in texts]
+    return [np.asarray(e.ids[:max_len], dtype=np.int64)
+            for e in tokenizer.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+
+def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for encoded texts, in input order."""
+    device = next(model.parameters()).device
+    probs = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
+    if not len(ids):
+        return probs
+    model.eval()
+    with torch.inference_mode():
+        order = np.arange(len(ids))
+        for index in length_buckets([len(s) for s in ids], batch_size, order, pool=len(ids)):
+            x, lengths = pad_batch([ids[i] for i in index])
+            logits = model(x.to(device), lengths)  # (B, C)
+            probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+    return probs
+
+
+def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = 512,
+            batch_size: int = 256) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for raw texts, in input order."""
+    return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size)
+
+
+def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[Any]) -> dict[str, Any]:
+    """Accuracy, macro-F1, per-class precision / recall / F1, and the confusion matrix
+    (rows: gold label, columns: predicted)."""
+    gold, predicted = np.asarray(gold), np.asarray(predicted)
+    n = len(label_names)
+    confusion = np.zeros((n, n), dtype=np.int64)
+    np.add.at(confusion, (gold, predicted), 1)
+    per_class, f1s = {}, []
+    for c, name in enumerate(label_names):
+        tp = confusion[c, c]
+        precision = tp / confusion[:, c].sum() if confusion[:, c].sum() else 0.0
+        recall = tp / confusion[c, :].sum() if confusion[c, :].sum() else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        per_class[str(name)] = {"precision": round(float(precision), 5), "recall": round(float(recall), 5),
+                                "f1": round(float(f1), 5), "support": int(confusion[c, :].sum())}
+        f1s.append(f1)
+    return {"accuracy": round(float((gold == predicted).mean()) if len(gold) else 0.0, 5),
+            "macro_f1": round(float(np.mean(f1s)), 5), "per_class": per_class,
+            "confusion": confusion.tolist()}

@@ -1,0 +1,391 @@
+"""Tables of texts, with or without labels, for text classifiers.
+
+The format comes from ``format=`` or from the file's extension:
+
+``csv`` (.csv)
+    Comma-separated, read by :mod:`csv` with its default dialect: a field may be quoted,
+    a quote inside a quoted field is doubled (``""``), and quoted fields may hold commas
+    and newlines. ``\\n``, ``\\r\\n`` and ``\\r`` line ends all work. The first row is the header.
+``tsv`` (.tsv, .tab)
+    Tab-separated with no quoting at all: every row is one line and ``"`` is an ordinary
+    character (the GLUE SST-2 files are like this). The first row is the header.
+``jsonl`` (.jsonl, .ndjson)
+    One JSON object per non-empty line. The columns are the union of the keys, in the
+    order they are first seen; a row that lacks a key gets ``None`` there. Values are
+    kept as JSON gives them (str, int, float, bool, None, list, dict).
+``txt`` (.txt)
+    One document per non-empty line, in a single column ``text``; no labels.
+
+For csv and tsv, rows whose fields are all blank are skipped; header names are stripped
+of surrounding spaces and must be non-empty and distinct; and every row must have exactly
+as many fields as the header. A row with *fewer* fields is an error, not padded with
+``""``: a short row almost always means a text broken across lines or a quote that is
+never closed, and padding would silently train on an empty text or label. Values are
+kept as strings, unstripped.
+
+The file is decoded whole first (:func:`textrnn.data.decode_bytes`), so a wrong encoding
+is reported with its byte offset and line. Every mistake in the input raises
+:class:`~textrnn.errors.TextRNNError` with a one-line message naming the file (and the
+line, where there is one) and what to do.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+from .data import decode_bytes
+from .errors import TextRNNError
+
+FORMATS = ("csv", "tsv", "jsonl", "txt")
+EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
+TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
+              "content", "contents", "comment", "comments")
+LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")
+_INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit strings stay strings
+
+
+@dataclass
+class Table:
+    """A parsed table. ``lines[i]`` is the 1-based line where ``rows[i]`` starts."""
+
+    path: str  # name for messages ("-" or "<stdin>" for stdin)
+    format: str  # "csv" | "tsv" | "jsonl" | "txt"
+    columns: list[str]  # in file order
+    rows: list[dict[str, Any]]  # in file order; every row has every column
+    lines: list[int]
+
+    def values(self, column: str) -> list[Any]:
+        """The values of one column, in row order."""
+        return [row[column] for row in self.rows]
+
+
+# --- reading -------------------------------------------------------------------------
+
+
+def read_table(
+    source: str | os.PathLike | bytes,
+    *,
+    format: str | None = None,
+    encoding: str = "utf-8",
+    name: str | None = None,
+) -> Table:
+    """Read a table from a path or from raw bytes (e.g. stdin's content).
+
+    For bytes, ``name`` names the source in messages (default ``"<stdin>"``) and the
+    format is ``format`` or else csv. For a path, the format is ``format`` or else the
+    one its extension names; an unknown extension is an error suggesting --format.
+    """
+    fmt = _check_format(format)
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        name = name or "<stdin>"
+        raw, fmt = bytes(source), fmt or "csv"
+    else:
+        path = Path(source)
+        name = name or str(path)
+        raw = _read_bytes(path, name)
+        fmt = fmt or _format_from_extension(path, name)
+    text = decode_bytes(raw, name, encoding).removeprefix("\ufeff")
+    if fmt == "jsonl":
+        columns, rows, lines = _parse_jsonl(text, name)
+    elif fmt == "txt":
+        columns, rows, lines = _parse_txt(text)
+    else:
+        columns, rows, lines = _parse_delimited(text, name, fmt)
+    if not rows:
+        raise _no_rows(name, fmt, columns)
+    return Table(name, fmt, columns, rows, lines)
+
+
+def _check_format(format: str | None) -> str | None:
+    if format is None:
+        return None
+    fmt = format.lower()
+    if fmt not in FORMATS:
+        raise TextRNNError(f"--format: unknown table format {format!r}; use one of {', '.join(FORMATS)}")
+    return fmt
+
+
+def _read_bytes(path: Path, name: str) -> bytes:
+    if not path.exists():
+        raise TextRNNError(f"{name}: no such file; check the path")
+    if path.is_dir():
+        raise TextRNNError(f"{name}: is a directory; give a table file")
+    try:
+        return path.read_bytes()
+    except OSError as e:
+        raise TextRNNError(f"{name}: cannot read ({e.strerror})") from None
+
+
+def _format_from_extension(path: Path, name: str) -> str:
+    suffix = path.suffix.lower()
+    if suffix not in EXTENSIONS:
+        what = f"extension {suffix!r}" if suffix else "a name without an extension"
+        raise TextRNNError(
+            f"{name}: cannot tell the table format from {what}; pass --format ({', '.join(FORMATS)})"
+        )
+    return EXTENSIONS[suffix]
+
+
+def _no_rows(name: str, fmt: str, columns: list[str]) -> TextRNNError:
+    if columns and fmt in ("csv", "tsv"):
+        return TextRNNError(f"{name}: no rows, only a header; give at least one row under it")
+    return TextRNNError(f"{name}: no rows (the file is empty); give a table with at least one row")
+
+
+Parsed = tuple[list[str], list[dict[str, Any]], list[int]]
+
+
+def _parse_delimited(text: str, name: str, fmt: str) -> Parsed:
+    """csv or tsv: the first non-blank row is the header; blank rows are skipped."""
+    dialect: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
+    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
+    header: list[str] | None = None
+    rows, lines = [], []
+    for line, fields in _records(reader, name, fmt):
+        if all(not f.strip() for f in fields):
+            continue
+        if header is None:
+            header = _header(fields, name, line)
+            continue
+        if len(fields) != len(header):
+            raise _width_error(name, fmt, line, len(fields), header)
+        rows.append(dict(zip(header, fields)))
+        lines.append(line)
+    return header or [], rows, lines
+
+
+def _records(reader: Any, name: str, fmt: str) -> Iterator[tuple[int, list[str]]]:
+    """(line where the row starts, fields) for every row, blank ones included."""
+    while True:
+        line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as e:
+            hint = "check for a quote that is never closed" if fmt == "csv" else "check the row"
+            raise TextRNNError(f"{name}: line {line}: cannot read the {fmt} row ({e}); {hint}") from None
+        yield line, fields
+
+
+def _header(fields: list[str], name: str, line: int) -> list[str]:
+    names = [f.strip() for f in fields]
+    for i, col in enumerate(names):
+        if not col:
+            raise TextRNNError(
+                f"{name}: line {line}: header column {i + 1} has no name; "
+                f"the first row must be a header naming every column"
+            )
+        if col in names[:i]:
+            raise TextRNNError(
+                f"{name}: line {line}: the header names column {col!r} twice; "
+                f"the first row must be a header with distinct names"
+            )
+    return names
+
+
+def _width_error(name: str, fmt: str, line: int, n: int, header: list[str]) -> TextRNNError:
+    if n > len(header):
+        fix = "quote fields that contain commas" if fmt == "csv" else "a text must not contain a tab"
+    elif fmt == "csv":
+        fix = "fill in the missing fields, or close a quote left open"
+    else:
+        fix = "fill in the missing fields (a text must not be broken across lines)"
+    return TextRNNError(
+        f"{name}: line {line}: {n} field{'s' if n != 1 else ''} but the header has {len(header)} "
+        f"({_names(header)}); {fix}"
+    )
+
+
+def _parse_jsonl(text: str, name: str) -> Parsed:
+    seen: dict[str, None] = {}  # ordered set of keys
+    objects, lines = [], []
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            obj = _json_object(line.strip(), name, number)
+            seen.update(dict.fromkeys(obj))
+            objects.append(obj)
+            lines.append(number)
+    columns = list(seen)
+    return columns, [{c: obj.get(c) for c in columns} for obj in objects], lines
+
+
+def _json_object(line: str, name: str, number: int) -> dict[str, Any]:
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as e:
+        raise TextRNNError(
+            f"{name}: line {number}: not valid JSON ({e.msg}, column {e.colno}); give one JSON object per line"
+        ) from None
+    except (ValueError, RecursionError) as e:  # too-long integers, too-deep nesting
+        raise TextRNNError(f"{name}: line {number}: unreadable JSON ({e}); give one JSON object per line") from None
+    if not isinstance(obj, dict):
+        raise TextRNNError(
+            f"{name}: line {number}: a JSON {type(obj).__name__}, not an object; "
+            f'give one JSON object per line, e.g. {{"text": "...", "label": "..."}}'
+        )
+    return obj
+
+
+def _parse_txt(text: str) -> Parsed:
+    rows, lines = [], []
+    for number, line in enumerate(text.split("\n"), 1):
+        doc = line.removesuffix("\r")
+        if doc.strip():
+            rows.append({"text": doc})
+            lines.append(number)
+    return ["text"], rows, lines
+
+
+# --- columns -------------------------------------------------------------------------
+
+
+def detect_text_column(table: Table, requested: str | None = None) -> str:
+    """The column holding the texts.
+
+    ``requested`` if given (it must exist); else the first column named like a text
+    (text, sentence, review, content, comment, or their plurals; any case); else the one
+    column, not named like a label, whose values are mostly non-numeric strings.
+    """
+    if requested is not None:
+        return _require_column(table, requested, "--text-column")
+    named = _first_named(table.columns, TEXT_NAMES)
+    if named is not None:
+        return named
+    texty = [c for c in table.columns if c.strip().lower() not in LABEL_NAMES and _mostly_text(table, c)]
+    if len(texty) == 1:
+        return texty[0]
+    why = f"columns {_names(texty)} all hold text" if texty else "no column holds text"
+    raise TextRNNError(
+        f"{table.path}: cannot tell which column is the text ({why}; the columns are "
+        f"{_names(table.columns)}{_format_hint(table)}); pass --text-column NAME"
+    )
+
+
+def detect_label_column(table: Table, requested: str | None = None, *, required: bool = True) -> str | None:
+    """The column holding the labels, checked to have a label in every row.
+
+    ``requested`` if given (it must exist); else the first column named label(s),
+    sentiment, polarity, class or target (any case); else ``None`` if not ``required``.
+    """
+    if requested is not None:
+        column = _require_column(table, requested, "--label-column")
+    else:
+        column = _first_named(table.columns, LABEL_NAMES)
+        if column is None:
+            if not required:
+                return None
+            raise _no_label_column(table)
+    for row, line in zip(table.rows, table.lines):
+        value = row[column]
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise TextRNNError(
+                f"{table.path}: line {line}: empty label in column {column!r}; "
+                f"give every row a label or remove the row"
+            )
+    return column
+
+
+def _no_label_column(table: Table) -> TextRNNError:
+    if table.format == "txt":
+        return TextRNNError(
+            f"{table.path}: a txt file holds one text per line and no labels; "
+            f"give a csv, tsv or jsonl table with a label column"
+        )
+    return TextRNNError(
+        f"{table.path}: no label column (none is named {', '.join(LABEL_NAMES)}; the columns are "
+        f"{_names(table.columns)}{_format_hint(table)}); pass --label-column NAME"
+    )
+
+
+def _require_column(table: Table, requested: str, option: str) -> str:
+    if requested not in table.columns:
+        raise TextRNNError(
+            f"{table.path}: no column {requested!r} (the columns are {_names(table.columns)}"
+            f"{_format_hint(table)}); pass {option} with one of them"
+        )
+    return requested
+
+
+def _first_named(columns: list[str], names: tuple[str, ...]) -> str | None:
+    return next((c for c in columns if c.strip().lower() in names), None)
+
+
+def _mostly_text(table: Table, column: str) -> bool:
+    """More than half the rows hold a non-blank string that is not a number."""
+    texts = sum(isinstance(v, str) and v.strip() != "" and not _is_number(v) for v in table.values(column))
+    return texts * 2 > len(table.rows)
+
+
+def _is_number(s: str) -> bool:
+    try:
+        float(s)
+    except ValueError:
+        return False
+    return True
+
+
+def _names(columns: list[str]) -> str:
+    return ", ".join(repr(c) for c in columns) if columns else "(none)"
+
+
+def _format_hint(table: Table) -> str:
+    """A single csv/tsv column whose name holds the other separator: wrong --format."""
+    if len(table.columns) != 1 or table.format not in ("csv", "tsv"):
+        return ""
+    other, sep = ("tsv", "\t") if table.format == "csv" else ("csv", ",")
+    if sep not in table.columns[0]:
+        return ""
+    return f"; read as {table.format}, is it {other}? if so pass --format {other}"
+
+
+# --- labels --------------------------------------------------------------------------
+
+
+def parse_labels(values: list, *, column: str = "label", source: str | None = None) -> tuple[list, list[int]]:
+    """Label names in a stable order, and each value's index into them.
+
+    If every value is an int (or an integral float, or a string like ``"0"``, ``" 1 "``,
+    ``"-1"``), the names are ints sorted numerically; otherwise they are strings
+    (stripped; ints written in decimal, JSON booleans as ``"true"``/``"false"``) sorted
+    alphabetically. ``column`` and ``source`` only name things in error messages.
+    """
+    prefix = f"{source}: " if source else ""
+    keys = [_label_key(v, i, column, prefix) for i, v in enumerate(values)]
+    if not all(isinstance(k, int) for k in keys):
+        keys = [str(k) for k in keys]
+    names = sorted(set(keys))
+    if not names:
+        raise TextRNNError(f"{prefix}labels column {column!r} is empty; a classifier needs labelled rows")
+    if len(names) == 1:
+        raise TextRNNError(
+            f"{prefix}labels column {column!r} has only one class {str(names[0])!r}; "
+            f"a classifier needs at least two"
+        )
+    index = {name: i for i, name in enumerate(names)}
+    return names, [index[k] for k in keys]
+
+
+def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, str) and value.strip():
+        s = value.strip()
+        return int(s) if _INT.fullmatch(s) else s
+    if value is None or isinstance(value, str):
+        raise TextRNNError(f"{prefix}labels column {column!r}: row {i + 1} has no label; give every row a label")
+    raise TextRNNError(
+        f"{prefix}labels column {column!r}: row {i + 1} has the label {value!r:.40}; "
+        f"labels must be strings or integers"
+    )

@@ -1,0 +1,115 @@
+"""What :func:`textrnn.trainer.fit` trains on: one task class per kind of model.
+
+A task owns its batches, its loss and its evaluation, and whatever state is carried
+between batches; ``fit`` stays generic.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Optional, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .classify import evaluate as classification_metrics
+from .classify import predict_ids
+from .data import ClassBatches, LMBatches
+from .model import Classifier, LanguageModel, State, detach_state
+
+
+class LMTask:
+    """Language modelling for :func:`textrnn.train.fit`: carried state, next-token loss."""
+
+    def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float):
+        self.train, self.val, self.device = train, val, device
+        self.chars_per_val_token = chars_per_val_token
+        self.state: Optional[State] = None
+
+    def steps_per_epoch(self) -> int:
+        return self.train.windows_in_epoch(0)
+
+    def start_epoch(self, epoch: int) -> None:
+        self.state = None  # streams restart at a new offset: nothing to carry
+
+    def batches(self, epoch: int, start: int):
+        for w in range(start, self.train.windows_in_epoch(epoch)):
+            yield self.train.window(epoch, w)
+
+    def loss(self, model: LanguageModel, batch) -> tuple[torch.Tensor, int]:
+        x, y = (t.to(self.device, non_blocking=True) for t in batch)  # (B, T) each
+        logits, state = model(x, self.state)  # (B, T, V)
+        self.state = detach_state(state)
+        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
+
+    def evaluate(self, model: LanguageModel) -> dict[str, float]:
+        total, count, state = 0.0, 0, None
+        for x, y in self.val:
+            x, y = x.to(self.device), y.to(self.device)
+            logits, state = model(x, state)
+            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            count += y.numel()
+        loss = total / count
+        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50.0)), 3),
+                "val_bpc": round(loss / self.chars_per_val_token / math.log(2), 5)}
+
+    def is_better(self, metrics, best) -> bool:
+        return best is None or metrics["val_loss"] < best["val_loss"]
+
+    def carry_state(self) -> dict[str, torch.Tensor]:
+        if self.state is None:
+            return {}
+        if isinstance(self.state, tuple):
+            return {"h": self.state[0].cpu(), "c": self.state[1].cpu()}
+        return {"h": self.state.cpu()}
+
+    def load_carry_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        if "c" in tensors:
+            self.state = (tensors["h"].to(self.device), tensors["c"].to(self.device))
+        elif "h" in tensors:
+            self.state = tensors["h"].to(self.device)
+
+
+class ClassifyTask:
+    """Text classification for :func:`textrnn.trainer.fit`: length-bucketed batches,
+    cross-entropy, accuracy / macro-F1 / per-class precision and recall on validation."""
+
+    def __init__(self, train: ClassBatches, val_ids: Sequence[np.ndarray], val_labels: np.ndarray,
+                 label_names: Sequence[Any], device: torch.device):
+        self.train, self.val_ids, self.val_labels = train, list(val_ids), np.asarray(val_labels)
+        self.label_names, self.device = list(label_names), device
+        self._epoch, self._order = -1, []
+
+    def steps_per_epoch(self) -> int:
+        return len(self.train)
+
+    def start_epoch(self, epoch: int) -> None:
+        pass
+
+    def batches(self, epoch: int, start: int):
+        if epoch != self._epoch:
+            self._epoch, self._order = epoch, self.train.epoch_batches(epoch)
+        for index in self._order[start:]:
+            yield self.train.batch(index)
+
+    def loss(self, model: Classifier, batch) -> tuple[torch.Tensor, int]:
+        ids, lengths, labels = batch
+        logits = model(ids.to(self.device, non_blocking=True), lengths)  # (B, C)
+        return F.cross_entropy(logits, labels.to(self.device, non_blocking=True)), int(lengths.sum())
+
+    def evaluate(self, model: Classifier) -> dict[str, Any]:
+        probs = predict_ids(model, self.val_ids)  # (N, C)
+        picked = np.clip(probs[np.arange(len(probs)), self.val_labels], 1e-12, None)
+        m = classification_metrics(self.val_labels, probs.argmax(axis=1), self.label_names)
+        return {"val_loss": round(float(-np.log(picked).mean()), 5), "val_acc": m["accuracy"],
+                "val_macro_f1": m["macro_f1"], "val_per_class": m["per_class"]}
+
+    def is_better(self, metrics, best) -> bool:
+        return best is None or (metrics["val_acc"], -metrics["val_loss"]) > (best["val_acc"], -best["val_loss"])
+
+    def carry_state(self) -> dict[str, torch.Tensor]:
+        return {}
+
+    def load_carry_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        pass
