@@ -60,6 +60,18 @@ def parse_duration(text: str | float | int | None) -> Optional[float]:
     return seconds
 
 
+class _DictMixin:
+    """Round-trip through plain dicts (``config.json``); unknown keys are ignored."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]):
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in d.items() if k in names})
+
+
 # Defaults that differ for the classifier (the dataclass defaults are the language model's).
 CLASSIFIER_DEFAULTS: dict[str, Any] = {
     "hidden": 256, "embed": 128, "bidirectional": True, "dropout": 0.3,
@@ -70,7 +82,7 @@ CLASSIFIER_EPOCHS = 3.0  # when no --epochs / --max-steps / --max-time is given
 
 
 @dataclass
-class ModelConfig:
+class ModelConfig(_DictMixin):
     """The shape of the network. Saved in the checkpoint; enough to rebuild the model."""
 
     vocab_size: int
@@ -107,17 +119,10 @@ class ModelConfig:
                 f"--tie-weights needs --embed equal to --hidden (got {self.embed} and {self.hidden})"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(_DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
 
     batch_size: int = 32
@@ -126,7 +131,7 @@ class TrainConfig:
     """Tokens per truncated-BPTT window (language model)."""
     max_len: int = 512
     """Classifier: texts are cut to their first ``max_len`` tokens."""
-    lr: float = 4e-3
+    lr: float = 6e-3
     """Peak learning rate (AdamW)."""
     weight_decay: float = 0.01
     """AdamW weight decay (not applied to biases and embeddings)."""
@@ -172,10 +177,3 @@ class TrainConfig:
         if self.epochs is None and self.max_steps is None and self.max_time is None:
             self.epochs = 10.0  # about 5 minutes on tiny-shakespeare with a 2-core CPU
 
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "TrainConfig":
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})

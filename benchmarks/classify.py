@@ -1,0 +1,64 @@
+"""Classifier bars: SST-2 test accuracy and ``textrnn classify`` throughput.
+
+    python benchmarks/classify.py                          # the shipped checkpoints/sst2
+    python benchmarks/classify.py --checkpoint DIR [--data FILE.tsv]
+
+Loads the classifier, then times what ``textrnn classify`` does after start-up (read the
+table, encode, batched inference, label every row) over the whole SST-2 test set (1,821
+sentences), best of 3. Also times the whole ``textrnn classify`` process once, for scale.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data" / "sst2" / "test.tsv"
+TEST = SHARED if SHARED.exists() else ROOT / "corpora" / "sst2" / "test.tsv"
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "sst2")
+    ap.add_argument("--data", type=Path, default=TEST)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+
+    import numpy as np
+    import torch
+
+    import textrnn
+    from textrnn.tables import detect_label_column, detect_text_column, read_table
+
+    torch.set_num_threads(torch.get_num_threads())
+    clf = textrnn.load(args.checkpoint, task="classify")
+    best = float("inf")
+    for _ in range(args.repeats):
+        t = time.perf_counter()
+        table = read_table(args.data)
+        texts = table.values(detect_text_column(table))
+        probs = clf.predict_proba(texts)
+        labels = [clf.labels[i] for i in probs.argmax(axis=1)]
+        best = min(best, time.perf_counter() - t)
+    gold = [str(v).strip() for v in table.values(detect_label_column(table))]
+    acc = float(np.mean([str(p) == g for p, g in zip(labels, gold)]))
+    n = len(texts)
+    print(f"checkpoint: {args.checkpoint}")
+    print(f"data: {args.data} ({n:,} sentences)")
+    print(f"accuracy: {acc:.2%} ({sum(str(p) == g for p, g in zip(labels, gold))}/{n})")
+    print(f"classify throughput (read + encode + infer, start-up excluded, best of {args.repeats}): "
+          f"{n / best:,.0f} sentences/s ({best * 1000:.0f} ms)")
+    t = time.perf_counter()
+    subprocess.run([sys.executable, "-m", "textrnn", "classify", str(args.data), "-c", str(args.checkpoint)],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    print(f"whole `textrnn classify` process, start-up included: {time.perf_counter() - t:.2f} s")
+    print("bar 1 (accuracy >= 85.5%):", "PASS" if acc >= 0.855 else "FAIL")
+    print("bar 2 (>= 2,000 sentences/s):", "PASS" if n / best >= 2000 else "FAIL")
+
+
+if __name__ == "__main__":
+    main()
