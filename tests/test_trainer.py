@@ -57,7 +57,7 @@ def test_loss_falls_and_checkpoint_is_complete(tmp_path, tiny_corpus):
     config = json.loads((run / "config.json").read_text())
     assert config["task"] == "lm" and config["tokenizer"]["kind"] == "char"
     assert config["model"]["hidden"] == TINY["hidden"] and "textrnn_version" in config
-    assert not [p for p in run.iterdir() if p.name.startswith(".")]  # no temporary files left
+    assert not [p for p in run.iterdir() if p.name.startswith(".") and p.name != ".lock"]  # no temporaries left
 
 
 def test_save_load_identical_logits(tmp_path, tiny_corpus):
@@ -110,3 +110,51 @@ def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
     other.write_text(tiny_corpus.read_text()[::-1])
     with pytest.raises(TextRNNError, match="different text"):
         train_language_model([other], out=out, max_steps=6, resume=True, **TINY)
+
+
+class _FakeTask:
+    """A minimal Task for the generic loop: the loss turns NaN from step ``nan_from`` on."""
+
+    def __init__(self, nan_from):
+        self.nan_from, self.calls = nan_from, 0
+
+    def steps_per_epoch(self):
+        return 100
+
+    def start_epoch(self, epoch):
+        pass
+
+    def batches(self, epoch, start):
+        for _ in range(start, 100):
+            yield torch.ones(2, 3)
+
+    def loss(self, model, batch):
+        self.calls += 1
+        loss = model(batch).pow(2).mean()
+        return (loss * float("nan") if self.calls >= self.nan_from else loss), 2
+
+    def evaluate(self, model):
+        return {"val_loss": 1.0}
+
+    def is_better(self, metrics, best):
+        return best is None
+
+    def carry_state(self):
+        return {}
+
+    def load_carry_state(self, tensors):
+        pass
+
+
+def test_diverging_loss_stops_with_clear_error_and_saves_nothing_after(tmp_path):
+    from textrnn.trainer import fit
+
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 1)
+    saved_steps = []
+    cfg = TrainConfig(max_steps=50, save_every=2, eval_every=100, warmup_steps=0)
+    with pytest.raises(TextRNNError, match="diverged.*by step 6") as e:
+        fit(model, _FakeTask(nan_from=5), cfg, report_every=3,
+            on_checkpoint=lambda st, best: saved_steps.append(st.step))
+    assert "last good checkpoint is kept" in str(e.value)
+    assert saved_steps == [2, 4]  # the NaN at step 5 is caught before the save at step 6

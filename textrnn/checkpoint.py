@@ -35,8 +35,8 @@ from .config import ModelConfig
 from .errors import TextRNNError
 from .tokenizer import Tokenizer
 
-CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER = (
-    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt")
+CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER, LOCK = (
+    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt", ".lock")
 
 
 def _fsync_dir(path: Path) -> None:
@@ -97,6 +97,43 @@ def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
                            "the previous checkpoint is kept; free disk space or choose --out") from None
 
 
+class RunLock:
+    """Exclusive use of a run directory by one training process.
+
+    An ``flock`` on ``<run>/.lock``: a second ``textrnn train`` on the same directory is
+    refused, and since the kernel drops the lock when its process dies (even by SIGKILL),
+    a crashed run never leaves the directory stuck. A no-op where ``fcntl`` is missing.
+    """
+
+    def __init__(self, run_dir: str | os.PathLike):
+        self.path = Path(run_dir) / LOCK
+        self.fd: Optional[int] = None
+
+    def __enter__(self) -> "RunLock":
+        try:
+            import fcntl
+        except ImportError:  # Windows
+            return self
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            os.close(fd)
+            raise TextRNNError(f"{self.path.parent}: another textrnn process (pid {holder}) is training "
+                               "into this directory; wait for it to finish or choose another --out") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, str(os.getpid()).encode())
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.fd is not None:
+            os.close(self.fd)  # releases the flock
+            self.fd = None
+
+
 def write_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Tokenizer) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write(run_dir / TOKENIZER, tokenizer.to_json())
@@ -138,6 +175,15 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
     os.replace(tmp, last)
     _fsync_dir(run_dir)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_leftovers(run_dir: Path) -> None:
+    """Delete temporary files and directories a killed process left half-written."""
+    for p in Path(run_dir).glob(".*"):
+        if p.name.startswith(".last.") and p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.name.endswith(".tmp") and p.is_file():
+            p.unlink(missing_ok=True)
 
 
 def last_dir(run_dir: Path) -> Optional[Path]:

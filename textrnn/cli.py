@@ -216,16 +216,19 @@ def generate(checkpoint: Optional[str], prompt: str, length: int, temperature: f
     pieces = lm.stream(prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
                        greedy=greedy, num_samples=num_samples, seed=seed)
     out = sys.stdout
-    if num_samples == 1:
-        out.write(prompt)
+    if num_samples == 1:  # stream: write what is ready about 20 times a second
+        buffer = [prompt]
         last_flush = time.perf_counter()
         for (piece,) in pieces:
-            out.write(piece)
+            buffer.append(piece)
             now = time.perf_counter()
             if now - last_flush > 0.05:
+                out.write("".join(buffer))
                 out.flush()
+                buffer.clear()
                 last_flush = now
-        out.write("\n")
+        buffer.append("\n")
+        out.write("".join(buffer))
         out.flush()
         return
     texts = [[prompt] for _ in range(num_samples)]

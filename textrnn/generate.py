@@ -67,29 +67,38 @@ def sample_ids(
     gen.manual_seed(seed if seed is not None else torch.seed())
     model.eval()
     with torch.inference_mode():
-        stepper = model.stepper()
+        # temperature and banned tokens are folded into the head once, not applied per step
+        stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned)
         state = stepper.initial_state(num_samples, device)
         if len(prompt_ids) > 1:  # run the prefix through the full network once
             prefix = torch.tensor([prompt_ids[:-1]], device=device).expand(num_samples, -1)  # (N, P-1)
             _, module_state = model(prefix)
             state = Stepper.from_module_state(module_state)
         token = torch.full((num_samples,), prompt_ids[-1], dtype=torch.long, device=device)  # (N,)
-        ban = torch.tensor(banned or [], dtype=torch.long, device=device)
-        inv_temp = 1.0 / temperature if not greedy else 1.0
-        for _ in range(length):
+        filtered = top_k is not None or top_p is not None
+        noise = torch.empty(0)
+        for t in range(length):
             logits, state = stepper(token, state)  # (N, V)
-            if len(ban):
-                logits.index_fill_(1, ban, float("-inf"))
             if greedy:
                 token = logits.argmax(dim=-1)
-            else:
-                if inv_temp != 1.0:
-                    logits = logits * inv_temp
-                if top_k is not None or top_p is not None:
-                    logits = filter_logits(logits, top_k, top_p)
-                probs = torch.softmax(logits, dim=-1)
-                token = torch.multinomial(probs, 1, generator=gen).squeeze(1)
+                yield token
+                continue
+            if filtered:
+                logits = filter_logits(logits, top_k, top_p)
+            # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits);
+            # the noise is drawn for many steps at once, which is much cheaper per step.
+            if t % _NOISE_CHUNK == 0:
+                noise = _gumbel((min(_NOISE_CHUNK, length - t), *logits.shape), gen, device)
+            token = (logits + noise[t % _NOISE_CHUNK]).argmax(dim=-1)  # (N,)
             yield token
+
+
+_NOISE_CHUNK = 256
+
+
+def _gumbel(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
+    """Standard Gumbel noise, -log(E) with E ~ Exponential(1)."""
+    return torch.empty(shape, device=device).exponential_(generator=gen).log_().neg_()
 
 
 def generate(

@@ -79,9 +79,10 @@ class LanguageModel(nn.Module):
         out, state = self.encoder(ids, state)  # (B, T, H)
         return self.head(self.drop(out)), state  # (B, T, V)
 
-    def stepper(self) -> "Stepper":
-        """A fast one-token-at-a-time evaluator of this model (for sampling)."""
-        return Stepper(self)
+    def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
+        """A fast one-token-at-a-time evaluator of this model (for sampling); its logits
+        are multiplied by ``logit_scale`` and the ``banned`` tokens get -inf."""
+        return Stepper(self, logit_scale, banned)
 
 
 class Classifier(nn.Module):
@@ -127,7 +128,7 @@ class Stepper:
     equals ``LanguageModel.forward`` (tested). Use under ``torch.inference_mode()``.
     """
 
-    def __init__(self, model: LanguageModel):
+    def __init__(self, model: LanguageModel, logit_scale: float = 1.0, banned: Optional[list[int]] = None):
         cfg = model.cfg
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden
         rnn = model.encoder.rnn
@@ -148,8 +149,10 @@ class Stepper:
                 self.table = self.table + b_hh[0]
                 self.b_in = [None] + [bi + bh for bi, bh in zip(b_ih[1:], b_hh[1:])]
                 self.b_hh = b_hh
-            self.head_w_t = model.head.weight.detach().t().contiguous()  # (H, V)
-            self.head_b = model.head.bias.detach()
+            self.head_w_t = model.head.weight.detach().t().contiguous() * logit_scale  # (H, V)
+            self.head_b = model.head.bias.detach() * logit_scale
+            if banned:
+                self.head_b[banned] = float("-inf")
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list:
         z = lambda: torch.zeros(batch, self.hidden, device=device)  # noqa: E731

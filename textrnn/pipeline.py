@@ -15,11 +15,12 @@ directory, resume, and what is saved when; both kinds of run share that machiner
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
@@ -76,23 +77,22 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
             {k: v for k, v in given.items() if k in TRAIN_FIELDS})
 
 
-def _open_run(out: Path, resume: bool, force: bool) -> bool:
-    """Check the run directory; returns True when an existing run is to be resumed."""
+@contextlib.contextmanager
+def _open_run(out: Path, resume: bool, force: bool) -> Iterator[bool]:
+    """Lock the run directory for this process and check it; yields True when an existing
+    run is to be resumed. The lock is held until the run ends."""
     if out.exists() and not out.is_dir():
         raise TextRNNError(f"--out {out}: is a file; give a directory for the run")
-    if resume:
-        if not (out / checkpoint.CONFIG).exists():
-            raise TextRNNError(f"--resume: {out} has no run to resume; drop --resume to start a new one")
-        return True
-    if out.is_dir() and any(out.iterdir()):
-        if not force:
-            raise TextRNNError(f"{out}: a run already exists there; pass --resume to continue it, "
-                               f"--force to overwrite it, or --out to choose another directory")
-        if not (out / checkpoint.CONFIG).exists():
-            raise TextRNNError(f"{out}: exists and is not a textrnn run; --force only replaces runs; "
-                               "choose another --out")
-        shutil.rmtree(out)
-    return False
+    existed = out.is_dir() and any(p.name != checkpoint.LOCK for p in out.iterdir())
+    if existed and not resume and not force:
+        raise TextRNNError(f"{out}: a run already exists there; pass --resume to continue it, "
+                           f"--force to overwrite it, or --out to choose another directory")
+    if existed and not (out / checkpoint.CONFIG).exists():
+        raise TextRNNError(f"{out}: exists and is not a textrnn run; choose another --out")
+    if resume and not existed:
+        raise TextRNNError(f"--resume: {out} has no run to resume; drop --resume to start a new one")
+    with checkpoint.RunLock(out):
+        yield bool(resume)  # (--force replaces the old run only once the new one starts: _execute)
 
 
 def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tokenizer: Optional[str],
@@ -122,12 +122,18 @@ def _execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.
     """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``)."""
     state = None
     metrics: list[dict[str, Any]] = []
+    if resuming and checkpoint.last_dir(out) is None:
+        resuming = False  # stopped before its first save: nothing to resume, start it again
     if resuming:
+        checkpoint.remove_leftovers(out)
         raw = checkpoint.load_trainer_state(out)
         checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
         state = TrainerState.from_dict(raw)
         metrics = [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
     else:
+        for p in out.iterdir():  # an old run that --force replaces (_open_run checked it is one)
+            if p.name != checkpoint.LOCK:
+                shutil.rmtree(p) if p.is_dir() else p.unlink()
         checkpoint.write_run_files(out, config, tok)
 
     def on_checkpoint(st: TrainerState, best: bool) -> None:
@@ -185,49 +191,49 @@ def train_language_model(
         raise TextRNNError("--bidirectional is for classifiers: a language model must not read ahead")
     corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
     out = Path(out) if out is not None else default_run_dir(corpus[0])
-    resuming = _open_run(out, resume, force)
+    with _open_run(out, resume, force) as resuming:
 
-    text = read_corpus(corpus, encoding)
-    if resuming:
-        saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, _sha256(text), list(map(str, corpus)))
-        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
-        tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
-        mcfg = ModelConfig.from_dict(saved["model"])
-        val_file = saved["data"].get("val_file")
-    else:
-        tcfg = TrainConfig(**train_opts)
+        text = read_corpus(corpus, encoding)
+        if resuming:
+            saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, _sha256(text), list(map(str, corpus)))
+            tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
+            tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
+            mcfg = ModelConfig.from_dict(saved["model"])
+            val_file = saved["data"].get("val_file")
+        else:
+            tcfg = TrainConfig(**train_opts)
 
-    if val_file is not None:
-        train_text, val_text = text, read_corpus([val_file], encoding)
-    else:
-        train_text, val_text = split_validation(text, tcfg.val_fraction)
-    if not resuming:
-        tok = train_tokenizer(tokenizer or "char", chunks([train_text]), vocab_size)
-        mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
+        if val_file is not None:
+            train_text, val_text = text, read_corpus([val_file], encoding)
+        else:
+            train_text, val_text = split_validation(text, tcfg.val_fraction)
+        if not resuming:
+            tok = train_tokenizer(tokenizer or "char", chunks([train_text]), vocab_size)
+            mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
 
-    train_ids = compact_ids(tok.encode(train_text), tok.vocab_size)
-    val_ids = compact_ids(tok.encode(val_text), tok.vocab_size)
-    name = ", ".join(map(str, corpus))
-    train_batches = LMBatches(train_ids, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name)
-    val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
-    val_batches = eval_batches(val_ids, tcfg.seq_len, name=val_name)
+        train_ids = compact_ids(tok.encode(train_text), tok.vocab_size)
+        val_ids = compact_ids(tok.encode(val_text), tok.vocab_size)
+        name = ", ".join(map(str, corpus))
+        train_batches = LMBatches(train_ids, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name)
+        val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
+        val_batches = eval_batches(val_ids, tcfg.seq_len, name=val_name)
 
-    device = resolve_device(tcfg.device)
-    seed_everything(tcfg.seed)
-    model = LanguageModel(mcfg).to(device)
-    config = {
-        "textrnn_version": __version__,
-        "task": "lm",
-        "model": mcfg.to_dict(),
-        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
-        "train": tcfg.to_dict(),
-        "data": {"files": [str(c) for c in corpus], "sha256": _sha256(text), "encoding": encoding,
-                 "val_file": str(val_file) if val_file else None,
-                 "train_chars": len(train_text), "val_chars": len(val_text),
-                 "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids))},
-    }
-    task = LMTask(train_batches, val_batches, device, chars_per_val_token=len(val_text) / max(1, len(val_ids)))
-    return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every)
+        device = resolve_device(tcfg.device)
+        seed_everything(tcfg.seed)
+        model = LanguageModel(mcfg).to(device)
+        config = {
+            "textrnn_version": __version__,
+            "task": "lm",
+            "model": mcfg.to_dict(),
+            "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
+            "train": tcfg.to_dict(),
+            "data": {"files": [str(c) for c in corpus], "sha256": _sha256(text), "encoding": encoding,
+                     "val_file": str(val_file) if val_file else None,
+                     "train_chars": len(train_text), "val_chars": len(val_text),
+                     "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids))},
+        }
+        task = LMTask(train_batches, val_batches, device, chars_per_val_token=len(val_text) / max(1, len(val_ids)))
+        return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every)
 
 
 def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_column: Optional[str],
@@ -284,94 +290,94 @@ def train_classifier(
 
     model_opts, train_opts = _split_options(options)
     out = Path(out) if out is not None else default_run_dir(train_file)
-    resuming = _open_run(out, resume, force)
-    texts, raw_labels, text_col, label_col = _labelled(train_file, fmt=format, encoding=encoding,
-                                                       text_column=text_column, label_column=label_column)
-    val_texts = val_raw = None
-    if val_file is not None:
-        val_texts, val_raw, _, _ = _labelled(val_file, fmt=format, encoding=encoding,
-                                             text_column=text_column, label_column=label_column)
-    data_sha = _sha256(*texts, *map(str, raw_labels), *(val_texts or []))
-    files = [str(train_file)] + ([str(val_file)] if val_file else [])
+    with _open_run(out, resume, force) as resuming:
+        texts, raw_labels, text_col, label_col = _labelled(train_file, fmt=format, encoding=encoding,
+                                                           text_column=text_column, label_column=label_column)
+        val_texts = val_raw = None
+        if val_file is not None:
+            val_texts, val_raw, _, _ = _labelled(val_file, fmt=format, encoding=encoding,
+                                                 text_column=text_column, label_column=label_column)
+        data_sha = _sha256(*texts, *map(str, raw_labels), *(val_texts or []))
+        files = [str(train_file)] + ([str(val_file)] if val_file else [])
 
-    lm = None
-    if resuming:
-        saved = _resume_config(out, "classify", model_opts, train_opts, tokenizer, data_sha, files)
-        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
-        tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
-        mcfg = ModelConfig.from_dict(saved["model"])
-        names = saved["labels"]
-        labels = _label_indices(raw_labels, names, str(train_file))
-    else:
-        names, idx = parse_labels(raw_labels)
-        labels = np.asarray(idx, dtype=np.int64)
-        train_defaults = {k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in TRAIN_FIELDS}
-        if not any(k in train_opts for k in STOP_FIELDS):
-            train_defaults["epochs"] = CLASSIFIER_EPOCHS
-        tcfg = TrainConfig(**{**train_defaults, **train_opts})
-        if init_from is not None:
-            lm = checkpoint.load(init_from)
-            if lm.task != "lm":
-                raise TextRNNError(f"--init-from {init_from}: is a classifier; give a language-model run")
-            clash = {k for k in model_opts if k in ("cell", "layers", "hidden", "embed")
-                     and model_opts[k] != lm.config["model"][k]}
-            if clash:
-                raise TextRNNError(f"--init-from takes the model size from {init_from}; drop "
-                                   + ", ".join(f"--{k}" for k in sorted(clash)))
-            tok = lm.tokenizer
-            shape = {k: lm.config["model"][k] for k in ("cell", "layers", "hidden", "embed")}
-            mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
-                               **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
-                                  **model_opts, **shape})
+        lm = None
+        if resuming:
+            saved = _resume_config(out, "classify", model_opts, train_opts, tokenizer, data_sha, files)
+            tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
+            tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
+            mcfg = ModelConfig.from_dict(saved["model"])
+            names = saved["labels"]
+            labels = _label_indices(raw_labels, names, str(train_file))
         else:
-            tok = train_tokenizer(tokenizer or "word", chunks(texts), vocab_size)
-            mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
-                               **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
-                                  **model_opts})
+            names, idx = parse_labels(raw_labels)
+            labels = np.asarray(idx, dtype=np.int64)
+            train_defaults = {k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in TRAIN_FIELDS}
+            if not any(k in train_opts for k in STOP_FIELDS):
+                train_defaults["epochs"] = CLASSIFIER_EPOCHS
+            tcfg = TrainConfig(**{**train_defaults, **train_opts})
+            if init_from is not None:
+                lm = checkpoint.load(init_from)
+                if lm.task != "lm":
+                    raise TextRNNError(f"--init-from {init_from}: is a classifier; give a language-model run")
+                clash = {k for k in model_opts if k in ("cell", "layers", "hidden", "embed")
+                         and model_opts[k] != lm.config["model"][k]}
+                if clash:
+                    raise TextRNNError(f"--init-from takes the model size from {init_from}; drop "
+                                       + ", ".join(f"--{k}" for k in sorted(clash)))
+                tok = lm.tokenizer
+                shape = {k: lm.config["model"][k] for k in ("cell", "layers", "hidden", "embed")}
+                mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
+                                   **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
+                                      **model_opts, **shape})
+            else:
+                tok = train_tokenizer(tokenizer or "word", chunks(texts), vocab_size)
+                mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
+                                   **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
+                                      **model_opts})
 
-    from .classify import encode_texts
+        from .classify import encode_texts
 
-    if val_texts is None:
-        order = np.random.default_rng(tcfg.seed).permutation(len(texts))
-        n_val = max(1, int(round(len(texts) * tcfg.val_fraction)))
-        val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
-        val_texts, val_labels = [texts[i] for i in val_idx], labels[val_idx]
-        texts, labels = [texts[i] for i in train_idx], labels[train_idx]
-    else:
-        val_labels = _label_indices(val_raw, names, str(val_file))
-    from .data import ClassBatches
+        if val_texts is None:
+            order = np.random.default_rng(tcfg.seed).permutation(len(texts))
+            n_val = max(1, int(round(len(texts) * tcfg.val_fraction)))
+            val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])
+            val_texts, val_labels = [texts[i] for i in val_idx], labels[val_idx]
+            texts, labels = [texts[i] for i in train_idx], labels[train_idx]
+        else:
+            val_labels = _label_indices(val_raw, names, str(val_file))
+        from .data import ClassBatches
 
-    train_ids = encode_texts(tok, texts, tcfg.max_len)
-    val_ids = encode_texts(tok, val_texts, tcfg.max_len)
-    device = resolve_device(tcfg.device)
-    seed_everything(tcfg.seed)
-    model = Classifier(mcfg)
-    optimizer = None
-    if lm is not None:
-        missing = model.encoder.load_state_dict(lm.model.encoder.state_dict(), strict=False)
-        assert not missing.unexpected_keys, missing
-        pretrained = {id(p) for name, p in model.encoder.named_parameters() if name not in missing.missing_keys}
-        from .trainer import make_optimizer
+        train_ids = encode_texts(tok, texts, tcfg.max_len)
+        val_ids = encode_texts(tok, val_texts, tcfg.max_len)
+        device = resolve_device(tcfg.device)
+        seed_everything(tcfg.seed)
+        model = Classifier(mcfg)
+        optimizer = None
+        if lm is not None:
+            missing = model.encoder.load_state_dict(lm.model.encoder.state_dict(), strict=False)
+            assert not missing.unexpected_keys, missing
+            pretrained = {id(p) for name, p in model.encoder.named_parameters() if name not in missing.missing_keys}
+            from .trainer import make_optimizer
 
-        groups = [
-            {"params": [p for p in model.parameters() if id(p) in pretrained], "lr_scale": pretrained_lr_scale,
-             "weight_decay": tcfg.weight_decay},
-            {"params": [p for p in model.parameters() if id(p) not in pretrained], "weight_decay": tcfg.weight_decay},
-        ]
-        optimizer = make_optimizer(model.to(device), tcfg, groups)
-    model.to(device)
-    config = {
-        "textrnn_version": __version__,
-        "task": "classify",
-        "labels": list(names),
-        "columns": {"text": text_col, "label": label_col},
-        "model": mcfg.to_dict(),
-        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
-        "train": tcfg.to_dict(),
-        "data": {"files": files, "sha256": data_sha, "encoding": encoding,
-                 "init_from": str(init_from) if init_from else None,
-                 "train_examples": len(train_ids), "val_examples": len(val_ids)},
-    }
-    task = ClassifyTask(ClassBatches(train_ids, labels, tcfg.batch_size, seed=tcfg.seed),
-                        val_ids, val_labels, names, device)
-    return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer)
+            groups = [
+                {"params": [p for p in model.parameters() if id(p) in pretrained], "lr_scale": pretrained_lr_scale,
+                 "weight_decay": tcfg.weight_decay},
+                {"params": [p for p in model.parameters() if id(p) not in pretrained], "weight_decay": tcfg.weight_decay},
+            ]
+            optimizer = make_optimizer(model.to(device), tcfg, groups)
+        model.to(device)
+        config = {
+            "textrnn_version": __version__,
+            "task": "classify",
+            "labels": list(names),
+            "columns": {"text": text_col, "label": label_col},
+            "model": mcfg.to_dict(),
+            "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
+            "train": tcfg.to_dict(),
+            "data": {"files": files, "sha256": data_sha, "encoding": encoding,
+                     "init_from": str(init_from) if init_from else None,
+                     "train_examples": len(train_ids), "val_examples": len(val_ids)},
+        }
+        task = ClassifyTask(ClassBatches(train_ids, labels, tcfg.batch_size, seed=tcfg.seed),
+                            val_ids, val_labels, names, device)
+        return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer)

@@ -1,0 +1,121 @@
+"""Checkpoint safety: atomic files, locking, and loading that never runs code."""
+
+import json
+import os
+import pickle
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from conftest import TINY
+from textrnn import checkpoint
+from textrnn.errors import TextRNNError
+from textrnn.pipeline import train_language_model
+
+
+@pytest.fixture
+def run_dir(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=4, eval_every=2, save_every=2,
+                         **{k: v for k, v in TINY.items() if k not in ("eval_every", "save_every")})
+    return out
+
+
+class _Payload:
+    """Unpickling this would create the file named in ``target``."""
+
+    def __init__(self, target):
+        self.target = target
+
+    def __reduce__(self):
+        return (open, (self.target, "w"))
+
+
+def test_malicious_trainer_state_never_runs(run_dir, tmp_path):
+    target = tmp_path / "pwned.txt"
+    with open(run_dir / "last" / "trainer.pt", "wb") as f:
+        pickle.dump({"step": 1, "evil": _Payload(str(target))}, f)
+    # the file is a valid pickle whose loading would call open(target, "w")
+    with pytest.raises(TextRNNError, match="unsafe"):
+        checkpoint.load_trainer_state(run_dir)
+    assert not target.exists()
+
+
+def test_malicious_torch_save_in_trainer_state(run_dir, tmp_path):
+    target = tmp_path / "pwned2.txt"
+    torch.save({"step": 1, "evil": _Payload(str(target))}, run_dir / "last" / "trainer.pt")
+    with pytest.raises(TextRNNError, match="trainer.pt"):
+        checkpoint.load_trainer_state(run_dir)
+    assert not target.exists()
+
+
+def test_truncated_weights(run_dir):
+    w = run_dir / "model.safetensors"
+    w.write_bytes(w.read_bytes()[: w.stat().st_size // 2])
+    with pytest.raises(TextRNNError, match="model.safetensors"):
+        checkpoint.load(run_dir)
+
+
+def test_weights_that_do_not_match_the_config(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg["model"]["hidden"] = 64
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TextRNNError, match="match"):
+        checkpoint.load(run_dir)
+
+
+def test_tokenizer_that_does_not_match_the_vocabulary(run_dir):
+    cfg = json.loads((run_dir / "config.json").read_text())
+    cfg["model"]["vocab_size"] += 3
+    (run_dir / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(TextRNNError, match="tokenizer.json has"):
+        checkpoint.load(run_dir)
+
+
+def test_not_a_checkpoint(tmp_path):
+    with pytest.raises(TextRNNError, match="no such checkpoint"):
+        checkpoint.load(tmp_path / "nothing")
+    with pytest.raises(TextRNNError, match="not a textrnn checkpoint"):
+        checkpoint.load(tmp_path)
+
+
+def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
+    dest = tmp_path / "f.json"
+    checkpoint.atomic_write(dest, "old")
+
+    def fail(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", fail)
+    with pytest.raises(TextRNNError, match="No space left"):
+        checkpoint.atomic_write(dest, "new")
+    assert dest.read_text() == "old"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temporary left behind
+
+
+def test_last_swap_survives_a_crash_between_renames(run_dir):
+    # simulate a crash after `last` was renamed away and before the new one arrived
+    os.replace(run_dir / "last", run_dir / "last.old")
+    assert checkpoint.last_dir(run_dir) == run_dir / "last.old"
+    assert checkpoint.load_trainer_state(run_dir)["step"] == 4
+
+
+def test_second_process_is_refused_and_lock_dies_with_its_owner(tmp_path):
+    out = tmp_path / "run"
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys, time; from textrnn.checkpoint import RunLock\n"
+         f"with RunLock({str(out)!r}):\n    print('locked', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        with pytest.raises(TextRNNError, match=f"pid {holder.pid}"):
+            with checkpoint.RunLock(out):
+                pass
+    finally:
+        holder.kill()
+        holder.wait()
+    with checkpoint.RunLock(out):  # SIGKILL released it
+        pass
