@@ -78,3 +78,10 @@ def test_bom_is_dropped_and_files_join_with_newline(tmp_path):
     a.write_bytes(b"\xef\xbb\xbfone")
     b.write_text("two\n")
     assert read_corpus([a, b]) == "one\ntwo\n"
+
+
+def test_a_table_contributes_its_text_column(tmp_path):
+    p = tmp_path / "reviews.csv"
+    p.write_text('id,review,label\n1,"great, fun",pos\n2,dull,neg\n')
+    assert read_corpus([p]) == "great, fun\ndull\n"
+    assert read_corpus([p], text_column="label") == "pos\nneg\n"

@@ -282,20 +282,29 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
     return Checkpoint(path, config, tokenizer, model)
 
 
-def find_latest(root: str | os.PathLike = "checkpoints", task: str = "lm") -> Path:
-    """The most recently trained checkpoint of ``task`` under ``root``."""
-    root = Path(root)
+# Models that come with textrnn: the fallback when ./checkpoints has none of a kind.
+SHIPPED = [Path(__file__).resolve().parent.parent / "checkpoints" / "sst2"]
+
+
+def _runs_of(task: str, dirs) -> list[tuple[float, Path]]:
     found = []
-    if root.is_dir():
-        for cfg in root.glob(f"*/{CONFIG}"):
-            try:
-                if json.loads(cfg.read_text(encoding="utf-8")).get("task", "lm") != task:
-                    continue
-            except (OSError, ValueError):
+    for d in dirs:
+        try:
+            if json.loads((d / CONFIG).read_text(encoding="utf-8")).get("task", "lm") != task:
                 continue
-            weights = cfg.parent / WEIGHTS
-            if weights.exists():
-                found.append((weights.stat().st_mtime, cfg.parent))
+        except (OSError, ValueError):
+            continue
+        if (d / WEIGHTS).exists():
+            found.append(((d / WEIGHTS).stat().st_mtime, d))
+    return found
+
+
+def find_latest(root: str | os.PathLike = "checkpoints", task: str = "lm") -> Path:
+    """The most recently trained checkpoint of ``task`` under ``root``, else the one
+    textrnn ships for that task (the SST-2 sentiment classifier)."""
+    root = Path(root)
+    found = _runs_of(task, [c.parent for c in root.glob(f"*/{CONFIG}")] if root.is_dir() else [])
+    found = found or _runs_of(task, SHIPPED)
     if not found:
         what = "language model" if task == "lm" else "classifier"
         raise TextRNNError(f"no trained {what} under {root}/; train one with `textrnn train` "

@@ -96,7 +96,7 @@ class _TrainProgress:
                 detail = f"acc {m['val_acc']:.2%}  macro-F1 {m['val_macro_f1']:.4f}"
             else:
                 detail = f"ppl {m['val_ppl']:.2f}" + (f"  bpc {m['val_bpc']:.3f}" if "val_bpc" in m else "")
-            self.bar.console.log(f"step {m['step']}: val loss {m['val_loss']:.4f}  {detail}")
+            self.bar.console.print(f"step {m['step']}: val loss {m['val_loss']:.4f}  {detail}")
 
 
 TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
@@ -131,7 +131,7 @@ TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 @click.option("--save-every", type=int, help="Save the last checkpoint every N steps [as --eval-every].")
 @click.option("--val-fraction", type=float, help="Hold out this fraction as validation [0.1].")
 @click.option("--val-file", type=click.Path(), help="Validate on this file instead.")
-@click.option("--text-column", help="Classifier: the text column [auto: text, sentence, review, ...].")
+@click.option("--text-column", help="Table input: the text column [auto: text, sentence, review, ...].")
 @click.option("--label-column", help="Classifier: the label column [auto: label, sentiment, ...].")
 @click.option("--format", "fmt", help="Classifier input: csv | tsv | jsonl | txt [by extension].")
 @click.option("--init-from", type=click.Path(), help="Classifier: start from this language-model run.")
@@ -158,7 +158,7 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
 
         parse_duration(options["max_time"])
     if task == "lm":
-        for name, value in [("--text-column", text_column), ("--label-column", label_column),
+        for name, value in [("--label-column", label_column),
                             ("--format", fmt), ("--init-from", init_from), ("--max-len", options.get("max_len")),
                             ("--bidirectional", options.get("bidirectional"))]:
             if value:
@@ -166,7 +166,7 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         from .api import train as run_training
 
         args: tuple = (list(inputs) or None,)
-        extra: dict[str, Any] = {}
+        extra: dict[str, Any] = {"text_column": text_column}
     else:
         if len(inputs) != 1:
             raise TextRNNError("--task classify takes exactly one labelled file (CSV, TSV or JSONL); "

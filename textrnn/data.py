@@ -64,13 +64,28 @@ def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
-def read_corpus(paths: Sequence[str | os.PathLike], encoding: str = "utf-8") -> str:
-    """Read and join several text files (a newline is put between files that lack one)."""
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
+
+
+def read_corpus(paths: Sequence[str | os.PathLike], encoding: str = "utf-8",
+                text_column: str | None = None) -> str:
+    """Read and join several text files (a newline is put between files that lack one).
+
+    A table (CSV, TSV, JSONL) contributes its text column, one row per line, so a language
+    model can learn the texts of a classification data set.
+    """
     if not paths:
         raise TextRNNError("no corpus given; pass a text file")
     parts = []
     for path in paths:
-        text = read_text(path, encoding)
+        if str(path).lower().endswith(TABLE_SUFFIXES):
+            from .tables import detect_text_column, read_table
+
+            table = read_table(path, encoding=encoding)
+            column = detect_text_column(table, text_column)
+            text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
+        else:
+            text = read_text(path, encoding)
         if parts and parts[-1] and not parts[-1].endswith("\n"):
             parts.append("\n")
         parts.append(text)

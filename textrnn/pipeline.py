@@ -173,13 +173,15 @@ def train_language_model(
     vocab_size: Optional[int] = None,
     val_file: Optional[str | Path] = None,
     encoding: str = "utf-8",
+    text_column: Optional[str] = None,
     resume: bool = False,
     force: bool = False,
     on_progress: Optional[Callable[[Progress], None]] = None,
     report_every: int = 10,
     **options: Any,
 ) -> RunResult:
-    """Train a language model on text files and write its checkpoint directory.
+    """Train a language model on text files (or the text column of CSV / TSV / JSONL
+    tables) and write its checkpoint directory.
 
     ``options`` are :class:`ModelConfig` and :class:`TrainConfig` fields (``hidden=256``,
     ``max_time="5m"``, ...); those not given take the tuned defaults, or on ``resume``
@@ -193,7 +195,7 @@ def train_language_model(
     out = Path(out) if out is not None else default_run_dir(corpus[0])
     with _open_run(out, resume, force) as resuming:
 
-        text = read_corpus(corpus, encoding)
+        text = read_corpus(corpus, encoding, text_column)
         if resuming:
             saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, _sha256(text), list(map(str, corpus)))
             tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
@@ -204,7 +206,7 @@ def train_language_model(
             tcfg = TrainConfig(**train_opts)
 
         if val_file is not None:
-            train_text, val_text = text, read_corpus([val_file], encoding)
+            train_text, val_text = text, read_corpus([val_file], encoding, text_column)
         else:
             train_text, val_text = split_validation(text, tcfg.val_fraction)
         if not resuming:
