@@ -202,3 +202,26 @@ def test_cli_classifier_errors(cli_run, tmp_path):
     _one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b", "--out", str(tmp_path / "r")]),
                     "only one class")
     assert existing.read_text() == "precious\n"
+
+
+def test_classifier_interrupt_and_resume_is_exact(tmp_path, labelled):
+    import os
+    import signal
+
+    from textrnn import checkpoint
+
+    opts = dict(TINY_CLF, dropout=0.2, eval_every=5, save_every=5, max_steps=20)
+    train_classifier(labelled, out=tmp_path / "full", val_file=labelled, **opts)
+
+    def stop_at_8(p):
+        if p.step == 8 and p.event == "step":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train_classifier(labelled, out=tmp_path / "part", val_file=labelled, on_progress=stop_at_8,
+                             report_every=1, **opts)
+    assert first.stopped_by == "interrupt" and first.steps == 8
+    train_classifier(labelled, out=tmp_path / "part", val_file=labelled, resume=True, **opts)
+    full, part = checkpoint.read_metrics(tmp_path / "full"), checkpoint.read_metrics(tmp_path / "part")
+    assert [m["step"] for m in part] == [m["step"] for m in full] == [5, 10, 15, 20]
+    for a, b in zip(full, part):
+        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)

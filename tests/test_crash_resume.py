@@ -75,3 +75,22 @@ def test_sigkill_anywhere_then_resume_matches_uninterrupted_run(tmp_path, tiny_c
         assert got[step] == pytest.approx(loss, abs=1e-6), step
     assert json.loads((out / "config.json").read_text())["model"]["hidden"] == 24
     assert not [p.name for p in out.iterdir() if p.name.startswith(".") and p.name != ".lock"]
+
+
+def test_sigterm_saves_last_checkpoint_and_exits_143(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    cmd = train_cmd(tiny_corpus, out)[:-len(ARGS)] + [a if a != "200" else "100000" for a in ARGS]
+    cmd[cmd.index("--save-every") + 1] = "5"
+    cmd[cmd.index("--eval-every") + 1] = "100000"
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while checkpoint.last_dir(out) is None and time.time() < deadline:  # wait until it trains
+        time.sleep(0.05)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, (proc.returncode, err)
+    state = checkpoint.load_trainer_state(out)
+    assert state["step"] >= 1 and state["stopped_by"] == "terminate"
+    assert checkpoint.load(out, which="last").config["task"] == "lm"
+    assert "--resume" in err

@@ -92,3 +92,28 @@ def test_bad_options(lm, opts, match):
 def test_prompt_with_unseen_characters(lm):
     with pytest.raises(TextRNNError, match="never saw"):
         lm.generate("Ж", 10)
+
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    prompt=st.text(alphabet="First Citizen:\nabc", max_size=12),
+    length=st.integers(0, 30),
+    temperature=st.floats(0.05, 5.0),
+    top_k=st.one_of(st.none(), st.integers(1, 20)),
+    top_p=st.one_of(st.none(), st.floats(0.01, 1.0)),
+    greedy=st.booleans(),
+    num_samples=st.integers(1, 3),
+    seed=st.one_of(st.none(), st.integers(0, 2**31)),
+)
+def test_property_any_valid_options_generate(lm, prompt, length, temperature, top_k, top_p, greedy, num_samples,
+                                             seed):
+    out = lm.generate(prompt, length, temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy,
+                      num_samples=num_samples, seed=seed)
+    texts = [out] if num_samples == 1 else out
+    assert len(texts) == num_samples
+    assert all(len(t) == length for t in texts)  # a char model: one character per step
+    assert all("\ufffd" not in t for t in texts)  # <unk> is never sampled

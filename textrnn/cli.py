@@ -190,6 +190,9 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
                  f"macro-F1 {best.get('val_macro_f1', float('nan')):.4f}")
     progress.console.print(f"{how}: {result.steps} steps in {result.elapsed_s:.0f}s; {score} "
                            f"(step {best.get('step', '-')}); saved to {result.path}")
+    if result.stopped_by in ("interrupt", "terminate"):  # saved, but the run did not finish
+        progress.console.print(f"continue with: textrnn train ... --out {result.path} --resume")
+        sys.exit(130 if result.stopped_by == "interrupt" else 143)
 
 
 @cli.command()
