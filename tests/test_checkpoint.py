@@ -119,3 +119,16 @@ def test_second_process_is_refused_and_lock_dies_with_its_owner(tmp_path):
         holder.wait()
     with checkpoint.RunLock(out):  # SIGKILL released it
         pass
+
+
+def test_export_half_loads_and_matches(run_dir, tmp_path):
+    dest = checkpoint.export(run_dir, tmp_path / "shipped", half=True)
+    assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == [
+        "config.json", "metrics.jsonl", "model.safetensors", "tokenizer.json"]
+    full, half = checkpoint.load(run_dir), checkpoint.load(dest)
+    assert (dest / "model.safetensors").stat().st_size < 0.6 * (run_dir / "model.safetensors").stat().st_size
+    ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
+    with torch.no_grad():
+        torch.testing.assert_close(half.model(ids)[0], full.model(ids)[0], atol=5e-3, rtol=0)
+    with pytest.raises(TextRNNError, match="not empty"):
+        checkpoint.export(run_dir, dest)

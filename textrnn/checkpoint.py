@@ -55,6 +55,7 @@ def _fsync_dir(path: Path) -> None:
 def _commit(tmp: Path, dest: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
+        os.fchmod(f.fileno(), 0o666 & ~_umask())  # temp files (and safetensors') are 0600
     os.replace(tmp, dest)
     _fsync_dir(dest.parent)
 
@@ -67,7 +68,6 @@ def _umask() -> int:
 
 def _tmp_name(dest: Path) -> Path:
     fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600; checkpoints are ordinary files
     os.close(fd)
     return Path(name)
 
@@ -280,6 +280,30 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
     load_weights(model, weights)
     model.to(device).eval()
     return Checkpoint(path, config, tokenizer, model)
+
+
+def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False) -> Path:
+    """Copy a run's model (best weights, config, tokenizer, metrics) without its training
+    state, to ship or share it; ``half`` stores the weights as float16 (half the size;
+    they load back as float32)."""
+    from safetensors.torch import save_file
+
+    ck = load(run_dir)
+    dest = Path(dest)
+    if dest.exists() and any(dest.iterdir()):
+        raise TextRNNError(f"{dest}: exists and is not empty; choose another destination")
+    dest.mkdir(parents=True, exist_ok=True)
+    config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
+    write_run_files(dest, config, ck.tokenizer)
+    write_metrics(dest, read_metrics(run_dir))
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
+               for k, v in ck.model.state_dict().items()}
+    if ck.model.cfg.tie_weights:
+        tensors.pop("head.weight", None)  # shared with the embedding; loading re-ties it
+    tmp = _tmp_name(dest / WEIGHTS)
+    save_file(tensors, str(tmp))
+    _commit(tmp, dest / WEIGHTS)
+    return dest
 
 
 # Models that come with textrnn: the fallback when ./checkpoints has none of a kind.

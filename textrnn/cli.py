@@ -421,5 +421,18 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
             _print_metrics(_stderr_console(), evaluate(gold, pred, names), names, len(rows) - len(known))
 
 
+@cli.command()
+@click.argument("run", type=click.Path(path_type=str))
+@click.argument("dest", type=click.Path(path_type=str))
+@click.option("--half", is_flag=True, help="Store the weights as float16 (half the size).")
+def export(run: str, dest: str, half: bool) -> None:
+    """Copy a trained model from RUN to DEST without its training state, to ship or share."""
+    from .checkpoint import export as export_run
+
+    out = export_run(run, dest, half=half)
+    size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
+    click.echo(f"exported {run} to {out} ({size / 1e6:.1f} MB)")
+
+
 def main() -> None:
     cli()
