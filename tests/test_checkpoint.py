@@ -132,3 +132,14 @@ def test_export_half_loads_and_matches(run_dir, tmp_path):
         torch.testing.assert_close(half.model(ids)[0], full.model(ids)[0], atol=5e-3, rtol=0)
     with pytest.raises(TextRNNError, match="not empty"):
         checkpoint.export(run_dir, dest)
+
+
+def test_export_int8_embedding(run_dir, tmp_path):
+    dest = checkpoint.export(run_dir, tmp_path / "q", half=True, int8_embedding=True)
+    full, small = checkpoint.load(run_dir), checkpoint.load(dest)
+    err = (small.model.encoder.embedding.weight - full.model.encoder.embedding.weight).abs()
+    row_max = full.model.encoder.embedding.weight.abs().amax(dim=1, keepdim=True)
+    assert (err <= row_max / 127 * 0.51 + 1e-3).all()  # within half a quantization step (+ fp16 scale)
+    ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
+    with torch.no_grad():
+        torch.testing.assert_close(small.model(ids)[0], full.model(ids)[0], atol=3e-2, rtol=0)

@@ -225,3 +225,15 @@ def test_classifier_interrupt_and_resume_is_exact(tmp_path, labelled):
     assert [m["step"] for m in part] == [m["step"] for m in full] == [5, 10, 15, 20]
     for a, b in zip(full, part):
         assert a["val_loss"] == b["val_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+
+
+def test_shipped_sentiment_classifier():
+    from textrnn.checkpoint import SHIPPED
+
+    shipped = SHIPPED[0]
+    size = sum(p.stat().st_size for p in shipped.iterdir() if p.is_file())
+    assert size <= 10 * 1024 * 1024, size
+    clf = load(shipped, task="classify")
+    assert clf.labels == [0, 1]
+    got = clf.classify(["a gorgeous , witty , deeply moving film .", "a dull , lifeless mess ."])
+    assert [label for label, _ in got] == [1, 0]

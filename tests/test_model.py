@@ -71,3 +71,17 @@ def test_from_module_state_matches_stepper_layout():
     _, state = model(torch.randint(0, 11, (2, 3)))
     layers = Stepper.from_module_state(state)
     assert len(layers) == 2 and layers[1][0].shape == (2, 8)
+
+
+def test_embed_dropout_drops_whole_tokens_only_in_training():
+    torch.manual_seed(0)
+    enc = LanguageModel(ModelConfig(vocab_size=50, hidden=8, embed=4, dropout=0.0, embed_dropout=0.5)).encoder
+    ids = torch.arange(50).repeat(2, 1)  # every token twice
+    x = enc.embed(ids)  # (2, 50, 4)
+    zero = (x == 0).all(dim=-1)  # (2, 50)
+    assert torch.equal(zero[0], zero[1])  # a dropped type is dropped at every occurrence
+    assert 5 < zero[0].sum() < 45
+    kept = ~zero[0]
+    torch.testing.assert_close(x[0, kept], enc.embedding.weight[kept] * 2)  # rescaled by 1 / (1 - p)
+    enc.eval()
+    torch.testing.assert_close(enc.embed(ids)[0], enc.embedding.weight)

@@ -29,7 +29,7 @@ from typing import Any, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_model, save_model
+from safetensors.torch import load_file, load_model, save_model
 
 from .config import ModelConfig
 from .errors import TextRNNError
@@ -253,8 +253,18 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
     if not path.exists():
         raise TextRNNError(f"{path}: missing; the checkpoint is incomplete")
     try:
-        missing, unexpected = load_model(model, str(path), strict=False, device="cpu")
-    except (SafetensorError, OSError, RuntimeError, ValueError) as e:
+        state = load_file(str(path), device="cpu")
+        quantized = [k for k in state if k.endswith(".int8")]
+        if not quantized:
+            missing, unexpected = load_model(model, str(path), strict=False, device="cpu")
+        else:  # an export with an int8 embedding: weight = int8 * per-row scale
+            for key in quantized:
+                base = key[: -len(".int8")]
+                state[base] = state.pop(key).float() * state.pop(base + ".scale").float().unsqueeze(1)
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            loaded = {t.data_ptr() for n, t in model.state_dict().items() if n in state}
+            missing = [n for n in missing if model.state_dict()[n].data_ptr() not in loaded]  # tied aliases
+    except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as e:
         raise TextRNNError(f"{path}: unreadable or does not match config.json ({str(e).splitlines()[0]})") from None
     if missing or unexpected:
         raise TextRNNError(f"{path}: weights do not match config.json (missing {sorted(missing)[:3]}, "
@@ -282,10 +292,12 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
     return Checkpoint(path, config, tokenizer, model)
 
 
-def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False) -> Path:
+def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False,
+           int8_embedding: bool = False) -> Path:
     """Copy a run's model (best weights, config, tokenizer, metrics) without its training
-    state, to ship or share it; ``half`` stores the weights as float16 (half the size;
-    they load back as float32)."""
+    state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
+    stores the embedding matrix as int8 with one float scale per row (a quarter of the
+    size). Both load back as float32."""
     from safetensors.torch import save_file
 
     ck = load(run_dir)
@@ -300,6 +312,13 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
                for k, v in ck.model.state_dict().items()}
     if ck.model.cfg.tie_weights:
         tensors.pop("head.weight", None)  # shared with the embedding; loading re-ties it
+    if int8_embedding:
+        emb = ck.model.encoder.embedding.weight.detach()  # (V, E)
+        scale = emb.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (V,)
+        del tensors["encoder.embedding.weight"]
+        tensors["encoder.embedding.weight.int8"] = torch.round(emb / scale.unsqueeze(1)).to(torch.int8)
+        tensors["encoder.embedding.weight.scale"] = scale.half() if half else scale
+        config["embedding_dtype"] = "int8"
     tmp = _tmp_name(dest / WEIGHTS)
     save_file(tensors, str(tmp))
     _commit(tmp, dest / WEIGHTS)

@@ -43,9 +43,18 @@ class RNNEncoder(nn.Module):
                     if name.startswith("bias_ih"):
                         p[cfg.hidden : 2 * cfg.hidden].fill_(1.0)
 
+    def embed(self, ids: Tensor) -> Tensor:
+        """(B, T) -> (B, T, E), with embedding dropout (whole tokens) and dropout in training."""
+        p = self.cfg.embed_dropout
+        if self.training and p > 0:
+            keep = torch.empty(self.cfg.vocab_size, 1, device=ids.device).bernoulli_(1 - p) / (1 - p)  # (V, 1)
+            x = nn.functional.embedding(ids, self.embedding.weight * keep)
+        else:
+            x = self.embedding(ids)
+        return self.drop(x)
+
     def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        x = self.drop(self.embedding(ids))  # (B, T, E)
-        out, state = self.rnn(x, state)  # (B, T, H)
+        out, state = self.rnn(self.embed(ids), state)  # (B, T, H)
         return out, state
 
     def forward_padded(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -53,7 +62,7 @@ class RNNEncoder(nn.Module):
         reaches the network). ``ids`` (B, T), ``lengths`` (B,) on CPU ->
         outputs (B, T, D*H) with zeros past each length, and the last layer's final hidden
         state per direction (B, D*H)."""
-        x = self.drop(self.embedding(ids))  # (B, T, E)
+        x = self.embed(ids)  # (B, T, E)
         packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, state = self.rnn(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])

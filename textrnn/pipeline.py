@@ -35,7 +35,7 @@ from .tokenizer import Tokenizer, chunks, train_tokenizer
 from .trainer import Progress, TrainerState, fit, seed_everything
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
-MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "tie_weights", "bidirectional"}
+MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout", "tie_weights", "bidirectional"}
 TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
 STOP_FIELDS = ("epochs", "max_steps", "max_time")
 # options a resumed run may change: when to stop, how often to report and save
