@@ -252,3 +252,15 @@ def test_any_bytes_give_a_table_or_a_user_error(fmt, raw):
             detect(t)
         except TextRNNError:
             pass
+
+
+def test_shipped_sst2_files_load_to_exact_row_counts():
+    """The SST-2 TSVs (no quoting, `"` inside sentences, different headers) load exactly."""
+    root = Path(__file__).resolve().parent.parent / "corpora" / "sst2"
+    counts = {}
+    for split in ("train", "dev", "test"):
+        table = read_table(root / f"{split}.tsv")
+        counts[split] = len(table.rows)
+        assert detect_label_column(table) == "label"
+    assert counts == {"train": 67349, "dev": 872, "test": 1821}
+    assert detect_text_column(read_table(root / "dev.tsv")) == "content"
