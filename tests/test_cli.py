@@ -64,9 +64,12 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_corpus, monkeypatch):
     empty.write_text("")
     short = tmp_path / "short.txt"
     short.write_text("just a few words\n")
+    empty_dir = tmp_path / "emptydir"
+    empty_dir.mkdir()
     cases = [
         (["train", str(tmp_path / "missing.txt")], ["missing.txt", "no such file"]),
-        (["train", str(tmp_path)], ["is a directory"]),
+        (["train", str(empty_dir)], ["emptydir", "has no files"]),
+        (["train", str(tmp_path / "nothing*.txt")], ["no file matches"]),
         (["train", str(empty)], ["empty"]),
         (["train", str(short)], ["shorter than one batch"]),
         (["train", str(binary)], ["binary"]),

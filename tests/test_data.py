@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textrnn.data import LMBatches, eval_batches, read_corpus, read_text, split_validation
+from textrnn.data import LMBatches, eval_batches
 from textrnn.errors import TextRNNError
 
 
@@ -43,45 +43,21 @@ def test_eval_batches_use_few_streams():
     assert covered > 10_000 - 16 * 101
 
 
-def test_split_is_last_fraction():
-    train, val = split_validation("a" * 90 + "b" * 10, 0.1)
-    assert train == "a" * 90 and val == "b" * 10
+def test_ranks_read_the_streams_of_one_process_with_their_total_batch():
+    ids = np.arange(1000, dtype=np.uint16)
+    whole = LMBatches(ids, batch_size=4, seq_len=10, seed=3)
+    parts = [LMBatches(ids, batch_size=2, seq_len=10, seed=3, rank=r, world=2) for r in range(2)]
+    for epoch, w in [(0, 0), (0, 5), (2, 3)]:
+        joined = np.concatenate([p.chunk(epoch, w).numpy() for p in parts])
+        assert (joined == whole.chunk(epoch, w).numpy()).all()
+    assert not (parts[0].chunk(0, 0).numpy() == parts[1].chunk(0, 0).numpy()).any()
 
 
-def test_read_errors(tmp_path):
-    with pytest.raises(TextRNNError, match="no such file"):
-        read_text(tmp_path / "missing.txt")
-    with pytest.raises(TextRNNError, match="is a directory"):
-        read_text(tmp_path)
-    empty = tmp_path / "empty.txt"
-    empty.write_text("  \n")
-    with pytest.raises(TextRNNError, match="empty"):
-        read_corpus([empty])
-    binary = tmp_path / "blob.bin"
-    binary.write_bytes(bytes(range(256)) * 4)
-    with pytest.raises(TextRNNError, match="binary"):
-        read_text(binary)
-
-
-def test_not_utf8_names_offset_and_encoding_fixes_it(tmp_path):
-    p = tmp_path / "latin.txt"
-    p.write_bytes("caf\xe9 ok\nna\xefve".encode("latin-1"))
-    with pytest.raises(TextRNNError) as e:
-        read_text(p)
-    msg = str(e.value)
-    assert "latin.txt" in msg and "byte 3" in msg and "--encoding" in msg
-    assert read_text(p, encoding="latin-1") == "café ok\nnaïve"
-
-
-def test_bom_is_dropped_and_files_join_with_newline(tmp_path):
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    a.write_bytes(b"\xef\xbb\xbfone")
-    b.write_text("two\n")
-    assert read_corpus([a, b]) == "one\ntwo\n"
-
-
-def test_a_table_contributes_its_text_column(tmp_path):
-    p = tmp_path / "reviews.csv"
-    p.write_text('id,review,label\n1,"great, fun",pos\n2,dull,neg\n')
-    assert read_corpus([p]) == "great, fun\ndull\n"
-    assert read_corpus([p], text_column="label") == "pos\nneg\n"
+def test_windows_cross_block_reads():
+    ids = np.arange(5000, dtype=np.uint16)
+    b = LMBatches(ids, batch_size=2, seq_len=7)
+    b.BLOCK_WINDOWS = 3  # force many block reads
+    for w in range(b.windows_in_epoch(0)):
+        x, y = b.window(0, w)
+        assert x[0, 0].item() == 7 * w and x[1, 0].item() == b.stream_len + 7 * w
+        assert (y[:, :-1] == x[:, 1:]).all()

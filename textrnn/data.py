@@ -18,30 +18,15 @@ window boundaries fall in different places from epoch to epoch.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .errors import TextRNNError
-
-
-def read_text(path: str | os.PathLike, encoding: str = "utf-8") -> str:
-    """Read a whole text file; clear errors for missing, binary and mis-encoded files."""
-    p = Path(path)
-    if not p.exists():
-        raise TextRNNError(f"{p}: no such file; check the path")
-    if p.is_dir():
-        raise TextRNNError(f"{p}: is a directory; give a text file")
-    try:
-        raw = p.read_bytes()
-    except OSError as e:
-        raise TextRNNError(f"{p}: cannot read ({e.strerror})") from None
-    return decode_bytes(raw, str(p), encoding)
 
 
 def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
@@ -64,75 +49,49 @@ def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
     return text
 
 
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
+class ArrayTokens:
+    """An in-memory id array with the ``read`` interface of :class:`textrnn.corpus.TokenFile`."""
 
+    def __init__(self, ids: np.ndarray):
+        self.ids = np.asarray(ids)
 
-def read_corpus(paths: Sequence[str | os.PathLike], encoding: str = "utf-8",
-                text_column: str | None = None) -> str:
-    """Read and join several text files (a newline is put between files that lack one).
+    def __len__(self) -> int:
+        return len(self.ids)
 
-    A table (CSV, TSV, JSONL) contributes its text column, one row per line, so a language
-    model can learn the texts of a classification data set.
-    """
-    if not paths:
-        raise TextRNNError("no corpus given; pass a text file")
-    parts = []
-    for path in paths:
-        if str(path).lower().endswith(TABLE_SUFFIXES):
-            from .tables import detect_text_column, read_table
-
-            table = read_table(path, encoding=encoding)
-            column = detect_text_column(table, text_column)
-            text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
-        else:
-            text = read_text(path, encoding)
-        if parts and parts[-1] and not parts[-1].endswith("\n"):
-            parts.append("\n")
-        parts.append(text)
-    text = "".join(parts)
-    if not text.strip():
-        names = ", ".join(str(p) for p in paths)
-        raise TextRNNError(f"{names}: the corpus is empty; give a file with text in it")
-    return text
-
-
-def split_validation(text: str, val_fraction: float) -> tuple[str, str]:
-    """Hold out the last ``val_fraction`` of the characters (the standard split)."""
-    cut = len(text) - int(round(len(text) * val_fraction))
-    return text[:cut], text[cut:]
-
-
-def compact_ids(ids: np.ndarray, vocab_size: int) -> np.ndarray:
-    """Store ids as uint16 when the vocabulary fits, else uint32."""
-    return ids.astype(np.uint16 if vocab_size <= 1 << 16 else np.uint32)
-
-
-@dataclasses.dataclass
-class StreamPosition:
-    """Where the LM batcher is: enough to resume exactly."""
-
-    epoch: int = 0
-    window: int = 0
+    def read(self, start: int, count: int) -> np.ndarray:
+        return self.ids[start : start + count]
 
 
 class LMBatches:
-    """Truncated-BPTT windows over ``batch_size`` contiguous streams (see module doc)."""
+    """Truncated-BPTT windows over ``batch_size`` contiguous streams (see module doc).
 
-    def __init__(self, ids: np.ndarray, batch_size: int, seq_len: int, seed: int = 0,
-                 shift_epochs: bool = True, name: str = "corpus"):
+    ``ids`` is an array or a token file read block by block (``read(start, count)``), so a
+    corpus larger than memory costs a few MB. With ``world`` processes the corpus is cut
+    into ``world * batch_size`` streams and process ``rank`` reads its own ``batch_size`` of
+    them: the same streams, in the same order, as one process with ``world`` times the batch.
+    """
+
+    BLOCK_WINDOWS = 64  # windows read from disk at a time
+
+    def __init__(self, ids, batch_size: int, seq_len: int, seed: int = 0,
+                 shift_epochs: bool = True, name: str = "corpus", rank: int = 0, world: int = 1,
+                 pin_memory: bool = False):
+        self.src = ids if hasattr(ids, "read") else ArrayTokens(ids)
         self.batch_size, self.seq_len, self.seed = batch_size, seq_len, seed
-        stream_len = len(ids) // batch_size
+        streams = batch_size * world
+        stream_len = len(self.src) // streams
         if stream_len < seq_len + 1:
-            need = batch_size * (seq_len + 1)
+            need = streams * (seq_len + 1)
+            per = f" ({world} processes x {batch_size})" if world > 1 else ""
             raise TextRNNError(
-                f"{name}: {len(ids)} tokens is shorter than one batch ({batch_size} streams x "
+                f"{name}: {len(self.src)} tokens is shorter than one batch ({streams} streams{per} x "
                 f"{seq_len + 1} tokens = {need}); use a longer corpus or lower --batch-size / --seq-len"
             )
-        self.streams = torch.from_numpy(
-            np.ascontiguousarray(ids[: stream_len * batch_size].reshape(batch_size, stream_len))
-        )  # (B, L), compact dtype
         self.stream_len = stream_len
+        self.rows = [(rank * batch_size + b) * stream_len for b in range(batch_size)]  # stream starts
         self.shift_epochs = shift_epochs
+        self.pin_memory = pin_memory
+        self._block: Optional[tuple[int, int, np.ndarray]] = None  # (lo, hi, (B, hi - lo) ids)
 
     def offset(self, epoch: int) -> int:
         """Start of the first window in ``epoch`` (0 in the first epoch)."""
@@ -148,10 +107,27 @@ class LMBatches:
     def tokens_per_epoch(self) -> int:
         return self.batch_size * self.seq_len * self.windows_in_epoch(0)
 
+    def _span(self, lo: int, hi: int) -> np.ndarray:
+        """Ids ``[lo, hi)`` of every stream, ``(B, hi - lo)``, read a block at a time."""
+        if self._block is None or not (self._block[0] <= lo and hi <= self._block[1]):
+            end = min(self.stream_len, lo + self.BLOCK_WINDOWS * self.seq_len + 1)
+            block = np.stack([self.src.read(row + lo, end - lo) for row in self.rows])
+            self._block = (lo, end, block)
+        b_lo, _, block = self._block
+        return block[:, lo - b_lo : hi - b_lo]
+
+    def chunk(self, epoch: int, w: int) -> torch.Tensor:
+        """Window ``w`` of ``epoch`` with its next token: ``(B, T + 1)`` int64 (in pinned
+        memory when asked, for a non-blocking copy to the GPU)."""
+        start = self.offset(epoch) + w * self.seq_len
+        span = self._span(start, start + self.seq_len + 1)
+        chunk = torch.empty(span.shape, dtype=torch.long, pin_memory=self.pin_memory)
+        chunk.numpy()[:] = span
+        return chunk
+
     def window(self, epoch: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Inputs and targets of window ``w`` of ``epoch``: each ``(B, T)`` int64."""
-        start = self.offset(epoch) + w * self.seq_len
-        chunk = self.streams[:, start : start + self.seq_len + 1].long()  # (B, T+1)
+        chunk = self.chunk(epoch, w)
         return chunk[:, :-1], chunk[:, 1:]
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
@@ -160,14 +136,20 @@ class LMBatches:
             yield self.window(0, w)
 
 
-def eval_batches(ids: np.ndarray, seq_len: int, max_streams: int = 16, name: str = "validation") -> LMBatches:
+def eval_batches(ids, seq_len: int, max_streams: int = 16, name: str = "validation",
+                 rank: int = 0, world: int = 1) -> LMBatches:
     """Batches for evaluation: few long streams (fewer cold starts), every token scored
-    except the ones that do not fill a stream."""
-    streams = max(1, min(max_streams, (len(ids) - 1) // (seq_len + 1)))
-    if len(ids) < 2:
-        raise TextRNNError(f"{name}: too short to evaluate on ({len(ids)} tokens)")
-    seq_len = min(seq_len, len(ids) // streams - 1)
-    return LMBatches(ids, streams, seq_len, shift_epochs=False, name=name)
+    except the ones that do not fill a stream. With ``world`` processes each evaluates its
+    share of the same streams (``max_streams`` is rounded down to a multiple of ``world``)."""
+    n = len(ids)
+    if n < 2:
+        raise TextRNNError(f"{name}: too short to evaluate on ({n} tokens)")
+    streams = max(1, min(max_streams, (n - 1) // (seq_len + 1)))
+    per_rank = max(1, streams // world)
+    seq_len = min(seq_len, n // (per_rank * world) - 1)
+    if seq_len < 1:
+        raise TextRNNError(f"{name}: too short to evaluate on ({n} tokens for {world} processes)")
+    return LMBatches(ids, per_rank, seq_len, shift_epochs=False, name=name, rank=rank, world=world)
 
 
 def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -9,3 +9,8 @@ raise ordinary exceptions.
 
 class TextRNNError(Exception):
     """A user error: bad input, bad option, unusable checkpoint. The message is for people."""
+
+
+class SharedError(TextRNNError):
+    """An input error that every process of a distributed job raised together: only rank 0
+    reports it."""

@@ -27,7 +27,10 @@ import torch
 
 from . import __version__, checkpoint
 from .config import CLASSIFIER_DEFAULTS, CLASSIFIER_EPOCHS, ModelConfig, TrainConfig
-from .data import LMBatches, compact_ids, eval_batches, read_corpus, split_validation
+from . import corpus as corpus_mod
+from . import distributed
+from .data import LMBatches, eval_batches
+from .distributed import Dist
 from .errors import TextRNNError
 from .model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
@@ -39,7 +42,7 @@ MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout",
 TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
 STOP_FIELDS = ("epochs", "max_steps", "max_time")
 # options a resumed run may change: when to stop, how often to report and save
-RESUMABLE_CHANGES = {"epochs", "max_steps", "max_time", "eval_every", "save_every", "device"}
+RESUMABLE_CHANGES = {"epochs", "max_steps", "max_time", "eval_every", "save_every", "device", "precision", "compile"}
 
 
 def resolve_device(name: str) -> torch.device:
@@ -78,27 +81,42 @@ def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, A
 
 
 @contextlib.contextmanager
-def _open_run(out: Path, resume: bool, force: bool) -> Iterator[bool]:
-    """Lock the run directory for this process and check it; yields True when an existing
-    run is to be resumed. The lock is held until the run ends."""
-    if out.exists() and not out.is_dir():
-        raise TextRNNError(f"--out {out}: is a file; give a directory for the run")
-    existed = out.is_dir() and any(p.name != checkpoint.LOCK for p in out.iterdir())
-    if existed and not resume and not force:
-        raise TextRNNError(f"{out}: a run already exists there; pass --resume to continue it, "
-                           f"--force to overwrite it, or --out to choose another directory")
-    if existed and not (out / checkpoint.CONFIG).exists():
-        raise TextRNNError(f"{out}: exists and is not a textrnn run; choose another --out")
-    if resume and not existed:
-        raise TextRNNError(f"--resume: {out} has no run to resume; drop --resume to start a new one")
-    with checkpoint.RunLock(out):
-        yield bool(resume)  # (--force replaces the old run only once the new one starts: _execute)
+def _open_run(out: Path, resume: bool, force: bool, dist: Optional[Dist] = None) -> Iterator[bool]:
+    """Lock the run directory for this job and check it; yields True when an existing
+    run is to be resumed. The lock is held (by rank 0) until the run ends."""
+    dist = dist or Dist()
+    lock = checkpoint.RunLock(out)
+
+    def check() -> bool:
+        if out.exists() and not out.is_dir():
+            raise TextRNNError(f"--out {out}: is a file; give a directory for the run")
+        existed = out.is_dir() and any(p.name != checkpoint.LOCK for p in out.iterdir())
+        if existed and not resume and not force:
+            raise TextRNNError(f"{out}: a run already exists there; pass --resume to continue it, "
+                               f"--force to overwrite it, or --out to choose another directory")
+        if existed and not (out / checkpoint.CONFIG).exists():
+            raise TextRNNError(f"{out}: exists and is not a textrnn run; choose another --out")
+        if resume and not existed:
+            raise TextRNNError(f"--resume: {out} has no run to resume; drop --resume to start a new one")
+        return bool(resume)
+
+    resuming = dist.agree(check)
+    dist.agree(lambda: lock.__enter__() if dist.is_main else None)
+    try:
+        yield resuming  # (--force replaces the old run only once the new one starts: _execute)
+    finally:
+        lock.__exit__()
 
 
 def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tokenizer: Optional[str],
-                   data_sha: str, data_names: Sequence[str]) -> dict[str, Any]:
+                   data_sha: str, data_names: Sequence[str], dist: Optional[Dist] = None) -> dict[str, Any]:
     """The saved config of the run in ``out``, after checking that the given options agree."""
     saved = checkpoint.read_config(out)
+    world = saved.get("distributed", {}).get("world_size", 1)
+    if world != (dist or Dist()).world:
+        raise TextRNNError(f"--resume {out}: the run was trained by {world} process(es), this job has "
+                           f"{(dist or Dist()).world}; resume with torchrun --nproc-per-node {world} "
+                           "(the data layout depends on it)")
     if saved.get("task", "lm") != task:
         raise TextRNNError(f"--resume {out}: that run trains a {saved.get('task')} model, not a {task} model")
     diffs = [f"{k}: checkpoint has {saved['model'].get(k)!r}, given {v!r}"
@@ -118,38 +136,45 @@ def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tok
 
 def _execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, task: Any,
              tcfg: TrainConfig, resuming: bool, on_progress: Optional[Callable[[Progress], None]],
-             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None) -> RunResult:
-    """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``)."""
+             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None,
+             dist: Optional[Dist] = None) -> RunResult:
+    """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``).
+    In a distributed job only rank 0 writes; every rank resumes from the same files."""
+    dist = dist or Dist()
     state = None
     metrics: list[dict[str, Any]] = []
     if resuming and checkpoint.last_dir(out) is None:
         resuming = False  # stopped before its first save: nothing to resume, start it again
     if resuming:
-        checkpoint.remove_leftovers(out)
+        if dist.is_main:
+            checkpoint.remove_leftovers(out)
+        dist.barrier()
         raw = checkpoint.load_trainer_state(out)
         checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
         state = TrainerState.from_dict(raw)
         metrics = [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
-    else:
+    elif dist.is_main:
         for p in out.iterdir():  # an old run that --force replaces (_open_run checked it is one)
             if p.name != checkpoint.LOCK:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         checkpoint.write_run_files(out, config, tok)
 
     def on_checkpoint(st: TrainerState, best: bool) -> None:
+        if not dist.is_main:
+            return
         if best:
             checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
         checkpoint.save_last(out, model, st.to_dict())
 
     def progress(p: Progress) -> None:
-        if p.event == "eval" and p.metrics is not None:
+        if p.event == "eval" and p.metrics is not None and dist.is_main:
             metrics.append(p.metrics)
             checkpoint.write_metrics(out, metrics)
         if on_progress:
             on_progress(p)
 
     final = fit(model, task, tcfg, state=state, optimizer=optimizer, on_progress=progress,
-                on_checkpoint=on_checkpoint, report_every=report_every)
+                on_checkpoint=on_checkpoint, report_every=report_every, dist=dist)
     return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)
 
 
@@ -174,68 +199,135 @@ def train_language_model(
     val_file: Optional[str | Path] = None,
     encoding: str = "utf-8",
     text_column: Optional[str] = None,
+    dataset: Optional[str] = None,
+    cache_dir: Optional[str | Path] = None,
     resume: bool = False,
     force: bool = False,
     on_progress: Optional[Callable[[Progress], None]] = None,
+    on_prepare: corpus_mod.Report = None,
     report_every: int = 10,
     **options: Any,
 ) -> RunResult:
-    """Train a language model on text files (or the text column of CSV / TSV / JSONL
-    tables) and write its checkpoint directory.
+    """Train a language model and write its run directory.
 
-    ``options`` are :class:`ModelConfig` and :class:`TrainConfig` fields (``hidden=256``,
-    ``max_time="5m"``, ...); those not given take the tuned defaults, or on ``resume``
-    the run's own values. ``on_progress`` is called every ``report_every`` steps and
-    after each evaluation.
+    ``corpus``: text files, directories, glob patterns, or tables (their text column), read
+    as a stream into cached token files (see :mod:`textrnn.corpus`); or, with ``dataset``
+    (``NAME[:CONFIG]``), a Hugging Face dataset (``corpus`` then names its data files, for
+    builders such as ``text`` or ``csv``). ``options`` are :class:`ModelConfig` and
+    :class:`TrainConfig` fields (``hidden=256``, ``max_time="5m"``, ...); those not given
+    take the tuned defaults, or on ``resume`` the run's own values. ``on_progress`` is
+    called every ``report_every`` steps and after each evaluation, ``on_prepare(stage,
+    done, total)`` while the corpus is read. Under ``torchrun`` the job trains
+    data-parallel (see :mod:`textrnn.distributed`).
     """
     model_opts, train_opts = _split_options(options)
     if model_opts.get("bidirectional"):
         raise TextRNNError("--bidirectional is for classifiers: a language model must not read ahead")
-    corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
-    out = Path(out) if out is not None else default_run_dir(corpus[0])
-    with _open_run(out, resume, force) as resuming:
+    dist = distributed.from_env()
+    device = resolve_device(train_opts.get("device", "auto"))
+    if dist.active:
+        device = distributed.init(dist, device.type) or device
+    if dataset is None:
+        corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
+        first = corpus[0]
+    else:
+        first = Path(dataset.replace(":", "-").replace("/", "-"))
+    out = Path(out) if out is not None else default_run_dir(first)
+    cache = Path(cache_dir) if cache_dir is not None else corpus_mod.default_cache_dir(out)
+    try:
+        with _open_run(out, resume, force, dist) as resuming:
+            saved, run_tok = None, None
+            if resuming:
+                saved = checkpoint.read_config(out)
+                run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
+                tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
+                val_file = saved["data"].get("val_file")
+            else:
+                tcfg = TrainConfig(**train_opts)
+            if dataset is not None:
+                corpus, dataset_val = _dataset_files(dist, dataset, corpus, cache, text_column, on_prepare)
+                val_file = val_file or dataset_val
 
-        text = read_corpus(corpus, encoding, text_column)
-        if resuming:
-            saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, _sha256(text), list(map(str, corpus)))
-            tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
-            tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
-            mcfg = ModelConfig.from_dict(saved["model"])
-            val_file = saved["data"].get("val_file")
-        else:
-            tcfg = TrainConfig(**train_opts)
+            def prep(tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+                return corpus_mod.prepare(
+                    corpus, cache_dir=cache, kind=tokenizer or "char", vocab_size=vocab_size, encoding=encoding,
+                    text_column=text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
+                    val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
 
-        if val_file is not None:
-            train_text, val_text = text, read_corpus([val_file], encoding, text_column)
-        else:
-            train_text, val_text = split_validation(text, tcfg.val_fraction)
-        if not resuming:
-            tok = train_tokenizer(tokenizer or "char", chunks([train_text]), vocab_size)
-            mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
+            data = _prepare_everywhere(dist, prep, run_tok)
+            tok = data.tokenizer
+            if resuming:
+                saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, data.meta["sha256"],
+                                       data.meta["files"], dist)
+                mcfg = ModelConfig.from_dict(saved["model"])
+            else:
+                mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
 
-        train_ids = compact_ids(tok.encode(train_text), tok.vocab_size)
-        val_ids = compact_ids(tok.encode(val_text), tok.vocab_size)
-        name = ", ".join(map(str, corpus))
-        train_batches = LMBatches(train_ids, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name)
-        val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
-        val_batches = eval_batches(val_ids, tcfg.seq_len, name=val_name)
+            name = ", ".join(data.meta["files"][:3]) + (" ..." if len(data.meta["files"]) > 3 else "")
+            pin = device.type == "cuda"
 
-        device = resolve_device(tcfg.device)
-        seed_everything(tcfg.seed)
-        model = LanguageModel(mcfg).to(device)
-        config = {
-            "textrnn_version": __version__,
-            "task": "lm",
-            "model": mcfg.to_dict(),
-            "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
-            "train": tcfg.to_dict(),
-            "data": {"files": [str(c) for c in corpus], "sha256": _sha256(text), "encoding": encoding,
-                     "val_file": str(val_file) if val_file else None,
-                     "train_chars": len(train_text), "val_chars": len(val_text),
-                     "train_tokens": int(len(train_ids)), "val_tokens": int(len(val_ids))},
-        }
-        task = LMTask(train_batches, val_batches, device, chars_per_val_token=len(val_text) / max(1, len(val_ids)))
-        return _execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every)
+            def batches():
+                train = LMBatches(data.train, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name,
+                                  rank=dist.rank, world=dist.world, pin_memory=pin)
+                val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
+                return train, eval_batches(data.val, tcfg.seq_len, name=val_name, rank=dist.rank, world=dist.world)
+
+            train_batches, val_batches = dist.agree(batches)
+            seed_everything(tcfg.seed)
+            model = LanguageModel(mcfg).to(device)
+            if dist.active:  # same initial weights everywhere, different dropout masks
+                torch.manual_seed(tcfg.seed + 7919 * dist.rank)
+            meta = data.meta
+            config = {
+                "textrnn_version": __version__,
+                "task": "lm",
+                "model": mcfg.to_dict(),
+                "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
+                "train": tcfg.to_dict(),
+                "data": {"files": meta["files"], "sha256": meta["sha256"], "encoding": encoding,
+                         "dataset": dataset, "val_file": meta["val_file"],
+                         **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
+                                                 "train_tokens", "val_tokens")}},
+                "distributed": {"world_size": dist.world},
+            }
+            chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
+            task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist)
+            return _execute(out, config, tok, model, task, tcfg, resuming,
+                            on_progress if dist.is_main else None, report_every, dist=dist)
+    finally:
+        distributed.shutdown()
+
+
+def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus_mod.Prepared],
+                        tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+    """Prepare the corpus on rank 0 (training or reusing the tokenizer), then on every
+    other rank with rank 0's tokenizer: the first rank of each machine fills that
+    machine's cache (a shared file system already has it), the others read it."""
+    if not dist.active:
+        return prep(tok)
+    mine = dist.agree(lambda: prep(tok) if dist.is_main else None)
+    tok_json = dist.broadcast(mine.tokenizer.to_json() if dist.is_main else None)
+    if not dist.is_main:
+        tok = Tokenizer.from_json(tok_json)
+    my_turn = 0 if dist.is_main else 1 if dist.local_rank == 0 else 2
+    for turn in (1, 2):
+        got = dist.agree(lambda: prep(tok) if my_turn == turn else None)
+        if my_turn == turn:
+            mine = got
+    return mine
+
+
+def _dataset_files(dist: Dist, spec: str, data_files: Optional[Sequence[Path]], cache: Path,
+                   text_column: Optional[str], report: corpus_mod.Report) -> tuple[list[Path], Optional[Path]]:
+    """A Hugging Face dataset's text, exported once to files in the cache (rank 0 first)."""
+    from .datasets_io import export_dataset
+
+    files = dist.agree(lambda: export_dataset(spec, cache, data_files, text_column, report)
+                       if dist.is_main else None)
+    files = dist.agree(lambda: files if dist.is_main else
+                       export_dataset(spec, cache, data_files, text_column, None))
+    train, val = files
+    return [train], val
 
 
 def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_column: Optional[str],

@@ -16,15 +16,18 @@ import torch.nn.functional as F
 from .classify import evaluate as classification_metrics
 from .classify import predict_ids
 from .data import ClassBatches, LMBatches
+from .distributed import Dist
 from .model import Classifier, LanguageModel, State, detach_state
 
 
 class LMTask:
     """Language modelling for :func:`textrnn.train.fit`: carried state, next-token loss."""
 
-    def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float):
+    def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float,
+                 dist: Optional[Dist] = None):
         self.train, self.val, self.device = train, val, device
         self.chars_per_val_token = chars_per_val_token
+        self.dist = dist or Dist()
         self.state: Optional[State] = None
 
     def steps_per_epoch(self) -> int:
@@ -35,10 +38,11 @@ class LMTask:
 
     def batches(self, epoch: int, start: int):
         for w in range(start, self.train.windows_in_epoch(epoch)):
-            yield self.train.window(epoch, w)
+            yield self.train.chunk(epoch, w)
 
-    def loss(self, model: LanguageModel, batch) -> tuple[torch.Tensor, int]:
-        x, y = (t.to(self.device, non_blocking=True) for t in batch)  # (B, T) each
+    def loss(self, model: LanguageModel, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
+        chunk = batch.to(self.device, non_blocking=True)  # (B, T + 1)
+        x, y = chunk[:, :-1], chunk[:, 1:]
         logits, state = model(x, self.state)  # (B, T, V)
         self.state = detach_state(state)
         return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
@@ -48,8 +52,9 @@ class LMTask:
         for x, y in self.val:
             x, y = x.to(self.device), y.to(self.device)
             logits, state = model(x, state)
-            total += float(F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="sum"))
+            total += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum"))
             count += y.numel()
+        total, count = self.dist.all_sum([total, count], self.device)
         loss = total / count
         return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50.0)), 3),
                 "val_bpc": round(loss / self.chars_per_val_token / math.log(2), 5)}

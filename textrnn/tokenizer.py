@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -58,6 +58,7 @@ class Tokenizer:
             self._codepoints = np.array([p[0] for p in pairs], dtype=np.uint32)
             self._cp_ids = np.array([p[1] for p in pairs], dtype=np.int64)
             self._pieces = [REPLACEMENT if t == UNK else t for t in itos]
+            self._lut: Optional[np.ndarray] = None
         elif kind == "bpe":
             byte_of = {c: b for b, c in _bytes_to_unicode().items()}
             self._pieces = [bytes(byte_of[c] for c in t if c in byte_of) for t in itos]
@@ -65,20 +66,26 @@ class Tokenizer:
             self._pieces = itos
 
     # -- encoding -----------------------------------------------------------------------
-    def encode(self, text: str) -> np.ndarray:
-        """Token ids of ``text`` as an int64 array."""
+    def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int64) -> np.ndarray:
+        """Token ids of ``text`` as an array of ``dtype`` (int64 unless asked otherwise).
+
+        Long texts are fine: chars go through a code-point lookup table (no Python object
+        per character), word and BPE through ``encode_batch`` over pieces cut after newlines.
+        """
         if self.kind == "char":
-            return self._encode_chars(text)
-        return np.asarray(self.hf.encode(text).ids, dtype=np.int64)
+            return self._encode_chars(text).astype(dtype, copy=False)
+        pieces = split_pieces(text)
+        if len(pieces) == 1:
+            return np.asarray(self.hf.encode(pieces[0], add_special_tokens=False).ids, dtype=dtype)
+        encodings = self.hf.encode_batch(pieces, add_special_tokens=False)
+        return np.fromiter((i for e in encodings for i in e.ids), dtype=dtype)
 
     def _encode_chars(self, text: str) -> np.ndarray:
+        if self._lut is None:  # code point -> id, for every code point (4.4 MB, built once)
+            self._lut = np.full(0x110000, self.unk_id if self.unk_id is not None else 0, dtype=np.int32)
+            self._lut[self._codepoints] = self._cp_ids
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
-        if len(self._codepoints) == 0:
-            return np.full(len(cps), self.unk_id, dtype=np.int64)
-        pos = np.searchsorted(self._codepoints, cps)
-        pos_clipped = np.minimum(pos, len(self._codepoints) - 1)
-        found = self._codepoints[pos_clipped] == cps
-        return np.where(found, self._cp_ids[pos_clipped], self.unk_id).astype(np.int64)
+        return self._lut.take(cps)
 
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of ``text`` outside a char tokenizer's vocabulary ([] for word and BPE)."""
@@ -109,12 +116,20 @@ class Tokenizer:
     def load(cls, path: str | Path, kind: str | None = None) -> "Tokenizer":
         try:
             text = Path(path).read_text(encoding="utf-8")
+        except OSError as e:
+            raise TextRNNError(f"{path}: not a readable textrnn tokenizer.json ({e})") from None
+        return cls.from_json(text, kind, name=str(path))
+
+    @classmethod
+    def from_json(cls, text: str, kind: str | None = None, name: str = "tokenizer") -> "Tokenizer":
+        """The tokenizer saved by :meth:`to_json`."""
+        try:
             data = json.loads(text)
             saved_kind = data.pop("textrnn_kind", None)
             kind = kind or saved_kind or "bpe"
             hf = HFTokenizer.from_str(json.dumps(data))
-        except Exception as e:  # noqa: BLE001 - OSError, JSON errors, and HF's plain Exception
-            raise TextRNNError(f"{path}: not a readable textrnn tokenizer.json ({e})") from None
+        except Exception as e:  # noqa: BLE001 - JSON errors, and HF's plain Exception
+            raise TextRNNError(f"{name}: not a readable textrnn tokenizer.json ({e})") from None
         return cls(kind, hf)
 
 
@@ -173,10 +188,10 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
     if vocab_size is not None and vocab_size <= 0:
         raise TextRNNError(f"--vocab-size must be positive, got {vocab_size}")
     if kind == "char":
-        seen: set[str] = set()
+        seen = np.zeros(0x110000, dtype=bool)  # code points seen: no Python object per character
         for chunk in texts:
-            seen.update(chunk)
-        vocab = {UNK: 0, **{c: i + 1 for i, c in enumerate(sorted(seen))}}
+            seen[np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
+        vocab = {UNK: 0, **{chr(c): i + 1 for i, c in enumerate(np.flatnonzero(seen))}}
         hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
         hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         hf.decoder = decoders.Fuse()
@@ -191,7 +206,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size or 20000, special_tokens=[UNK], show_progress=False
         )
-        hf.train_from_iterator(texts, trainer=trainer)
+        hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
     else:
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -201,8 +216,30 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        hf.train_from_iterator(texts, trainer=trainer)
+        hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
     return Tokenizer(kind, hf)
+
+
+PIECE_CHARS = 1 << 16
+
+
+def split_pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
+    """Cut ``text`` right after newlines into pieces of about ``size`` characters (or more,
+    for a longer line), so ``encode_batch`` can use every core. Word tokens never cross a
+    newline, so their ids are those of the whole text; a BPE token that would join a newline
+    with the spaces after it is cut in two at a piece boundary (rare, and always the same)."""
+    out, start = [], 0
+    while start < len(text):
+        end = text.find("\n", start + size)
+        end = len(text) if end < 0 else end + 1
+        out.append(text[start:end])
+        start = end
+    return out or [""]
+
+
+def _all_pieces(texts: Iterable[str]) -> Iterator[str]:
+    for text in texts:
+        yield from split_pieces(text)
 
 
 def chunks(texts: Sequence[str], size: int = 1 << 20) -> Iterator[str]:

@@ -28,6 +28,7 @@ import torch
 from torch import nn
 
 from .config import TrainConfig
+from .distributed import Dist
 from .errors import TextRNNError
 
 
@@ -87,6 +88,8 @@ class TrainerState:
     carry: dict[str, torch.Tensor] = field(default_factory=dict)
     loss_sum: float = 0.0  # training losses summed since the last evaluation
     loss_count: int = 0
+    rank_rng: Optional[list] = None  # every rank's RNG states, in a distributed run
+    scaler: Optional[dict] = None  # the fp16 gradient scaler's state
     stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "interrupt"
 
     def to_dict(self) -> dict:
@@ -176,6 +179,26 @@ def lr_at(cfg: TrainConfig, step: int, fraction: float) -> float:
     return cfg.lr * warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cos)
 
 
+def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
+    """The autocast dtype for ``--precision`` on ``device`` (None: plain float32).
+
+    ``auto`` is bf16 on a CUDA GPU that supports it, else fp16 there, and float32 on CPU
+    and MPS (where bf16 matrix products are often slower than float32)."""
+    if precision == "auto":
+        if device.type != "cuda":
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp32":
+        return None
+    if precision == "fp16" and device.type != "cuda":
+        raise TextRNNError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); "
+                           "use --precision bf16 or fp32")
+    return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+_SIGNALS = {None: 0.0, "interrupt": 1.0, "terminate": 2.0}
+
+
 class _StopFlag:
     """SIGINT / SIGTERM ask the loop to stop at the next step boundary; a second Ctrl-C
     interrupts at once."""
@@ -214,19 +237,43 @@ def fit(
     on_progress: Optional[Callable[[Progress], None]] = None,
     on_checkpoint: Optional[Callable[[TrainerState, bool], None]] = None,
     report_every: int = 10,
+    dist: Optional[Dist] = None,
 ) -> TrainerState:
     """Train ``model`` on ``task`` until a stop condition; returns the final trainer state.
 
-    Pass ``state`` (and it restores the optimizer and RNG) to resume a run exactly.
+    Pass ``state`` (and it restores the optimizer and RNG) to resume a run exactly. With
+    ``dist`` (a torchrun job) the model trains as ``DistributedDataParallel``; the ranks
+    agree every ``report_every`` steps on the loss, the elapsed time and whether to stop.
     """
     keep_freed_memory()
+    dist = dist or Dist()
+    device = next(model.parameters()).device
     optimizer = optimizer or make_optimizer(model, cfg)
     state = state or TrainerState()
     state.stopped_by = None  # a resumed run goes on whatever stopped it
     if state.optimizer is not None:
         optimizer.load_state_dict(state.optimizer)
-    if state.rng is not None:
+    if state.rank_rng is not None and len(state.rank_rng) == dist.world:
+        restore_rng(state.rank_rng[dist.rank])
+    elif state.rng is not None:
         restore_rng(state.rng)
+    amp_dtype = autocast_dtype(cfg.precision, device)
+    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
+    if scaler is not None and state.scaler:
+        scaler.load_state_dict(state.scaler)
+
+    def autocast():
+        if amp_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(device.type, dtype=amp_dtype)
+
+    train_model: nn.Module = model
+    if dist.active:
+        from torch.nn.parallel import DistributedDataParallel
+
+        train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
+    if cfg.compile:
+        train_model = torch.compile(train_model)
     if state.carry:
         task.load_carry_state(state.carry)
 
@@ -241,6 +288,7 @@ def fit(
     last_eval_s = 0.0  # how long an evaluation takes: reserved at the end of a timed run
     start_elapsed = state.elapsed_s
     t0 = time.perf_counter()
+    synced_elapsed = start_elapsed  # distributed: the ranks' common clock, read at sync points
     window_t, window_tokens = t0, 0
     # the mean training loss since the last evaluation, accumulated on the device (no sync per step)
     loss_sum = torch.tensor(state.loss_sum, device=next(model.parameters()).device)
@@ -252,11 +300,31 @@ def fit(
     def elapsed() -> float:
         return start_elapsed + time.perf_counter() - t0
 
+    def clock() -> float:
+        """Elapsed time for decisions: every rank must take the same ones."""
+        return synced_elapsed if dist.active else elapsed()
+
     def fraction() -> float:
         f = state.step / total_steps if total_steps != math.inf else 0.0
         if cfg.max_time is not None:
-            f = max(f, elapsed() / max(1e-9, cfg.max_time - last_eval_s))
+            f = max(f, clock() / max(1e-9, cfg.max_time - last_eval_s))
         return min(1.0, f)
+
+    def time_or_signal() -> Optional[str]:
+        """Why to stop now, if a signal came or time is up (at sync points, in a distributed run)."""
+        nonlocal synced_elapsed, last_eval_s
+        signal_name = stop.signal
+        if dist.active:
+            if state.step % report_every:
+                return None
+            synced_elapsed, code, last_eval_s = dist.all_max(
+                [elapsed(), _SIGNALS[signal_name], last_eval_s], device)
+            signal_name = {v: k for k, v in _SIGNALS.items()}[code]
+        if signal_name:
+            return signal_name
+        if cfg.max_time is not None and clock() + last_eval_s >= cfg.max_time:
+            return "max_time"
+        return None
 
     def snapshot(event: str, metrics=None) -> Progress:
         return Progress(state.step, state.epoch, fraction(), elapsed(), train_loss, val_loss,
@@ -268,7 +336,7 @@ def fit(
             mean_train_loss()
         t = time.perf_counter()
         model.eval()
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast():
             metrics = task.evaluate(model)
         model.train()
         last_eval_s = time.perf_counter() - t
@@ -286,7 +354,7 @@ def fit(
 
     def mean_train_loss() -> None:
         nonlocal train_loss
-        train_loss = float(loss_sum) / loss_count
+        train_loss = dist.all_sum([float(loss_sum)], device)[0] / (loss_count * dist.world)
         if not math.isfinite(train_loss):
             raise TextRNNError(
                 f"training diverged: the loss became {train_loss} by step {state.step}; "
@@ -301,6 +369,8 @@ def fit(
         state.elapsed_s = elapsed()
         state.optimizer = optimizer.state_dict()
         state.rng = capture_rng()
+        state.rank_rng = dist.gather(state.rng) if dist.active else None
+        state.scaler = scaler.state_dict() if scaler is not None else None
         state.carry = task.carry_state()
         state.loss_sum, state.loss_count = float(loss_sum), loss_count
         on_checkpoint(state, best)
@@ -316,22 +386,30 @@ def fit(
                 if state.step >= total_steps:
                     state.stopped_by = "max_steps" if cfg.max_steps == state.step else "epochs"
                     break
-                if cfg.max_time is not None and elapsed() + last_eval_s >= cfg.max_time:
-                    state.stopped_by = "max_time"
-                    break
-                if stop.signal:
-                    state.stopped_by = stop.signal
+                why = time_or_signal()
+                if why:
+                    state.stopped_by = why
                     break
                 lr = lr_at(cfg, state.step, fraction())
                 for g in optimizer.param_groups:
                     g["lr"] = lr * g["lr_scale"]
-                loss, n_tokens = task.loss(model, batch)
+                with autocast():
+                    loss, n_tokens = task.loss(train_model, batch)
+                n_tokens *= dist.world
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.unscale_(optimizer)
+                else:
+                    loss.backward()
                 if cfg.clip:
                     torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
-                optimizer.step()
-                loss_sum += loss.detach()
+                if scaler is not None:
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    optimizer.step()
+                loss_sum += loss.detach().float()
                 loss_count += 1
                 window_tokens += n_tokens
                 state.step += 1

@@ -1,0 +1,153 @@
+"""Streaming corpora: inputs, the byte-stream split, errors, the token cache."""
+
+import os
+
+import numpy as np
+import pytest
+
+from textrnn import corpus
+from textrnn.corpus import TokenFile, expand_inputs, prepare, token_dtype
+from textrnn.errors import TextRNNError
+from textrnn.tokenizer import train_tokenizer
+
+MIXED = "Café déjà vu 我们今天去公园 🙂🚀 naïve\nline two ends here\n" * 40
+
+
+def _prep(tmp_path, inputs, **kw):
+    return prepare(inputs, cache_dir=tmp_path / "cache", **kw)
+
+
+def test_files_directories_and_globs(tmp_path):
+    d = tmp_path / "books"
+    (d / "sub").mkdir(parents=True)
+    for name in ("b.txt", "a.txt", "sub/c.md", ".hidden.txt"):
+        (d / name).write_text(name)
+    assert [p.name for p in expand_inputs([d])] == ["a.txt", "b.txt", "c.md"]
+    assert [p.name for p in expand_inputs([str(d / "*.txt")])] == ["a.txt", "b.txt"]
+    assert [p.name for p in expand_inputs([str(d / "**" / "*.md")])] == ["c.md"]
+    with pytest.raises(TextRNNError, match="no file matches"):
+        expand_inputs([str(d / "*.csv")])
+    with pytest.raises(TextRNNError, match="no such file"):
+        expand_inputs([tmp_path / "missing.txt"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(TextRNNError, match="has no files"):
+        expand_inputs([tmp_path / "empty"])
+
+
+def test_streamed_ids_equal_whole_text_ids_across_tiny_chunks(tmp_path, monkeypatch):
+    p = tmp_path / "mixed.txt"
+    p.write_text(MIXED)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 7)  # chunk boundaries inside multi-byte characters
+    data = _prep(tmp_path, [p], val_fraction=0.25)
+    text = p.read_text()
+    cut = len(p.read_bytes()) - round(len(p.read_bytes()) * 0.25)
+    train_text = p.read_bytes()[:cut].decode("utf-8", "ignore")
+    tok = data.tokenizer
+    assert tok.vocab_size == len(set(train_text)) + 1
+    ids = np.concatenate([data.train.memmap(), data.val.memmap()])
+    assert tok.decode(ids) == text
+    assert (ids == tok.encode(text)).all()
+    assert data.meta["train_chars"] + data.meta["val_chars"] == len(text)
+    assert data.meta["val_bytes"] == len(p.read_bytes()) - cut  # cut moved to a char boundary (or not at all)
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_word_and_bpe_stream_round_trip(tmp_path, monkeypatch, kind):
+    p = tmp_path / "mixed.txt"
+    p.write_text(MIXED)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 64)
+    data = _prep(tmp_path, [p], kind=kind, vocab_size=300)
+    ids = np.concatenate([data.train.memmap(), data.val.memmap()])
+    if kind == "bpe":
+        assert data.tokenizer.decode(ids) == MIXED
+    else:
+        assert data.tokenizer.decode(ids).split() == MIXED.split()
+
+
+def test_split_is_the_last_fraction_capped(tmp_path):
+    p = tmp_path / "ab.txt"
+    p.write_text("b\n" + "a\n" * 449 + "b\n" * 50)
+    data = _prep(tmp_path, [p], val_fraction=0.1)
+    assert data.tokenizer.decode(data.val.memmap()) == "b\n" * 50
+    assert data.tokenizer.decode(data.train.memmap()) == "b\n" + "a\n" * 449
+    capped = _prep(tmp_path, [p], val_fraction=0.1, val_max_bytes=30)
+    assert capped.tokenizer.decode(capped.val.memmap()) == "b\n" * 15
+
+
+def test_second_run_reuses_tokenizer_and_tokens_and_sees_edits(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text(MIXED)
+    first = _prep(tmp_path, [p])
+    assert first.meta["reused"] == {"tokenizer": False, "tokens": False}
+    again = _prep(tmp_path, [p])
+    assert again.meta["reused"] == {"tokenizer": True, "tokens": True}
+    assert again.meta["token_dir"] == first.meta["token_dir"]
+    assert (again.train.memmap() == first.train.memmap()).all()
+    p.write_text(MIXED + "new text\n")
+    os.utime(p, ns=(p.stat().st_atime_ns, p.stat().st_mtime_ns + 10**9))
+    edited = _prep(tmp_path, [p])
+    assert edited.meta["reused"]["tokens"] is False and edited.meta["sha256"] != first.meta["sha256"]
+    other_kind = _prep(tmp_path, [p], kind="bpe", vocab_size=300)
+    assert other_kind.meta["reused"]["tokenizer"] is False
+
+
+def test_files_join_with_a_newline_and_bom_is_dropped(tmp_path):
+    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
+    a.write_bytes(b"\xef\xbb\xbfone")
+    b.write_text("two\n" * 30)
+    data = _prep(tmp_path, [a, b], val_fraction=0.01)
+    text = data.tokenizer.decode(np.concatenate([data.train.memmap(), data.val.memmap()]))
+    assert text == "one\n" + "two\n" * 30
+
+
+def test_a_table_contributes_its_text_column(tmp_path):
+    p = tmp_path / "reviews.csv"
+    p.write_text('id,review,label\n' + '1,"great, fun",pos\n2,dull,neg\n' * 5)
+    data = _prep(tmp_path, [p], val_fraction=0.2)
+    text = data.tokenizer.decode(np.concatenate([data.train.memmap(), data.val.memmap()]))
+    assert text == "great, fun\ndull\n" * 5
+
+
+def test_read_errors_name_the_file_and_the_fix(tmp_path):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  \n")
+    with pytest.raises(TextRNNError, match="empty"):
+        _prep(tmp_path, [empty])
+    binary = tmp_path / "blob.bin"
+    binary.write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(TextRNNError, match="binary"):
+        _prep(tmp_path, [binary])
+    with pytest.raises(TextRNNError, match="unknown encoding"):
+        _prep(tmp_path, [binary], encoding="klingon")
+    with pytest.raises(TextRNNError, match="ASCII-compatible"):
+        _prep(tmp_path, [binary], encoding="utf-16")
+
+
+def test_not_utf8_names_offset_and_line_even_past_the_first_chunk(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 16)
+    p = tmp_path / "latin.txt"
+    p.write_bytes(("ok line\n" * 5 + "caf\xe9 ok\nna\xefve\n").encode("latin-1"))
+    with pytest.raises(TextRNNError) as e:
+        _prep(tmp_path, [p], val_fraction=0.5)
+    msg = str(e.value)
+    assert "latin.txt" in msg and "byte 43" in msg and "line 6" in msg and "--encoding" in msg
+    data = _prep(tmp_path, [p], encoding="latin-1", val_fraction=0.1)
+    assert "café ok\nn" in data.tokenizer.decode(data.train.memmap())
+
+
+def test_token_files(tmp_path):
+    assert token_dtype(256) == "uint16" and token_dtype(65536) == "uint16" and token_dtype(65537) == "uint32"
+    ids = np.arange(100_000, dtype=np.uint32)
+    path = tmp_path / "t.bin"
+    ids.tofile(path)
+    tf = TokenFile(path, "uint32")
+    assert len(tf) == 100_000
+    assert (tf.read(99_990, 50) == ids[99_990:]).all()  # clipped at the end
+    assert (tf.memmap()[5:9] == ids[5:9]).all()
+
+
+def test_char_tokenizer_encodes_without_python_objects_per_char():
+    tok = train_tokenizer("char", ["abc 我"])
+    ids = tok.encode("abcz我", dtype=np.uint16)
+    assert ids.dtype == np.uint16 and ids.tolist()[-2] == tok.unk_id
+    assert tok.decode(ids) == "abc\ufffd我"

@@ -1,0 +1,470 @@
+"""Corpora larger than memory: inputs -> streamed text -> tokenizer -> token files on disk.
+
+::
+
+    files, directories, globs ─┐                       ┌─ tokenizers/<key>.json
+    tables' text column ───────┼─> one byte stream ─>  │
+    HF datasets (--dataset) ───┘   (split by bytes)    └─ tokens/<key>/train.bin, val.bin
+
+The inputs are read in chunks of a few MB and never held whole. Their concatenation is
+one stream of bytes (a newline goes between files that lack one); the validation part is
+its last ``val_fraction`` of the bytes (at most ``val_max_bytes``), cut at a character
+boundary. The tokenizer is trained on the training part, streamed, and both parts are
+encoded, streamed, to flat files of token ids (``uint16`` when the vocabulary fits, else
+``uint32``; ``np.memmap(path, dtype)`` maps them).
+
+Everything lands in a cache folder beside the runs (``checkpoints/.textrnn-cache``, or
+``$TEXTRNN_CACHE``), keyed by the SHA-256 of the inputs' bytes and the options that shape
+the result, so a second run on the same text starts at once. File hashes are remembered
+by path, size and modification time, so unchanged files are not read again either. The
+cache can be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import codecs
+import glob
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
+
+import numpy as np
+
+from .errors import TextRNNError
+
+CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
+FORMAT = 1  # bump when the cache layout or the encoding rules change
+TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
+_GLOB_CHARS = set("*?[")
+
+Report = Optional[Callable[[str, int, int], None]]  # (stage, bytes done, bytes total)
+
+
+# -- inputs -------------------------------------------------------------------------------
+def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    """Files named by ``specs``: files as given, directories' files (recursively, hidden
+    ones skipped, in sorted order), and glob patterns (``corpus/*.txt``, ``**/*.md``)."""
+    files: list[Path] = []
+    for spec in specs:
+        p = Path(spec)
+        if p.is_dir():
+            found = sorted(f for f in p.rglob("*") if f.is_file()
+                           and not any(part.startswith(".") for part in f.relative_to(p).parts))
+            if not found:
+                raise TextRNNError(f"{p}: the directory has no files; give a folder of text files")
+            files += found
+        elif p.exists():
+            files.append(p)
+        elif _GLOB_CHARS & set(str(spec)):
+            found = sorted(Path(f) for f in glob.glob(str(spec), recursive=True) if Path(f).is_file())
+            if not found:
+                raise TextRNNError(f"{spec}: no file matches this pattern; check the pattern and quote it")
+            files += found
+        else:
+            raise TextRNNError(f"{p}: no such file; check the path")
+    if not files:
+        raise TextRNNError("no corpus given; pass a text file")
+    return files
+
+
+def default_cache_dir(run_dir: Path) -> Path:
+    env = os.environ.get("TEXTRNN_CACHE")
+    return Path(env) if env else Path(run_dir).resolve().parent / ".textrnn-cache"
+
+
+def _codec(encoding: str) -> str:
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+    if "16" in name or "32" in name:
+        raise TextRNNError(f"--encoding {encoding}: corpora are read as a byte stream and must use an "
+                           f"ASCII-compatible encoding; convert the files to UTF-8 (iconv -f {name} -t utf-8)")
+    return name
+
+
+class FileHashes:
+    """SHA-256 of files, remembered by (path, size, mtime) so unchanged files are not re-read."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / "file-hashes.json"
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def sha256(self, path: Path, report: Report = None) -> str:
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+        key = str(path.resolve())
+        hit = self.known.get(key)
+        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
+            return hit[2]
+        h = hashlib.sha256()
+        done = 0
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(CHUNK_BYTES):
+                    h.update(block)
+                    done += len(block)
+                    if report:
+                        report("hash", done, st.st_size)
+        except OSError as e:
+            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+        self.known[key] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        self.changed = True
+        return h.hexdigest()
+
+    def save(self) -> None:
+        if self.changed:
+            _atomic_text(self.path, json.dumps(self.known))
+
+
+def _atomic_text(dest: Path, text: str) -> None:
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.replace(tmp, dest)
+
+
+def _key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True).encode()).hexdigest()[:32]
+
+
+# -- the byte stream ----------------------------------------------------------------------
+@dataclass
+class Segment:
+    """Bytes ``[start, end)`` of ``path`` (or the literal ``data``) in the corpus stream."""
+
+    name: str
+    path: Optional[Path]
+    start: int
+    end: int
+    data: bytes = b""
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+
+def _segments(files: Sequence[Path], codec: str) -> list[Segment]:
+    """The corpus as one byte stream: each file (BOM dropped), a newline between files
+    that do not end with one."""
+    segs: list[Segment] = []
+    for path in files:
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                head = f.read(8192)
+                f.seek(max(0, size - 1))
+                last = f.read(1)
+        except OSError as e:
+            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+        if b"\x00" in head:
+            raise TextRNNError(f"{path}: looks like a binary file (NUL bytes); give a text file")
+        start = 3 if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
+        if size <= start:
+            continue
+        segs.append(Segment(str(path), path, start, size))
+        if last != b"\n":
+            segs.append(Segment(str(path), None, 0, 1, b"\n"))
+    return segs
+
+
+def _total(segs: Sequence[Segment]) -> int:
+    return sum(s.size for s in segs)
+
+
+def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
+    """Split the stream at byte ``at`` (moved forward past UTF-8 continuation bytes)."""
+    before, after, pos = [], [], 0
+    for s in segs:
+        if pos + s.size <= at:
+            before.append(s)
+        elif pos >= at:
+            after.append(s)
+        else:
+            k = s.start + (at - pos)
+            if s.path is not None:
+                with open(s.path, "rb") as f:
+                    f.seek(k)
+                    ahead = f.read(4)
+                k += next((i for i, b in enumerate(ahead) if b & 0xC0 != 0x80), len(ahead))
+            if k > s.start:
+                before.append(Segment(s.name, s.path, s.start, k, s.data[: k - s.start]))
+            if k < s.end:
+                after.append(Segment(s.name, s.path, k, s.end, s.data[k - s.start:]))
+        pos += s.size
+    return before, after
+
+
+def _decode_error(seg: Segment, offset: int, codec: str) -> TextRNNError:
+    line = 1
+    with open(seg.path, "rb") as f:  # only on the error path: count the lines before the bad byte
+        left = offset
+        while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
+            line += block.count(b"\n")
+            left -= len(block)
+    return TextRNNError(f"{seg.name}: not valid {codec} at byte {offset} (line {line}); "
+                        f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
+
+
+def _decoded(seg: Segment, codec: str) -> Iterator[tuple[str, int]]:
+    """Decoded text of one segment, block by block, with the bytes each block consumed."""
+    if seg.path is None:
+        yield seg.data.decode(codec), seg.size
+        return
+    decoder = codecs.getincrementaldecoder(codec)()
+    buffered = hasattr(decoder, "_buffer_decode")  # utf-8: we keep the carry, so offsets stay exact
+    carry = b""
+    try:
+        f = open(seg.path, "rb")
+    except OSError as e:
+        raise TextRNNError(f"{seg.path}: cannot read ({e.strerror})") from None
+    with f:
+        f.seek(seg.start)
+        pos = seg.start
+        while pos < seg.end:
+            block = f.read(min(CHUNK_BYTES, seg.end - pos))
+            if not block:
+                break
+            data, final = carry + block, pos + len(block) >= seg.end
+            try:
+                if buffered:
+                    text, used = decoder._buffer_decode(data, "strict", final)
+                else:
+                    text, used = decoder.decode(data, final), len(data)
+            except UnicodeDecodeError as e:
+                raise _decode_error(seg, pos - len(carry) + e.start, codec) from None
+            if "\x00" in text:
+                raise TextRNNError(f"{seg.name}: looks like a binary file (NUL bytes); give a text file")
+            carry = data[used:]
+            pos += len(block)
+            yield text, len(block)
+
+
+def read_stream(segs: Sequence[Segment], codec: str, report: Report = None, stage: str = "read") -> Iterator[str]:
+    """Decoded text of ``segs`` in chunks of about ``CHUNK_BYTES`` that end after a newline
+    (but for the last, or a line longer than a chunk), so word and BPE pieces never split a word."""
+    total, done, pending = _total(segs), 0, ""
+    for seg in segs:
+        for text, used in _decoded(seg, codec):
+            done += used
+            chunk = pending + text
+            nl = chunk.rfind("\n") + 1
+            if nl == 0 and len(chunk) < CHUNK_BYTES:
+                pending = chunk
+                continue
+            chunk, pending = (chunk[:nl], chunk[nl:]) if nl else (chunk, "")
+            if report:
+                report(stage, done, total)
+            yield chunk
+    if pending:
+        yield pending
+    if report:
+        report(stage, done, total)
+
+
+# -- token files ------------------------------------------------------------------------
+class TokenFile:
+    """A flat array of token ids on disk: raw little-endian ``uint16`` or ``uint32``.
+
+    ``read`` uses ``pread`` so the training process's memory does not grow with the file
+    (pages of a memory map would count as resident); :meth:`memmap` maps it for analysis.
+    """
+
+    def __init__(self, path: str | os.PathLike, dtype: str):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self.size = self.path.stat().st_size // self.dtype.itemsize
+        self._fd: Optional[int] = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        count = max(0, min(count, self.size - start))
+        raw = os.pread(self._fd, count * self.dtype.itemsize, start * self.dtype.itemsize)
+        return np.frombuffer(raw, dtype=self.dtype)
+
+    def memmap(self) -> np.ndarray:
+        return np.memmap(self.path, dtype=self.dtype, mode="r")
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": None}
+
+    def __del__(self):
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def token_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+
+
+def encode_stream(tok, texts: Iterable[str], dest: Path) -> tuple[int, int]:
+    """Encode text chunks to the token file ``dest``; returns (tokens, characters)."""
+    dtype = token_dtype(tok.vocab_size)
+    n_tokens = n_chars = 0
+    with open(dest, "wb") as f:
+        for chunk in texts:
+            n_chars += len(chunk)
+            ids = tok.encode(chunk, dtype=dtype)
+            f.write(ids.tobytes())
+            n_tokens += len(ids)
+        f.flush()
+        os.fsync(f.fileno())
+    return n_tokens, n_chars
+
+
+# -- preparing a corpus -----------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A corpus ready to train on."""
+
+    tokenizer: Any  # textrnn.tokenizer.Tokenizer
+    train: TokenFile
+    val: TokenFile
+    meta: dict[str, Any]  # files, sha256, byte/char/token counts, cache paths, reused flags
+
+
+def materialize_table(path: Path, encoding: str, text_column: Optional[str], cache: Path,
+                      hashes: FileHashes) -> Path:
+    """A table's text column as a text file in the cache (one row per line)."""
+    from .tables import detect_text_column, read_table
+
+    dest = cache / "texts" / f"{_key('table', hashes.sha256(path), encoding, text_column)}.txt"
+    if not dest.exists():
+        table = read_table(path, encoding=encoding)
+        column = detect_text_column(table, text_column)
+        text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
+        _atomic_text(dest, text)
+    return dest
+
+
+def prepare(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    cache_dir: Path,
+    kind: str = "char",
+    vocab_size: Optional[int] = None,
+    encoding: str = "utf-8",
+    text_column: Optional[str] = None,
+    val_file: Optional[str | os.PathLike] = None,
+    val_fraction: float = 0.1,
+    val_max_bytes: Optional[int] = None,
+    tokenizer: Any = None,
+    report: Report = None,
+) -> Prepared:
+    """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
+
+    Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
+    of training one.
+    """
+    from .tokenizer import Tokenizer, train_tokenizer
+
+    codec = _codec(encoding)
+    cache_dir = Path(cache_dir)
+    hashes = FileHashes(cache_dir)
+
+    def resolve(specs: Sequence[str | os.PathLike]) -> list[Path]:
+        out = []
+        for p in expand_inputs(specs):
+            if str(p).lower().endswith(TABLE_SUFFIXES):
+                p = materialize_table(p, encoding, text_column, cache_dir, hashes)
+            out.append(p)
+        return out
+
+    files = expand_inputs(inputs)
+    train_files = resolve(inputs)
+    segs = _segments(train_files, codec)
+    shas = [hashes.sha256(p, report) for p in train_files]
+    if val_file is not None:
+        val_files = resolve([val_file])
+        shas.append(["val", *(hashes.sha256(p, report) for p in val_files)])
+        train_segs, val_segs = segs, _segments(val_files, codec)
+        split = ["file"]
+    else:
+        total = _total(segs)
+        held = int(round(total * val_fraction))
+        if val_max_bytes:
+            held = min(held, val_max_bytes)
+        train_segs, val_segs = _cut(segs, total - held)
+        split = ["tail", val_fraction, val_max_bytes]
+    hashes.save()
+    names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
+    if not any(_nonblank(s) for s in train_segs):
+        raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
+    data_sha = _key("data", shas, codec, text_column, split)
+
+    reused = {"tokenizer": tokenizer is not None, "tokens": False}
+    if tokenizer is None:
+        tok_path = cache_dir / "tokenizers" / f"{_key('tok', data_sha, kind, vocab_size)}.json"
+        if tok_path.exists():
+            tokenizer = Tokenizer.load(tok_path, kind)
+            reused["tokenizer"] = True
+        else:
+            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer"),
+                                                 vocab_size)
+            _atomic_text(tok_path, tokenizer.to_json())
+    tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
+    ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
+    dtype = token_dtype(tokenizer.vocab_size)
+    if (ids_dir / "meta.json").exists():
+        meta = json.loads((ids_dir / "meta.json").read_text())
+        reused["tokens"] = True
+    else:
+        tmp = Path(tempfile.mkdtemp(dir=ids_dir.parent if ids_dir.parent.exists() else _mkdir(ids_dir.parent),
+                                    prefix=f".{ids_dir.name}."))
+        try:
+            train_tokens, train_chars = encode_stream(
+                tokenizer, read_stream(train_segs, codec, report, "encode"), tmp / "train.bin")
+            val_tokens, val_chars = encode_stream(
+                tokenizer, read_stream(val_segs, codec, report, "encode"), tmp / "val.bin")
+            meta = {"dtype": dtype, "train_tokens": train_tokens, "val_tokens": val_tokens,
+                    "train_chars": train_chars, "val_chars": val_chars,
+                    "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}
+            (tmp / "meta.json").write_text(json.dumps(meta))
+            try:
+                os.rename(tmp, ids_dir)
+            except OSError:  # another process prepared the same corpus meanwhile
+                if not (ids_dir / "meta.json").exists():
+                    raise
+        except OSError as e:
+            raise TextRNNError(f"{cache_dir}: cannot write the token cache ({e.strerror}); free disk space "
+                               f"or set TEXTRNN_CACHE to another folder") from None
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+    meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
+            "val_file": str(val_file) if val_file is not None else None,
+            "token_dir": str(ids_dir), "reused": reused}
+    return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
+
+
+def _mkdir(p: Path) -> Path:
+    p.mkdir(parents=True, exist_ok=True)
+    return p
+
+
+def _nonblank(seg: Segment) -> bool:
+    """Whether ``seg`` has any non-whitespace byte (read lazily, stops at the first)."""
+    if seg.path is None:
+        return bool(seg.data.strip())
+    with open(seg.path, "rb") as f:
+        f.seek(seg.start)
+        pos = seg.start
+        while pos < seg.end and (block := f.read(min(1 << 16, seg.end - pos))):
+            if block.strip():
+                return True
+            pos += len(block)
+    return False

@@ -1,0 +1,128 @@
+"""Hugging Face datasets as corpora: ``--dataset NAME[:CONFIG]``.
+
+The dataset is read with ``datasets.load_dataset(..., streaming=True)`` (nothing is held in
+memory or converted to Arrow) and its text column written once, one row per line, to a
+text file in the corpus cache; from there it is a corpus like any other (see
+:mod:`textrnn.corpus`). The ``validation`` split (or ``valid``, ``dev``) becomes the
+validation file when the dataset has one.
+
+Hub datasets need a connection on the first run; local builders work offline, with the
+command's inputs as their data files: ``--dataset text notes/*.txt``, ``--dataset csv
+reviews.csv --text-column review``, ``--dataset json dump.jsonl``.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any, Optional, Sequence
+
+from .corpus import Report, _key, expand_inputs
+from .errors import TextRNNError
+
+VALIDATION_SPLITS = ("validation", "valid", "dev")
+
+
+def _text_column(row: dict[str, Any], wanted: Optional[str], spec: str) -> str:
+    if wanted is not None:
+        if wanted not in row:
+            raise TextRNNError(f"--dataset {spec}: no column {wanted!r}; it has {', '.join(row)}; "
+                               "fix --text-column")
+        return wanted
+    if "text" in row:
+        return "text"
+    for name, value in row.items():
+        if isinstance(value, str):
+            return name
+    raise TextRNNError(f"--dataset {spec}: no text column among {', '.join(row)}; pass --text-column")
+
+
+def _open(spec: str, split: str, data_files: Optional[list[str]]):
+    name, _, config = spec.partition(":")
+    try:
+        import datasets
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise TextRNNError("--dataset needs the 'datasets' package: pip install datasets") from None
+    try:
+        return datasets.load_dataset(name, config or None, split=split, streaming=True,
+                                     data_files=data_files)
+    except (ValueError, KeyError) as e:
+        if split != "train" and ("split" in str(e).lower() or "Unknown split" in str(e)):
+            return None  # the dataset has no such split
+        raise TextRNNError(f"--dataset {spec}: cannot load it ({' '.join(str(e).split())[:200]})") from None
+    except Exception as e:  # noqa: BLE001 - the hub and builders raise many kinds
+        raise TextRNNError(f"--dataset {spec}: cannot load it ({type(e).__name__}: "
+                           f"{' '.join(str(e).split())[:200]}); check the name and your connection, "
+                           "or give local files") from None
+
+
+def _export(spec: str, split: str, data_files: Optional[list[str]], text_column: Optional[str],
+            dest: Path, report: Report) -> bool:
+    """Write ``split``'s text column to ``dest`` (atomically); False when there is no such split."""
+    rows = _open(spec, split, data_files)
+    if rows is None:
+        return False
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    column, n, written = None, 0, 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            try:
+                for row in rows:
+                    column = column or _text_column(row, text_column, spec)
+                    value = row.get(column)
+                    if value is None:
+                        continue
+                    text = str(value)
+                    f.write(text if text.endswith("\n") else text + "\n")
+                    written += len(text)
+                    n += 1
+                    if report and n % 10000 == 0:
+                        report(f"dataset {split}", written, 0)
+            except TextRNNError:
+                raise
+            except Exception as e:  # noqa: BLE001 - read errors surface while iterating
+                raise TextRNNError(f"--dataset {spec}: reading split {split!r} failed ({type(e).__name__}: "
+                                   f"{' '.join(str(e).split())[:200]})") from None
+        if n == 0:
+            if split == "train":
+                raise TextRNNError(f"--dataset {spec}: the {split} split has no text")
+            return False
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return True
+
+
+def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str | os.PathLike]] = None,
+                   text_column: Optional[str] = None, report: Report = None) -> tuple[Path, Optional[Path]]:
+    """The train (and validation, if any) text of dataset ``spec`` as files in ``cache_dir``.
+
+    Local ``data_files`` key the export by their content, so editing them makes a new one;
+    a hub dataset is exported once per name, config and column (delete the cache to refresh).
+    """
+    from .corpus import FileHashes
+
+    files = None
+    identity: list[Any] = [spec, text_column]
+    if data_files:
+        paths = expand_inputs(data_files)
+        hashes = FileHashes(Path(cache_dir))
+        identity.append([hashes.sha256(p) for p in paths])
+        hashes.save()
+        files = [str(p) for p in paths]
+    folder = Path(cache_dir) / "datasets"
+    key = _key("dataset", identity)
+    train = folder / f"{key}.train.txt"
+    if not train.exists():
+        _export(spec, "train", files, text_column, train, report)
+    val_marker = folder / f"{key}.no-validation"
+    val = folder / f"{key}.validation.txt"
+    if not val.exists() and not val_marker.exists():
+        if not any(_export(spec, split, files, text_column, val, report) for split in VALIDATION_SPLITS
+                   if files is None):
+            val_marker.parent.mkdir(parents=True, exist_ok=True)
+            val_marker.touch()
+    return train, (val if val.exists() else None)
