@@ -116,6 +116,14 @@ def test_init_from_language_model(tmp_path, labelled):
                                atol=1e-6, rtol=0)
     with pytest.raises(TextRNNError, match="model size"):
         train_classifier(labelled, out=tmp_path / "clf2", init_from=tmp_path / "lm", hidden=99, max_steps=1)
+    # a run started from an LM resumes with the same optimizer groups (slower pretrained rates)
+    opts = {**TINY_CLF, "eval_every": 2, "save_every": 2}
+    train_classifier(labelled, out=tmp_path / "clf3", init_from=tmp_path / "lm", max_steps=2, **opts)
+    resumed = train_classifier(labelled, out=tmp_path / "clf3", init_from=tmp_path / "lm", max_steps=4,
+                               resume=True, **opts)
+    assert resumed.steps == 4
+    scales = json.loads((tmp_path / "clf3" / "config.json").read_text())["lr_scales"]
+    assert scales and set(scales.values()) == {0.25}
 
 
 def test_one_class_and_missing_column(tmp_path):

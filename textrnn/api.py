@@ -12,7 +12,6 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Optional, Sequence, Union
 
-import torch
 
 from . import checkpoint
 from .errors import TextRNNError
@@ -60,7 +59,6 @@ class Trained:
                  **options: Any) -> Union[str, list[str]]:
         """Sample ``length`` tokens after ``prompt``. Options: ``temperature``, ``top_k``,
         ``top_p``, ``greedy``, ``seed``. One string, or a list for ``num_samples > 1``."""
-        texts = [""] * num_samples
         parts: list[list[str]] = [[] for _ in range(num_samples)]
         for pieces in self.stream(prompt, length, num_samples=num_samples, **options):
             for acc, piece in zip(parts, pieces):

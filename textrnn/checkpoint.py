@@ -162,12 +162,12 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
         torch.save(trainer_state, tmp_trainer)
         with open(tmp_trainer, "rb+") as f:
             os.fsync(f.fileno())
-    except (OSError, RuntimeError) as e:
+    except BaseException as e:  # any failure (a TextRNNError from save_weights too): no half-built last/
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, TextRNNError):
-            raise
-        raise TextRNNError(f"{run_dir}: cannot write the checkpoint ({e}); the previous "
-                           "checkpoint is kept; free disk space or choose --out") from None
+        if isinstance(e, (OSError, RuntimeError)):
+            raise TextRNNError(f"{run_dir}: cannot write the checkpoint ({e}); the previous "
+                               "checkpoint is kept; free disk space or choose --out") from None
+        raise
     last, old = run_dir / LAST, run_dir / (LAST + ".old")
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
@@ -302,12 +302,16 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
 
     ck = load(run_dir)
     dest = Path(dest)
+    if dest.exists() and not dest.is_dir():
+        raise TextRNNError(f"{dest}: exists and is not a directory; give a new or empty directory as DEST")
     if dest.exists() and any(dest.iterdir()):
         raise TextRNNError(f"{dest}: exists and is not empty; choose another destination")
-    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise TextRNNError(f"{dest}: cannot create the directory ({e.strerror or e}); "
+                           "give a new or empty directory as DEST") from None
     config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
-    write_run_files(dest, config, ck.tokenizer)
-    write_metrics(dest, read_metrics(run_dir))
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
                for k, v in ck.model.state_dict().items()}
     if ck.model.cfg.tie_weights:
@@ -319,6 +323,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
         tensors["encoder.embedding.weight.int8"] = torch.round(emb / scale.unsqueeze(1)).to(torch.int8)
         tensors["encoder.embedding.weight.scale"] = scale.half() if half else scale
         config["embedding_dtype"] = "int8"
+    write_run_files(dest, config, ck.tokenizer)  # after config is complete
+    write_metrics(dest, read_metrics(run_dir))
     tmp = _tmp_name(dest / WEIGHTS)
     save_file(tensors, str(tmp))
     _commit(tmp, dest / WEIGHTS)

@@ -48,11 +48,15 @@ def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, ma
 
 def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[Any]) -> dict[str, Any]:
     """Accuracy, macro-F1, per-class precision / recall / F1, and the confusion matrix
-    (rows: gold label, columns: predicted)."""
-    gold, predicted = np.asarray(gold), np.asarray(predicted)
+    (rows: gold label, columns: predicted). Macro-F1 averages over the classes that occur
+    in ``gold`` or ``predicted`` (a class that never occurs has no F1 to speak of); every
+    class is listed in ``per_class``."""
+    gold = np.asarray(gold, dtype=np.int64)
+    predicted = np.asarray(predicted, dtype=np.int64)
     n = len(label_names)
     confusion = np.zeros((n, n), dtype=np.int64)
     np.add.at(confusion, (gold, predicted), 1)
+    present = (confusion.sum(axis=0) + confusion.sum(axis=1)) > 0  # (C,)
     per_class, f1s = {}, []
     for c, name in enumerate(label_names):
         tp = confusion[c, c]
@@ -61,7 +65,8 @@ def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequenc
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[str(name)] = {"precision": round(float(precision), 5), "recall": round(float(recall), 5),
                                 "f1": round(float(f1), 5), "support": int(confusion[c, :].sum())}
-        f1s.append(f1)
+        if present[c]:
+            f1s.append(f1)
     return {"accuracy": round(float((gold == predicted).mean()) if len(gold) else 0.0, 5),
-            "macro_f1": round(float(np.mean(f1s)), 5), "per_class": per_class,
+            "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 5), "per_class": per_class,
             "confusion": confusion.tolist()}

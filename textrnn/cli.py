@@ -7,6 +7,7 @@ stderr and exit status 2.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import Any, Optional
@@ -20,7 +21,7 @@ class _Group(click.Group):
     """Turns user errors (click's and textrnn's) into one line and exit status 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        from .errors import TextRNNError
+        from .errors import SharedError, TextRNNError
 
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
@@ -32,7 +33,8 @@ class _Group(click.Group):
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(2)
         except TextRNNError as e:
-            click.echo(f"error: {' '.join(str(e).split())}", err=True)
+            if not (isinstance(e, SharedError) and os.environ.get("RANK", "0") != "0"):
+                click.echo(f"error: {' '.join(str(e).split())}", err=True)  # (rank 0 reports shared errors)
             sys.exit(2)
         except (KeyboardInterrupt, click.exceptions.Abort):
             click.echo("error: interrupted", err=True)
@@ -70,20 +72,44 @@ class _TrainProgress:
             TextColumn("val {task.fields[val]}"), TextColumn("{task.fields[speed]} tok/s"),
             TimeRemainingColumn(), console=self.console, transient=False,
         )
-        self.task = self.bar.add_task("train", total=1000, step=0, loss="-", val="-", speed="-")
+        self.task = None
         self.started = False
+        self.stages: dict[str, Any] = {}
+
+    def _start(self) -> None:
+        if not self.started:  # only once work runs: input errors print nothing but themselves
+            self.bar.__enter__()
+            self.started = True
+
+    def prepare(self, stage: str, done: int, total: int) -> None:
+        """Corpus preparation (hashing, tokenizer training, encoding): bytes done of total."""
+        self._start()
+        if stage not in self.stages:
+            from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+            if not self.stages:
+                self.prep = Progress(TextColumn("[bold]{task.description:>9}"), BarColumn(), DownloadColumn(),
+                                     TransferSpeedColumn(), console=self.console, transient=True)
+                self.prep.__enter__()
+            self.stages[stage] = self.prep.add_task(stage, total=total or None)
+        self.prep.update(self.stages[stage], completed=done)
 
     def __enter__(self):
         return self
 
     def __exit__(self, *exc):
+        if self.stages:
+            self.prep.__exit__(*exc)
         if self.started:
             self.bar.__exit__(*exc)
 
     def __call__(self, p) -> None:
-        if not self.started:  # only once training runs: input errors print nothing but themselves
-            self.bar.__enter__()
-            self.started = True
+        if self.stages:  # preparation is over
+            self.prep.__exit__(None, None, None)
+            self.stages = {}
+        self._start()
+        if self.task is None:
+            self.task = self.bar.add_task("train", total=1000, step=0, loss="-", val="-", speed="-")
         fields: dict[str, Any] = {"step": p.step, "speed": f"{p.tokens_per_s:,.0f}"}
         if p.train_loss is not None:
             fields["loss"] = f"{p.train_loss:.3f}"
@@ -99,9 +125,6 @@ class _TrainProgress:
             self.bar.console.print(f"step {m['step']}: val loss {m['val_loss']:.4f}  {detail}")
 
 
-TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
-
-
 @cli.command()
 @click.argument("inputs", nargs=-1, type=click.Path(path_type=str))
 @click.option("--task", help="lm | classify  [default: classify for a .csv/.tsv/.jsonl input, else lm]")
@@ -115,7 +138,8 @@ TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 @click.option("--hidden", type=int, help="Hidden units per layer [512 lm, 384 classify].")
 @click.option("--embed", type=int, help="Embedding size [64 lm, 256 classify].")
 @click.option("--dropout", type=float, help="Dropout [0 lm, 0.5 classify].")
-@click.option("--embed-dropout", type=float, help="Drop whole tokens from the embedding while training [0 lm, 0.1 classify].")
+@click.option("--embed-dropout", type=float,
+              help="Drop whole tokens from the embedding while training [0 lm, 0.1 classify].")
 @click.option("--tie-weights/--no-tie-weights", default=None, help="LM: share embedding and output weights.")
 @click.option("--bidirectional/--unidirectional", default=None, help="Classifier: read both ways [bidirectional].")
 @click.option("--batch-size", type=int, help="Parallel streams (lm) [32] or texts (classify) [256] per batch.")
@@ -137,19 +161,30 @@ TABLE_EXTENSIONS = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 @click.option("--format", "fmt", help="Classifier input: csv | tsv | jsonl | txt [by extension].")
 @click.option("--init-from", type=click.Path(), help="Classifier: start from this language-model run.")
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of the input.")
+@click.option("--dataset", metavar="NAME[:CONFIG]",
+              help="LM: train on a Hugging Face dataset (INPUTS are then its data files, for builders "
+                   "such as text, csv, json).")
 @click.option("--seed", type=int, help="Random seed [1234].")
 @click.option("--device", help="auto | cpu | cuda | mps  [default: auto]")
+@click.option("--precision", help="auto | fp32 | bf16 | fp16  [auto: bf16 (or fp16) autocast on CUDA, fp32 elsewhere]")
+@click.option("--compile/--no-compile", "compile_", default=None, help="Run the training step through torch.compile.")
 def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resume: bool, force: bool,
           tokenizer: Optional[str], vocab_size: Optional[int], val_file: Optional[str],
           text_column: Optional[str], label_column: Optional[str], fmt: Optional[str],
-          init_from: Optional[str], encoding: str, **options: Any) -> None:
-    """Train a language model on text files (default: the shipped tiny-shakespeare), or a
-    classifier on a labelled CSV / TSV / JSONL file (--task classify)."""
-    from .config import TOKENIZERS
-    from .errors import TextRNNError
+          init_from: Optional[str], encoding: str, dataset: Optional[str], compile_: Optional[bool],
+          **options: Any) -> None:
+    """Train a language model on text files, directories or globs (default: the shipped
+    tiny-shakespeare), or a classifier on a labelled CSV / TSV / JSONL file (--task classify).
 
+    \b
+    Many processes or GPUs:  torchrun --nproc-per-node 4 -m textrnn train corpus/"""
+    from .config import PRECISIONS, TOKENIZERS
+    from .errors import TextRNNError
+    from .tables import TABLE_SUFFIXES
+
+    options["compile"] = compile_
     if task is None:
-        task = "classify" if inputs and inputs[0].lower().endswith(TABLE_EXTENSIONS) else "lm"
+        task = "classify" if inputs and inputs[0].lower().endswith(TABLE_SUFFIXES) and not dataset else "lm"
     if task not in ("lm", "classify"):
         raise TextRNNError(f"--task must be lm or classify, got {task!r}")
     if tokenizer is not None and tokenizer not in TOKENIZERS:  # checked before importing torch
@@ -158,6 +193,8 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         from .config import parse_duration
 
         parse_duration(options["max_time"])
+    if options.get("precision") is not None and options["precision"] not in PRECISIONS:
+        raise TextRNNError(f"--precision must be one of {', '.join(PRECISIONS)}, got {options['precision']!r}")
     if task == "lm":
         for name, value in [("--label-column", label_column),
                             ("--format", fmt), ("--init-from", init_from), ("--max-len", options.get("max_len")),
@@ -167,8 +204,13 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         from .api import train as run_training
 
         args: tuple = (list(inputs) or None,)
-        extra: dict[str, Any] = {"text_column": text_column}
+        extra: dict[str, Any] = {"text_column": text_column, "dataset": dataset}
     else:
+        if dataset:
+            raise TextRNNError("--dataset trains language models; for a classifier give a labelled file")
+        if os.environ.get("WORLD_SIZE", "1") != "1":
+            raise TextRNNError("distributed training (torchrun) is for language models; "
+                               "train the classifier as one process")
         if len(inputs) != 1:
             raise TextRNNError("--task classify takes exactly one labelled file (CSV, TSV or JSONL); "
                                "give validation data with --val-file")
@@ -177,10 +219,16 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         args = (inputs[0],)
         extra = {"text_column": text_column, "label_column": label_column, "format": fmt, "init_from": init_from}
 
+    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
     with _TrainProgress() as progress:
+        if task == "lm" and main_rank:
+            extra["on_prepare"] = progress.prepare
         result = run_training(*args, out=out, resume=resume, force=force, tokenizer=tokenizer,
                               vocab_size=vocab_size, val_file=val_file, encoding=encoding,
-                              on_progress=progress, **extra, **options)
+                              on_progress=progress if main_rank else None, **extra, **options)
+    if not main_rank:
+        sys.exit(0 if result.stopped_by not in ("interrupt", "terminate") else
+                 130 if result.stopped_by == "interrupt" else 143)
     best = result.best or {}
     how = {"interrupt": "interrupted", "terminate": "terminated"}.get(result.stopped_by or "", "done")
     if task == "lm":
@@ -288,14 +336,24 @@ def _render_rows(rows: list[dict], columns: list[str], fmt: str) -> str:
     if fmt == "jsonl":
         for r in rows:
             buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+    elif fmt == "tsv":
+        # textrnn's TSV has no quoting and no escapes (``"`` and ``\`` are ordinary
+        # characters, as textrnn.tables reads them): a field cannot hold a tab or a line
+        # end, so each tab, \r and \n in a value is written as a space.
+        for values in [columns] + [[r.get(c) for c in columns] for r in rows]:
+            buf.write("\t".join(_tsv_field(v) for v in values) + "\n")
     else:
-        tsv = fmt == "tsv"
-        writer = csv.writer(buf, delimiter="\t" if tsv else ",", lineterminator="\n",
-                            quoting=csv.QUOTE_NONE if tsv else csv.QUOTE_MINIMAL, escapechar="\\" if tsv else None)
+        writer = csv.writer(buf, lineterminator="\n")
         writer.writerow(columns)
         for r in rows:
             writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
     return buf.getvalue()
+
+
+def _tsv_field(value: Any) -> str:
+    """One TSV field: tabs and line ends become spaces (see _render_rows)."""
+    s = "" if value is None else str(value)
+    return s.replace("\r\n", " ").replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def _print_metrics(console, metrics: dict, names: list, skipped: int) -> None:
@@ -320,7 +378,8 @@ def _print_metrics(console, metrics: dict, names: list, skipped: int) -> None:
 
 @cli.command()
 @click.argument("file", required=False, type=click.Path(path_type=str))
-@click.option("--checkpoint", "-c", type=click.Path(), help="Classifier run [default: latest classifier in ./checkpoints].")
+@click.option("--checkpoint", "-c", type=click.Path(),
+              help="Classifier run [default: latest classifier in ./checkpoints].")
 @click.option("--text", "text", help="Classify this one text instead of a file.")
 @click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
 @click.option("--format", "fmt", help="Output: csv | tsv | jsonl | table [by --output extension, else input's].")
@@ -337,8 +396,10 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
     """Label each row of FILE (CSV, TSV, JSONL or text, '-' for stdin) with a trained classifier.
 
     Every input row is written back, in order, with two new columns: label and score (the
-    probability of that label). When FILE has a label column, accuracy, macro-F1 and a
-    confusion matrix are printed to stderr.
+    probability of that label; predicted_label and predicted_score when FILE has a label or
+    score column, overwritten in place if FILE already has them). When FILE has a label
+    column, accuracy, macro-F1 and a confusion matrix over its labelled rows are printed
+    to stderr.
     """
     from .errors import TextRNNError
 
@@ -355,9 +416,10 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
     if text is not None:
         table = Table(path="--text", format="txt", columns=["text"], rows=[{"text": text}], lines=[1])
     elif file == "-":
-        table = read_table(sys.stdin.buffer.read(), format=input_format or "csv", encoding=encoding, name="<stdin>")
+        table = read_table(sys.stdin.buffer.read(), format=input_format or "csv", encoding=encoding, name="<stdin>",
+                           option="--input-format")
     else:
-        table = read_table(file, format=input_format, encoding=encoding)
+        table = read_table(file, format=input_format, encoding=encoding, option="--input-format")
     text_col = detect_text_column(table, text_column)
     gold_col = detect_label_column(table, label_column, required=False) if text is None else None
 
@@ -379,7 +441,9 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
         for c, v in zip(prob_cols, row_p):
             new[c] = round(float(v), 6)
         rows.append(new)
-    columns = [c for c in table.columns] + [label_col, score_col] + prob_cols
+    # a file that already has these columns (an earlier run's output) gets them
+    # overwritten in place: a re-run replaces the old predictions
+    columns = table.columns + [c for c in [label_col, score_col, *prob_cols] if c not in table.columns]
     out_fmt = _output_format(fmt, output, table.format)
 
     if out_fmt == "table":
@@ -412,14 +476,31 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
             sys.stdout.flush()
 
     if gold_col is not None:
-        from .classify import evaluate
+        _score_against_gold(table, gold_col, names, picked)
 
-        index = {str(n): k for k, n in enumerate(names)}
-        known = [(index[str(r.get(gold_col)).strip()], int(i)) for r, i in zip(table.rows, picked)
-                 if str(r.get(gold_col)).strip() in index]
-        if known:
-            gold, pred = zip(*known)
-            _print_metrics(_stderr_console(), evaluate(gold, pred, names), names, len(rows) - len(known))
+
+def _score_against_gold(table, gold_col: str, names: list, picked) -> None:
+    """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
+    with a blank label are not scored. A note instead when no row can be scored."""
+    from .classify import evaluate
+    from .tables import label_key
+
+    index = {label_key(n): k for k, n in enumerate(names)}
+    keys = [label_key(r.get(gold_col)) for r in table.rows]
+    labelled = sum(k is not None for k in keys)
+    known = [(index[k], int(i)) for k, i in zip(keys, picked) if k is not None and k in index]
+    if not known:
+        if labelled:
+            why = (f"none of the labels in column {gold_col!r} is one the model knows "
+                   f"({', '.join(map(str, names))})")
+        else:
+            why = f"column {gold_col!r} has no labels"
+        click.echo(f"note: no rows could be scored: {why}", err=True)
+        return
+    gold, pred = zip(*known)
+    _print_metrics(_stderr_console(), evaluate(gold, pred, names), names, labelled - len(known))
+    if labelled < len(keys):
+        click.echo(f"({len(keys) - labelled} rows without a label were not scored)", err=True)
 
 
 @cli.command()

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Optional
 
 from .errors import TextRNNError
@@ -126,7 +126,6 @@ class ModelConfig(_DictMixin):
             )
 
 
-
 @dataclass
 class TrainConfig(_DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
@@ -189,8 +188,9 @@ class TrainConfig(_DictMixin):
             raise TextRNNError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
         _choice("device", self.device, DEVICES)
         _choice("precision", self.precision, PRECISIONS)
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if self.val_max_bytes is not None:
             _positive("val_max_bytes", self.val_max_bytes)
         if self.epochs is None and self.max_steps is None and self.max_time is None:
             self.epochs = 10.0  # about 5 minutes on tiny-shakespeare with a 2-core CPU
-

@@ -36,10 +36,10 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import TextRNNError
+from .tables import TABLE_SUFFIXES
 
 CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
 FORMAT = 1  # bump when the cache layout or the encoding rules change
-TABLE_SUFFIXES = (".csv", ".tsv", ".tab", ".jsonl", ".ndjson")
 _GLOB_CHARS = set("*?[")
 
 Report = Optional[Callable[[str, int, int], None]]  # (stage, bytes done, bytes total)
@@ -414,8 +414,7 @@ def prepare(
             tokenizer = Tokenizer.load(tok_path, kind)
             reused["tokenizer"] = True
         else:
-            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer"),
-                                                 vocab_size)
+            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer"), vocab_size)
             _atomic_text(tok_path, tokenizer.to_json())
     tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
     ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)

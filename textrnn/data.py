@@ -19,34 +19,12 @@ window boundaries fall in different places from epoch to epoch.
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
 
 from .errors import TextRNNError
-
-
-def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Decode ``raw`` read from ``name``; the error names the byte offset and the fix."""
-    try:
-        codecs_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-        text = raw.decode(codecs_name)
-    except LookupError:
-        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
-    except UnicodeDecodeError as e:
-        if b"\x00" in raw[:8192]:
-            raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file") from None
-        line = raw[: e.start].count(b"\n") + 1
-        raise TextRNNError(
-            f"{name}: not valid {encoding} at byte {e.start} (line {line}); "
-            f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)"
-        ) from None
-    if "\x00" in text[:8192]:
-        raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
-    return text
 
 
 class ArrayTokens:

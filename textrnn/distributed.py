@@ -132,6 +132,10 @@ def init(dist: Dist, device_type: str) -> Optional[torch.device]:
     return device
 
 
-def shutdown() -> None:
+def shutdown(wait: bool = True) -> None:
+    """Leave the process group; with ``wait``, after every rank is done (gloo may abort a
+    process that leaves while a peer is still writing its checkpoint)."""
     if torch.distributed.is_available() and torch.distributed.is_initialized():
+        if wait:
+            torch.distributed.barrier()
         torch.distributed.destroy_process_group()

@@ -23,8 +23,10 @@ def check_options(vocab_size: int, temperature: float, top_k: Optional[int], top
         raise TextRNNError(f"--temp must be > 0 (got {temperature}); use --greedy for argmax decoding")
     if top_p is not None and not 0 < top_p <= 1:
         raise TextRNNError(f"--top-p must be in (0, 1], got {top_p}")
-    if top_k is not None and not 0 < top_k <= vocab_size:
-        raise TextRNNError(f"--top-k must be between 1 and the vocabulary size {vocab_size}, got {top_k}")
+    if top_k is not None and top_k < 1:
+        raise TextRNNError(f"--top-k must be >= 1, got {top_k}")
+    if top_k is not None and top_k > vocab_size:
+        raise TextRNNError(f"--top-k must be at most the vocabulary size {vocab_size}, got {top_k}")
     if length < 0:
         raise TextRNNError(f"--length must be >= 0, got {length}")
     if num_samples <= 0:
@@ -64,7 +66,10 @@ def sample_ids(
         raise TextRNNError("the prompt is empty")
     device = next(model.parameters()).device
     gen = torch.Generator(device=device)
-    gen.manual_seed(seed if seed is not None else torch.seed())
+    if seed is not None:
+        gen.manual_seed(seed)
+    else:
+        gen.seed()  # a fresh non-deterministic seed for this sampler only; torch's global RNG is untouched
     model.eval()
     with torch.inference_mode():
         # temperature and banned tokens are folded into the head once, not applied per step

@@ -35,7 +35,7 @@ from .errors import TextRNNError
 from .model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
 from .tokenizer import Tokenizer, chunks, train_tokenizer
-from .trainer import Progress, TrainerState, fit, seed_everything
+from .trainer import Progress, TrainerState, fit, make_optimizer, seed_everything
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
 MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout", "tie_weights", "bidirectional"}
@@ -86,6 +86,7 @@ def _open_run(out: Path, resume: bool, force: bool, dist: Optional[Dist] = None)
     run is to be resumed. The lock is held (by rank 0) until the run ends."""
     dist = dist or Dist()
     lock = checkpoint.RunLock(out)
+    created = not out.exists()
 
     def check() -> bool:
         if out.exists() and not out.is_dir():
@@ -106,6 +107,8 @@ def _open_run(out: Path, resume: bool, force: bool, dist: Optional[Dist] = None)
         yield resuming  # (--force replaces the old run only once the new one starts: _execute)
     finally:
         lock.__exit__()
+        if created and dist.is_main and [p.name for p in out.iterdir()] == [checkpoint.LOCK]:
+            shutil.rmtree(out, ignore_errors=True)  # failed before writing anything: leave no trace
 
 
 def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tokenizer: Optional[str],
@@ -229,6 +232,7 @@ def train_language_model(
         device = distributed.init(dist, device.type) or device
     if dataset is None:
         corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
+        corpus_mod.expand_inputs(corpus)  # a missing file is reported before the run directory is made
         first = corpus[0]
     else:
         first = Path(dataset.replace(":", "-").replace("/", "-"))
@@ -257,8 +261,8 @@ def train_language_model(
             data = _prepare_everywhere(dist, prep, run_tok)
             tok = data.tokenizer
             if resuming:
-                saved = _resume_config(out, "lm", model_opts, train_opts, tokenizer, data.meta["sha256"],
-                                       data.meta["files"], dist)
+                saved = dist.agree(lambda: _resume_config(out, "lm", model_opts, train_opts, tokenizer,
+                                                          data.meta["sha256"], data.meta["files"], dist))
                 mcfg = ModelConfig.from_dict(saved["model"])
             else:
                 mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
@@ -292,10 +296,12 @@ def train_language_model(
             }
             chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
             task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist)
-            return _execute(out, config, tok, model, task, tcfg, resuming,
-                            on_progress if dist.is_main else None, report_every, dist=dist)
+            result = _execute(out, config, tok, model, task, tcfg, resuming,
+                              on_progress if dist.is_main else None, report_every, dist=dist)
+        distributed.shutdown(wait=True)
+        return result
     finally:
-        distributed.shutdown()
+        distributed.shutdown(wait=False)  # after an error: do not wait for ranks that may be gone
 
 
 def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus_mod.Prepared],
@@ -342,10 +348,13 @@ def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_colum
 
 
 def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str) -> np.ndarray:
-    lookup = {str(n): i for i, n in enumerate(names)}
+    """Each value's index into the training label ``names`` (compared in normal form)."""
+    from .tables import label_key
+
+    lookup = {label_key(n): i for i, n in enumerate(names)}
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
-        key = str(v).strip()
+        key = label_key(v)
         if key not in lookup:
             raise TextRNNError(f"{where}: label {v!r} is not one of the training labels "
                                f"({', '.join(map(str, names))}); fix the file or train with it")
@@ -403,7 +412,7 @@ def train_classifier(
             names = saved["labels"]
             labels = _label_indices(raw_labels, names, str(train_file))
         else:
-            names, idx = parse_labels(raw_labels)
+            names, idx = parse_labels(raw_labels, column=label_col, source=str(train_file))
             labels = np.asarray(idx, dtype=np.int64)
             train_defaults = {k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in TRAIN_FIELDS}
             if not any(k in train_opts for k in STOP_FIELDS):
@@ -446,24 +455,21 @@ def train_classifier(
         device = resolve_device(tcfg.device)
         seed_everything(tcfg.seed)
         model = Classifier(mcfg)
-        optimizer = None
+        lr_scales: dict[str, float] = {}  # parameters from the LM train slower (discriminative rates)
         if lm is not None:
             missing = model.encoder.load_state_dict(lm.model.encoder.state_dict(), strict=False)
             assert not missing.unexpected_keys, missing
-            pretrained = {id(p) for name, p in model.encoder.named_parameters() if name not in missing.missing_keys}
-            from .trainer import make_optimizer
-
-            groups = [
-                {"params": [p for p in model.parameters() if id(p) in pretrained], "lr_scale": pretrained_lr_scale,
-                 "weight_decay": tcfg.weight_decay},
-                {"params": [p for p in model.parameters() if id(p) not in pretrained], "weight_decay": tcfg.weight_decay},
-            ]
-            optimizer = make_optimizer(model.to(device), tcfg, groups)
+            lr_scales = {f"encoder.{name}": pretrained_lr_scale for name, _ in model.encoder.named_parameters()
+                         if name not in missing.missing_keys}
+        elif resuming:
+            lr_scales = saved.get("lr_scales", {})  # the same optimizer groups as the run had
         model.to(device)
+        optimizer = make_optimizer(model, tcfg, lr_scales=lr_scales)
         config = {
             "textrnn_version": __version__,
             "task": "classify",
             "labels": list(names),
+            "lr_scales": lr_scales,
             "columns": {"text": text_col, "label": label_col},
             "model": mcfg.to_dict(),
             "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},

@@ -23,7 +23,7 @@ as many fields as the header. A row with *fewer* fields is an error, not padded 
 never closed, and padding would silently train on an empty text or label. Values are
 kept as strings, unstripped.
 
-The file is decoded whole first (:func:`textrnn.data.decode_bytes`), so a wrong encoding
+The file is decoded whole first (:func:`decode_bytes`), so a wrong encoding
 is reported with its byte offset and line. Every mistake in the input raises
 :class:`~textrnn.errors.TextRNNError` with a one-line message naming the file (and the
 line, where there is one) and what to do.
@@ -36,19 +36,46 @@ import io
 import json
 import os
 import re
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from .data import decode_bytes
 from .errors import TextRNNError
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
+TABLE_SUFFIXES = tuple(k for k, v in EXTENSIONS.items() if v != "txt")  # what counts as a table input
+
+
+def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
+    """Decode ``raw`` read from ``name``; the error names the byte offset and the fix."""
+    try:
+        codecs_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
+        text = raw.decode(codecs_name)
+    except LookupError:
+        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+    except UnicodeDecodeError as e:
+        if b"\x00" in raw[:8192]:
+            raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file") from None
+        line = raw[: e.start].count(b"\n") + 1
+        raise TextRNNError(
+            f"{name}: not valid {encoding} at byte {e.start} (line {line}); "
+            f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)"
+        ) from None
+    if "\x00" in text[:8192]:
+        raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
+    return text
+
+
 TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
               "content", "contents", "comment", "comments")
 LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")
 _INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit strings stay strings
+
+# csv's default cap of 128 KiB per field would reject long documents; lift it (bounded so
+# that the C long it is stored in cannot overflow on any platform)
+csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -75,14 +102,16 @@ def read_table(
     format: str | None = None,
     encoding: str = "utf-8",
     name: str | None = None,
+    option: str = "--format",
 ) -> Table:
     """Read a table from a path or from raw bytes (e.g. stdin's content).
 
     For bytes, ``name`` names the source in messages (default ``"<stdin>"``) and the
     format is ``format`` or else csv. For a path, the format is ``format`` or else the
-    one its extension names; an unknown extension is an error suggesting --format.
+    one its extension names; an unknown extension is an error suggesting ``option``
+    (the command-line option that sets ``format``, named in messages).
     """
-    fmt = _check_format(format)
+    fmt = _check_format(format, option)
     if isinstance(source, (bytes, bytearray, memoryview)):
         name = name or "<stdin>"
         raw, fmt = bytes(source), fmt or "csv"
@@ -90,7 +119,7 @@ def read_table(
         path = Path(source)
         name = name or str(path)
         raw = _read_bytes(path, name)
-        fmt = fmt or _format_from_extension(path, name)
+        fmt = fmt or _format_from_extension(path, name, option)
     text = decode_bytes(raw, name, encoding).removeprefix("\ufeff")
     if fmt == "jsonl":
         columns, rows, lines = _parse_jsonl(text, name)
@@ -103,12 +132,12 @@ def read_table(
     return Table(name, fmt, columns, rows, lines)
 
 
-def _check_format(format: str | None) -> str | None:
+def _check_format(format: str | None, option: str = "--format") -> str | None:
     if format is None:
         return None
     fmt = format.lower()
     if fmt not in FORMATS:
-        raise TextRNNError(f"--format: unknown table format {format!r}; use one of {', '.join(FORMATS)}")
+        raise TextRNNError(f"{option}: unknown table format {format!r}; use one of {', '.join(FORMATS)}")
     return fmt
 
 
@@ -123,12 +152,12 @@ def _read_bytes(path: Path, name: str) -> bytes:
         raise TextRNNError(f"{name}: cannot read ({e.strerror})") from None
 
 
-def _format_from_extension(path: Path, name: str) -> str:
+def _format_from_extension(path: Path, name: str, option: str = "--format") -> str:
     suffix = path.suffix.lower()
     if suffix not in EXTENSIONS:
         what = f"extension {suffix!r}" if suffix else "a name without an extension"
         raise TextRNNError(
-            f"{name}: cannot tell the table format from {what}; pass --format ({', '.join(FORMATS)})"
+            f"{name}: cannot tell the table format from {what}; pass {option} ({', '.join(FORMATS)})"
         )
     return EXTENSIONS[suffix]
 
@@ -270,10 +299,12 @@ def detect_text_column(table: Table, requested: str | None = None) -> str:
 
 
 def detect_label_column(table: Table, requested: str | None = None, *, required: bool = True) -> str | None:
-    """The column holding the labels, checked to have a label in every row.
+    """The column holding the labels.
 
     ``requested`` if given (it must exist); else the first column named label(s),
     sentiment, polarity, class or target (any case); else ``None`` if not ``required``.
+    When ``required`` (training), the column must have a label in every row; when not
+    (classifying), blank labels are allowed: those rows are just not scored.
     """
     if requested is not None:
         column = _require_column(table, requested, "--label-column")
@@ -283,6 +314,8 @@ def detect_label_column(table: Table, requested: str | None = None, *, required:
             if not required:
                 return None
             raise _no_label_column(table)
+    if not required:
+        return column
     for row, line in zip(table.rows, table.lines):
         value = row[column]
         if value is None or (isinstance(value, str) and not value.strip()):
@@ -373,7 +406,15 @@ def parse_labels(values: list, *, column: str = "label", source: str | None = No
     return names, [index[k] for k in keys]
 
 
-def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
+def label_key(value: Any) -> int | str | None:
+    """The normal form of one label value, the one :func:`parse_labels` uses.
+
+    JSON booleans become ``"true"``/``"false"``; ints, integral floats and int-looking
+    strings (``"+1"``, ``" 0 "``) become ints; other strings are stripped. ``None`` for a
+    value that is no label: ``None``, a blank string, or anything else (``0.5``, a list).
+    To match a label against a classifier's label names, compare ``label_key(value)``
+    with ``label_key(name)``: a model trained on mixed labels has string names like ``"1"``.
+    """
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int):
@@ -383,6 +424,13 @@ def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
     if isinstance(value, str) and value.strip():
         s = value.strip()
         return int(s) if _INT.fullmatch(s) else s
+    return None
+
+
+def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
+    key = label_key(value)
+    if key is not None:
+        return key
     if value is None or isinstance(value, str):
         raise TextRNNError(f"{prefix}labels column {column!r}: row {i + 1} has no label; give every row a label")
     raise TextRNNError(

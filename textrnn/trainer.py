@@ -156,18 +156,17 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def make_optimizer(model: nn.Module, cfg: TrainConfig, param_groups: Optional[list] = None) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and embeddings."""
-    if param_groups is None:
-        decay, no_decay = [], []
-        for name, p in model.named_parameters():
-            if not p.requires_grad:
-                continue
-            (no_decay if p.ndim < 2 or "embedding" in name else decay).append(p)
-        param_groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-                        {"params": no_decay, "weight_decay": 0.0}]
-    for g in param_groups:
-        g.setdefault("lr_scale", 1.0)
+def make_optimizer(model: nn.Module, cfg: TrainConfig,
+                   lr_scales: Optional[dict[str, float]] = None) -> torch.optim.Optimizer:
+    """AdamW; no weight decay on biases, norms and embeddings; parameters named in
+    ``lr_scales`` train at that multiple of the learning rate."""
+    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
+    for name, p in model.named_parameters():
+        if p.requires_grad:
+            decay = not (p.ndim < 2 or "embedding" in name)
+            groups.setdefault((decay, (lr_scales or {}).get(name, 1.0)), []).append(p)
+    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": scale}
+                    for (decay, scale), ps in groups.items() if ps]
     kwargs = {"foreach": True} if next(model.parameters()).device.type != "mps" else {}
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.99), **kwargs)
 

@@ -1,0 +1,113 @@
+"""Data-parallel training under torchrun (gloo on CPU), and the CUDA paths (skipped
+without a GPU)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
+
+
+def _run(args, env_extra=None, timeout=240):
+    env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+    env.update({"OMP_NUM_THREADS": "1", **(env_extra or {})})
+    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    return res
+
+
+def _torchrun(nproc, *args):
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={nproc}", *args]
+
+
+def _metrics(run):
+    return [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_torchrun_two_ranks_match_one_process_with_twice_the_batch(tmp_path, tiny_corpus):
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_corpus.read_text() * 3)
+    (tmp_path / "ddp").mkdir()
+    (tmp_path / "one").mkdir()
+    _run(_torchrun(2, str(HELPER), str(corpus), str(tmp_path / "run_ddp"), str(tmp_path / "ddp"), "2"))
+    _run([sys.executable, str(HELPER), str(corpus), str(tmp_path / "run_one"), str(tmp_path / "one"), "4"])
+
+    ranks = [json.loads((tmp_path / "ddp" / f"rank{r}.json").read_text()) for r in (0, 1)]
+    one = json.loads((tmp_path / "one" / "rank0.json").read_text())
+    # each rank read its own streams; together they are exactly the single run's streams
+    for step in range(8):
+        a, b = ranks[0]["windows"][step], ranks[1]["windows"][step]
+        assert a != b
+        assert a + b == one["windows"][step]
+    # only rank 0 wrote: the run files once, and a checkpoint at each of the 2 evaluations
+    assert ranks[1]["writes"] == []
+    assert ranks[0]["writes"].count("write_run_files") == 1
+    assert ranks[0]["writes"].count("save_last") == 2
+    assert sorted(ranks[0]["writes"]) == sorted(one["writes"])
+    # the same losses (gradients averaged over ranks == the gradient of the whole batch)
+    ddp, single = _metrics(tmp_path / "run_ddp"), _metrics(tmp_path / "run_one")
+    assert [m["step"] for m in ddp] == [m["step"] for m in single] == [4, 8]
+    for m, s in zip(ddp, single):
+        assert m["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5, abs=1e-5)
+        assert m["val_loss"] == pytest.approx(s["val_loss"], rel=1e-5, abs=1e-5)
+    cfg = json.loads((tmp_path / "run_ddp" / "config.json").read_text())
+    assert cfg["distributed"]["world_size"] == 2 and cfg["train"]["batch_size"] == 2
+
+    # resume under torchrun goes on exactly: 8 -> 12 steps equals the single run resumed the same way
+    _run(_torchrun(2, str(HELPER), str(corpus), str(tmp_path / "run_ddp"), str(tmp_path / "ddp"), "2",
+                   json.dumps({"max_steps": 12, "resume": True})))
+    _run([sys.executable, str(HELPER), str(corpus), str(tmp_path / "run_one"), str(tmp_path / "one"), "4",
+          json.dumps({"max_steps": 12, "resume": True})])
+    ddp, single = _metrics(tmp_path / "run_ddp"), _metrics(tmp_path / "run_one")
+    assert [m["step"] for m in ddp] == [4, 8, 12]
+    assert ddp[-1]["val_loss"] == pytest.approx(single[-1]["val_loss"], rel=1e-5, abs=1e-5)
+
+
+def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):
+    (tmp_path / "log").mkdir()
+    _run([sys.executable, str(HELPER), str(tiny_corpus), str(tmp_path / "run"), str(tmp_path / "log"), "2",
+          json.dumps({"max_steps": 2})])
+    res = subprocess.run(_torchrun(2, "-m", "textrnn", "train", str(tiny_corpus), "--out", str(tmp_path / "run"),
+                                   "--resume", "--max-steps", "4", "--device", "cpu"),
+                         capture_output=True, text=True, timeout=240,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode != 0
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "--nproc-per-node 1" in errors[0], res.stderr[-2000:]
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@cuda
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_cuda_training_and_cpu_loading(tmp_path, tiny_corpus, precision):
+    import textrnn
+
+    if precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bf16 on this GPU")
+    run = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cuda", precision=precision, max_steps=20,
+                        hidden=64, embed=16, batch_size=8, seq_len=32, eval_every=10)
+    assert run.best["val_loss"] < 5.0
+    lm = textrnn.load(run.path, device="cpu")  # trained on GPU, used on CPU
+    assert len(lm.generate("Th", length=20, seed=1)) == 22
+    resumed = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cpu", max_steps=30, resume=True)
+    assert resumed.steps == 30  # and the other way round: resumed on the CPU
+
+
+@cuda
+def test_cuda_generation_matches_cpu(tmp_path, tiny_corpus):
+    import textrnn
+
+    run = textrnn.train(tiny_corpus, out=tmp_path / "r", device="cpu", max_steps=10, hidden=32, embed=16,
+                        batch_size=4, seq_len=16)
+    cpu = textrnn.load(run.path, device="cpu").generate("Th", length=30, greedy=True)
+    gpu = textrnn.load(run.path, device="cuda").generate("Th", length=30, greedy=True)
+    assert cpu == gpu
