@@ -36,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import TextRNNError
+from .memory import keep_freed_memory
 from .tables import TABLE_SUFFIXES
 
 CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
@@ -252,13 +253,20 @@ def _decoded(seg: Segment, codec: str) -> Iterator[tuple[str, int]]:
             yield text, len(block)
 
 
-def read_stream(segs: Sequence[Segment], codec: str, report: Report = None, stage: str = "read") -> Iterator[str]:
-    """Decoded text of ``segs`` in chunks of about ``CHUNK_BYTES`` that end after a newline
-    (but for the last, or a line longer than a chunk), so word and BPE pieces never split a word."""
+def read_stream(segs: Sequence[Segment], codec: str, report: Report = None, stage: str = "read",
+                aligned: bool = True) -> Iterator[str]:
+    """Decoded text of ``segs`` in chunks of about ``CHUNK_BYTES``. With ``aligned`` they end
+    after a newline (but for the last, or a line longer than a chunk), so word and BPE
+    pieces never split a word; chars need no alignment (and skip its copies)."""
     total, done, pending = _total(segs), 0, ""
     for seg in segs:
         for text, used in _decoded(seg, codec):
             done += used
+            if not aligned:
+                if report:
+                    report(stage, done, total)
+                yield text
+                continue
             chunk = pending + text
             nl = chunk.rfind("\n") + 1
             if nl == 0 and len(chunk) < CHUNK_BYTES:
@@ -374,7 +382,9 @@ def prepare(
     from .tokenizer import Tokenizer, train_tokenizer
 
     codec = _codec(encoding)
+    keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones
     cache_dir = Path(cache_dir)
+    aligned = kind != "char"
     hashes = FileHashes(cache_dir)
 
     def resolve(specs: Sequence[str | os.PathLike]) -> list[Path]:
@@ -414,7 +424,7 @@ def prepare(
             tokenizer = Tokenizer.load(tok_path, kind)
             reused["tokenizer"] = True
         else:
-            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer"), vocab_size)
+            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer", aligned), vocab_size)
             _atomic_text(tok_path, tokenizer.to_json())
     tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
     ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
@@ -427,9 +437,9 @@ def prepare(
                                     prefix=f".{ids_dir.name}."))
         try:
             train_tokens, train_chars = encode_stream(
-                tokenizer, read_stream(train_segs, codec, report, "encode"), tmp / "train.bin")
+                tokenizer, read_stream(train_segs, codec, report, "encode", aligned), tmp / "train.bin")
             val_tokens, val_chars = encode_stream(
-                tokenizer, read_stream(val_segs, codec, report, "encode"), tmp / "val.bin")
+                tokenizer, read_stream(val_segs, codec, report, "encode", aligned), tmp / "val.bin")
             meta = {"dtype": dtype, "train_tokens": train_tokens, "val_tokens": val_tokens,
                     "train_chars": train_chars, "val_chars": val_chars,
                     "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}

@@ -1,0 +1,33 @@
+"""Process-wide memory allocator settings (no torch import: corpus preparation uses them too)."""
+
+from __future__ import annotations
+
+import ctypes
+import sys
+
+
+def keep_freed_memory() -> None:
+    """Ask glibc's malloc to keep freed memory instead of returning it to the OS.
+
+    Every training step allocates and frees the same large activation buffers. With
+    glibc's defaults those come from fresh ``mmap`` calls and are unmapped again, and the
+    page faults cost about a quarter of a CPU training step (measured: 26k -> 34k tokens/s
+    for a 1x512 LSTM on 2 cores; char-encoding a corpus in 8 MB chunks went from 61 to
+    134+ MB/s). Raising the mmap and trim thresholds makes the buffers reused.
+    Process-wide and harmless elsewhere; a no-op off glibc.
+    """
+    global _malloc_tuned
+    if _malloc_tuned or not sys.platform.startswith("linux"):
+        return
+    _malloc_tuned = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    if not libc.mallopt(m_mmap_threshold, 1 << 30):
+        libc.mallopt(m_mmap_threshold, 32 << 20)  # older glibc's maximum
+    libc.mallopt(m_trim_threshold, 1 << 30)
+
+
+_malloc_tuned = False
