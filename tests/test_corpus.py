@@ -1,5 +1,6 @@
 """Streaming corpora: inputs, the byte-stream split, errors, the token cache."""
 
+import json
 import os
 
 import numpy as np
@@ -151,3 +152,53 @@ def test_char_tokenizer_encodes_without_python_objects_per_char():
     ids = tok.encode("abcz我", dtype=np.uint16)
     assert ids.dtype == np.uint16 and ids.tolist()[-2] == tok.unk_id
     assert tok.decode(ids) == "abc\ufffd我"
+
+
+# -- through the pipeline and the CLI ------------------------------------------------------
+def test_training_reuses_the_cache_across_runs(tmp_path, tiny_corpus):
+    from textrnn.pipeline import train_language_model
+
+    opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
+    first = train_language_model([tiny_corpus], out=tmp_path / "runs" / "a", **opts)
+    second = train_language_model([tiny_corpus], out=tmp_path / "runs" / "b", **{**opts, "hidden": 24})
+    cfg_a = json.loads((first.path / "config.json").read_text())
+    cfg_b = json.loads((second.path / "config.json").read_text())
+    assert cfg_a["data"]["sha256"] == cfg_b["data"]["sha256"]
+    assert (first.path / "tokenizer.json").read_text() == (second.path / "tokenizer.json").read_text()
+    tokens = list((tmp_path / "runs" / ".textrnn-cache" / "tokens").iterdir())
+    assert len(tokens) == 1  # one entry, used by both runs
+
+
+def test_dataset_option_reads_local_files_through_hf_builders(tmp_path, tiny_corpus, monkeypatch):
+    from click.testing import CliRunner
+
+    from textrnn.cli import cli
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    table = tmp_path / "reviews.csv"
+    lines = tiny_corpus.read_text().splitlines()
+    table.write_text("id,review\n" + "".join(f'{i},"{line}"\n' for i, line in enumerate(lines) if '"' not in line))
+    args = ["--max-steps", "2", "--hidden", "16", "--embed", "8", "--batch-size", "2", "--seq-len", "8"]
+    res = CliRunner().invoke(cli, ["train", "--dataset", "csv", str(table), "--text-column", "review", *args,
+                                   "--out", "run"], catch_exceptions=False)
+    assert res.exit_code == 0, res.output
+    cfg = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert cfg["data"]["dataset"] == "csv"
+    assert cfg["data"]["train_chars"] + cfg["data"]["val_chars"] == sum(
+        len(line) + 1 for line in lines if line and '"' not in line)  # (empty cells are missing values)
+    res = CliRunner().invoke(cli, ["train", "--dataset", "csv", str(table), "--text-column", "nope", *args,
+                                   "--out", "run2"])
+    assert res.exit_code == 2 and "no column 'nope'" in res.stderr
+
+
+def test_precision_options(tmp_path, tiny_corpus):
+    from textrnn.pipeline import train_language_model
+
+    opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
+    with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
+        train_language_model([tiny_corpus], out=tmp_path / "a", precision="fp16", device="cpu", **opts)
+    with pytest.raises(TextRNNError, match="--precision must be one of"):
+        train_language_model([tiny_corpus], out=tmp_path / "b", precision="fp8", **opts)
+    run = train_language_model([tiny_corpus], out=tmp_path / "c", precision="bf16", device="cpu", **opts)
+    assert run.best["val_loss"] < 10  # bf16 autocast on the CPU runs (slowly on most CPUs)
