@@ -4,7 +4,6 @@ import csv
 import io
 import json
 
-import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
@@ -207,7 +206,8 @@ def test_cli_classifier_errors(cli_run, tmp_path):
     _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path / "no" / "dir.csv")]), "does not exist")
     _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path)]), "is a directory")
     _one_line_error(run(["classify"]), "FILE")
-    _one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b", "--out", str(tmp_path / "r")]),
+    _one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b",
+                         "--out", str(tmp_path / "r")]),
                     "only one class")
     assert existing.read_text() == "precious\n"
 

@@ -93,7 +93,8 @@ def test_jsonl_string_and_int_labels(tmp_path):
     assert t.rows[0] == {"text": "good", "label": 1, "id": None}
     assert parse_labels(t.values(detect_label_column(t))) == ([0, 1], [1, 0])
 
-    p = write(tmp_path, "s.jsonl", '{"review": "meh", "sentiment": "neutral"}\n{"review": "yay", "sentiment": "positive"}\n')
+    p = write(tmp_path, "s.jsonl",
+              '{"review": "meh", "sentiment": "neutral"}\n{"review": "yay", "sentiment": "positive"}\n')
     t = read_table(p)
     assert (detect_text_column(t), detect_label_column(t)) == ("review", "sentiment")
     assert parse_labels(t.values("sentiment")) == (["neutral", "positive"], [0, 1])
@@ -176,7 +177,8 @@ def test_requested_columns():
     assert detect_label_column(t, "stars") == "stars"
     with pytest.raises(TextRNNError, match=r"no column 'text' \(the columns are 'body', 'stars'\); pass --text-column"):
         detect_text_column(t, "text")
-    with pytest.raises(TextRNNError, match=r"no column 'label' \(the columns are 'body', 'stars'\); pass --label-column"):
+    expected = r"no column 'label' \(the columns are 'body', 'stars'\); pass --label-column"
+    with pytest.raises(TextRNNError, match=expected):
         detect_label_column(t, "label", required=False)
 
 
