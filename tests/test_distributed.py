@@ -82,6 +82,45 @@ def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):
     assert len(errors) == 1 and "--nproc-per-node 1" in errors[0], res.stderr[-2000:]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_machines_without_a_shared_cache(tmp_path, tiny_corpus):
+    """Two torchrun "machines" (node ranks 0 and 1, one process each) on this host, with
+    c10d rendezvous and a cache folder of their own: node 1 fills its own token cache with
+    rank 0's tokenizer, and the run trains like one process with twice the batch."""
+    port = _free_port()
+    procs = []
+    for node in (0, 1):
+        (tmp_path / f"log{node}").mkdir()
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", f"--node-rank={node}",
+               "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
+               "--rdzv-id=textrnn-test", str(HELPER), str(tiny_corpus), str(tmp_path / "run"),
+               str(tmp_path / f"log{node}"), "2", json.dumps({"max_steps": 4, "eval_every": 4})]
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
+        env.update({"OMP_NUM_THREADS": "1", "TEXTRNN_CACHE": str(tmp_path / f"cache{node}")})
+        procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
+    outputs = [p.communicate(timeout=240)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]
+    logs = [json.loads((tmp_path / f"log{n}" / f"rank{n}.json").read_text()) for n in (0, 1)]
+    assert logs[1]["writes"] == [] and logs[0]["writes"].count("save_last") == 1
+    assert logs[0]["windows"][0] != logs[1]["windows"][0]
+    caches = [list((tmp_path / f"cache{n}" / "tokens").iterdir()) for n in (0, 1)]
+    assert len(caches[0]) == len(caches[1]) == 1 and caches[0][0].name == caches[1][0].name  # same key
+    assert not (tmp_path / "cache1" / "tokenizers").exists()  # node 1 used rank 0's tokenizer
+    (tmp_path / "one").mkdir()
+    _run([sys.executable, str(HELPER), str(tiny_corpus), str(tmp_path / "run_one"), str(tmp_path / "one"), "4",
+          json.dumps({"max_steps": 4, "eval_every": 4})])
+    assert _metrics(tmp_path / "run")[-1]["val_loss"] == pytest.approx(
+        _metrics(tmp_path / "run_one")[-1]["val_loss"], rel=1e-5, abs=1e-5)
+
+
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
 

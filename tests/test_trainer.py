@@ -1,6 +1,7 @@
 import json
 import math
 import os
+import shutil
 import signal
 
 import pytest
@@ -158,3 +159,13 @@ def test_diverging_loss_stops_with_clear_error_and_saves_nothing_after(tmp_path)
             on_checkpoint=lambda st, best: saved_steps.append(st.step))
     assert "last good checkpoint is kept" in str(e.value)
     assert saved_steps == [2, 4]  # the NaN at step 5 is caught before the save at step 6
+
+
+@pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,
+                    reason="torch.compile needs a C compiler")
+def test_compile_trains_like_eager(tmp_path, tiny_corpus):
+    opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=4, eval_every=4, device="cpu")
+    eager = train_language_model([tiny_corpus], out=tmp_path / "eager", **opts)
+    compiled = train_language_model([tiny_corpus], out=tmp_path / "compiled", compile=True, **opts)
+    assert compiled.best["train_loss"] == pytest.approx(eager.best["train_loss"], rel=1e-4)
+    assert compiled.best["val_loss"] == pytest.approx(eager.best["val_loss"], rel=1e-4)

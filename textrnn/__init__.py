@@ -32,12 +32,12 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Trained, load, train, train_classifier
-    from .config import ModelConfig, TrainConfig
-    from .errors import TextRNNError
-    from .model import LanguageModel
-    from .tokenizer import Tokenizer, train_tokenizer
-    from .trainer import fit
+    from .api import Trained, load, train, train_classifier  # noqa: F401
+    from .config import ModelConfig, TrainConfig  # noqa: F401
+    from .errors import TextRNNError  # noqa: F401
+    from .model import LanguageModel  # noqa: F401
+    from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401
+    from .trainer import fit  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

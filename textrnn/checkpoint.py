@@ -32,6 +32,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 
 from .config import ModelConfig
+from .corpus import current_umask
 from .errors import TextRNNError
 from .tokenizer import Tokenizer
 
@@ -55,15 +56,9 @@ def _fsync_dir(path: Path) -> None:
 def _commit(tmp: Path, dest: Path) -> None:
     with open(tmp, "rb+") as f:
         os.fsync(f.fileno())
-        os.fchmod(f.fileno(), 0o666 & ~_umask())  # temp files (and safetensors') are 0600
+        os.fchmod(f.fileno(), 0o666 & ~current_umask())  # temp files (and safetensors') are 0600
     os.replace(tmp, dest)
     _fsync_dir(dest.parent)
-
-
-def _umask() -> int:
-    umask = os.umask(0)
-    os.umask(umask)
-    return umask
 
 
 def _tmp_name(dest: Path) -> Path:
@@ -155,7 +150,7 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
     """Replace ``last/`` as a whole: build it beside, then swap it in by renames."""
     run_dir = Path(run_dir)
     tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=run_dir))
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes 0700
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
     try:
         save_weights(model, tmp / WEIGHTS)
         tmp_trainer = tmp / TRAINER

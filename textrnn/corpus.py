@@ -126,15 +126,29 @@ class FileHashes:
 
     def save(self) -> None:
         if self.changed:
-            _atomic_text(self.path, json.dumps(self.known))
+            try:
+                _atomic_text(self.path, json.dumps(self.known))
+            except OSError:
+                pass  # only a speed-up for the next run
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def _atomic_text(dest: Path, text: str) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        f.write(text)
-    os.replace(tmp, dest)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # (mkstemp makes 0600 files)
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
 
 
 def _key(*parts: Any) -> str:
@@ -396,7 +410,7 @@ def prepare(
         return out
 
     files = expand_inputs(inputs)
-    train_files = resolve(inputs)
+    train_files = resolve(files)
     segs = _segments(train_files, codec)
     shas = [hashes.sha256(p, report) for p in train_files]
     if val_file is not None:
@@ -418,51 +432,56 @@ def prepare(
     data_sha = _key("data", shas, codec, text_column, split)
 
     reused = {"tokenizer": tokenizer is not None, "tokens": False}
-    if tokenizer is None:
-        tok_path = cache_dir / "tokenizers" / f"{_key('tok', data_sha, kind, vocab_size)}.json"
-        if tok_path.exists():
-            tokenizer = Tokenizer.load(tok_path, kind)
-            reused["tokenizer"] = True
+    try:
+        if tokenizer is None:
+            tok_path = cache_dir / "tokenizers" / f"{_key('tok', data_sha, kind, vocab_size)}.json"
+            if tok_path.exists():
+                tokenizer = Tokenizer.load(tok_path, kind)
+                reused["tokenizer"] = True
+            else:
+                chunks = read_stream(train_segs, codec, report, "tokenizer", aligned)
+                tokenizer = train_tokenizer(kind, chunks, vocab_size)
+                _atomic_text(tok_path, tokenizer.to_json())
+        tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
+        ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
+        if (ids_dir / "meta.json").exists():
+            meta = json.loads((ids_dir / "meta.json").read_text())
+            reused["tokens"] = True
         else:
-            tokenizer = train_tokenizer(kind, read_stream(train_segs, codec, report, "tokenizer", aligned), vocab_size)
-            _atomic_text(tok_path, tokenizer.to_json())
-    tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
-    ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
-    dtype = token_dtype(tokenizer.vocab_size)
-    if (ids_dir / "meta.json").exists():
-        meta = json.loads((ids_dir / "meta.json").read_text())
-        reused["tokens"] = True
-    else:
-        tmp = Path(tempfile.mkdtemp(dir=ids_dir.parent if ids_dir.parent.exists() else _mkdir(ids_dir.parent),
-                                    prefix=f".{ids_dir.name}."))
-        try:
-            train_tokens, train_chars = encode_stream(
-                tokenizer, read_stream(train_segs, codec, report, "encode", aligned), tmp / "train.bin")
-            val_tokens, val_chars = encode_stream(
-                tokenizer, read_stream(val_segs, codec, report, "encode", aligned), tmp / "val.bin")
-            meta = {"dtype": dtype, "train_tokens": train_tokens, "val_tokens": val_tokens,
-                    "train_chars": train_chars, "val_chars": val_chars,
-                    "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}
-            (tmp / "meta.json").write_text(json.dumps(meta))
-            try:
-                os.rename(tmp, ids_dir)
-            except OSError:  # another process prepared the same corpus meanwhile
-                if not (ids_dir / "meta.json").exists():
-                    raise
-        except OSError as e:
-            raise TextRNNError(f"{cache_dir}: cannot write the token cache ({e.strerror}); free disk space "
-                               f"or set TEXTRNN_CACHE to another folder") from None
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            meta = _encode_to_cache(tokenizer, train_segs, val_segs, codec, aligned, ids_dir, report)
+    except OSError as e:
+        raise TextRNNError(f"{cache_dir}: cannot write the token cache ({e.strerror}); free disk space "
+                           f"or set TEXTRNN_CACHE to another folder") from None
+    dtype = meta["dtype"]
     meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
             "val_file": str(val_file) if val_file is not None else None,
             "token_dir": str(ids_dir), "reused": reused}
     return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
 
 
-def _mkdir(p: Path) -> Path:
-    p.mkdir(parents=True, exist_ok=True)
-    return p
+def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], codec: str, aligned: bool,
+                     ids_dir: Path, report: Report) -> dict[str, Any]:
+    """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
+    ids_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=ids_dir.parent, prefix=f".{ids_dir.name}."))
+    try:
+        os.chmod(tmp, 0o777 & ~current_umask())  # (mkdtemp makes 0700 folders)
+        train_tokens, train_chars = encode_stream(
+            tokenizer, read_stream(train_segs, codec, report, "encode", aligned), tmp / "train.bin")
+        val_tokens, val_chars = encode_stream(
+            tokenizer, read_stream(val_segs, codec, report, "encode", aligned), tmp / "val.bin")
+        meta = {"dtype": token_dtype(tokenizer.vocab_size), "train_tokens": train_tokens, "val_tokens": val_tokens,
+                "train_chars": train_chars, "val_chars": val_chars,
+                "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, ids_dir)
+        except OSError:  # another process prepared the same corpus meanwhile
+            if not (ids_dir / "meta.json").exists():
+                raise
+        return meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _nonblank(seg: Segment) -> bool:
