@@ -143,3 +143,14 @@ def test_export_int8_embedding(run_dir, tmp_path):
     ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
     with torch.no_grad():
         torch.testing.assert_close(small.model(ids)[0], full.model(ids)[0], atol=3e-2, rtol=0)
+
+
+def test_remove_leftovers_clears_every_kind_of_half_written_file(tmp_path):
+    (tmp_path / ".last.ab12").mkdir()
+    (tmp_path / ".last.ab12" / "trainer.pt").write_bytes(b"x")
+    (tmp_path / ".model.safetensors.q1w2.tmp").write_bytes(b"x")
+    (tmp_path / ".tmpWU1F7x").write_bytes(b"x")  # safetensors writes these before its own rename
+    (tmp_path / ".lock").write_text("1")
+    (tmp_path / "config.json").write_text("{}")
+    checkpoint.remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.json"]

@@ -173,11 +173,12 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
 
 
 def remove_leftovers(run_dir: Path) -> None:
-    """Delete temporary files and directories a killed process left half-written."""
+    """Delete temporary files and directories a killed process left half-written: ours
+    (``.last.*/``, ``.*.tmp``) and safetensors' own (``.tmpXXXXXX``, written before it renames)."""
     for p in Path(run_dir).glob(".*"):
         if p.name.startswith(".last.") and p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
-        elif p.name.endswith(".tmp") and p.is_file():
+        elif (p.name.endswith(".tmp") or p.name.startswith(".tmp")) and p.is_file():
             p.unlink(missing_ok=True)
 
 
