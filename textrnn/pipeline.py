@@ -231,6 +231,9 @@ def train_language_model(
     if dist.active:
         device = distributed.init(dist, device.type) or device
     if dataset is None:
+        if not corpus and not DEFAULT_CORPUS.exists():
+            raise TextRNNError("no corpus given, and the default (corpora/tinyshakespeare.txt) comes only with a "
+                               "source checkout (pip install -e .); pass a text file")
         corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
         corpus_mod.expand_inputs(corpus)  # a missing file is reported before the run directory is made
         first = corpus[0]

@@ -82,6 +82,7 @@ class TrainerState:
     elapsed_s: float = 0.0
     tokens_seen: int = 0
     best: Optional[dict[str, float]] = None
+    last_val_loss: Optional[float] = None  # of the latest evaluation (the progress bar shows it)
     optimizer: Optional[dict] = None
     rng: Optional[dict] = None
     carry: dict[str, torch.Tensor] = field(default_factory=dict)
@@ -266,7 +267,7 @@ def fit(
     loss_sum = torch.tensor(state.loss_sum, device=next(model.parameters()).device)
     loss_count = state.loss_count
     train_loss: Optional[float] = state.loss_sum / state.loss_count if state.loss_count else None
-    val_loss = state.best["val_loss"] if state.best else None
+    val_loss = state.last_val_loss
     tokens_per_s = 0.0
 
     def elapsed() -> float:
@@ -312,7 +313,7 @@ def fit(
             metrics = task.evaluate(model)
         model.train()
         last_eval_s = time.perf_counter() - t
-        val_loss = metrics["val_loss"]
+        val_loss = state.last_val_loss = metrics["val_loss"]
         metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(elapsed(), 3),
                    "train_loss": train_loss, **metrics, "tokens_per_s": round(tokens_per_s, 1)}
         better = task.is_better(metrics, state.best)
