@@ -202,3 +202,20 @@ def test_precision_options(tmp_path, tiny_corpus):
         train_language_model([tiny_corpus], out=tmp_path / "b", precision="fp8", **opts)
     run = train_language_model([tiny_corpus], out=tmp_path / "c", precision="bf16", device="cpu", **opts)
     assert run.best["val_loss"] < 10  # bf16 autocast on the CPU runs (slowly on most CPUs)
+
+
+def test_dataset_folder_with_validation_split(tmp_path, tiny_corpus, monkeypatch):
+    from textrnn.datasets_io import export_dataset
+
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+    folder = tmp_path / "mydata"
+    folder.mkdir()
+    text = tiny_corpus.read_text()
+    (folder / "train.txt").write_text(text[:4000])
+    (folder / "validation.txt").write_text(text[4000:5000])
+    train, val = export_dataset(str(folder), tmp_path / "cache")
+    assert train.read_text() == text[:4000] + ("" if text[:4000].endswith("\n") else "\n")
+    assert val is not None and val.read_text().startswith(text[4000:4100])
+    (folder / "train.txt").write_text(text[:3000])  # an edit makes a new export
+    train2, _ = export_dataset(str(folder), tmp_path / "cache")
+    assert train2 != train and len(train2.read_text()) < len(train.read_text())

@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .corpus import Report, _key, expand_inputs
+from .corpus import FileHashes, Report, _key, current_umask, expand_inputs
 from .errors import TextRNNError
 
 VALIDATION_SPLITS = ("validation", "valid", "dev")
@@ -65,6 +65,7 @@ def _export(spec: str, split: str, data_files: Optional[list[str]], text_column:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
+    os.fchmod(fd, 0o666 & ~current_umask())
     column, n, written = None, 0, 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
@@ -100,19 +101,22 @@ def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str
                    text_column: Optional[str] = None, report: Report = None) -> tuple[Path, Optional[Path]]:
     """The train (and validation, if any) text of dataset ``spec`` as files in ``cache_dir``.
 
-    Local ``data_files`` key the export by their content, so editing them makes a new one;
-    a hub dataset is exported once per name, config and column (delete the cache to refresh).
+    Local data (``data_files``, or a dataset folder given as NAME) keys the export by its
+    content, so editing it makes a new one; a hub dataset is exported once per name, config
+    and column (delete the cache to refresh it).
     """
-    from .corpus import FileHashes
-
     files = None
     identity: list[Any] = [spec, text_column]
-    if data_files:
-        paths = expand_inputs(data_files)
+    local = [Path(p) for p in data_files or []]
+    if not local and Path(spec.partition(":")[0]).is_dir():
+        local = [Path(spec.partition(":")[0])]
+    if local:
+        paths = expand_inputs(local)
         hashes = FileHashes(Path(cache_dir))
-        identity.append([hashes.sha256(p) for p in paths])
+        identity.append([[str(p), hashes.sha256(p)] for p in paths])
         hashes.save()
-        files = [str(p) for p in paths]
+        if data_files:
+            files = [str(p) for p in paths]
     folder = Path(cache_dir) / "datasets"
     key = _key("dataset", identity)
     train = folder / f"{key}.train.txt"
