@@ -12,12 +12,15 @@ Prints, in one run:
 - their ratio (bar: textrnn >= 0.95x the plain loop), and the ratio to the plain loop given
   textrnn's one process-wide setting (glibc malloc thresholds), which isolates the cost of
   the machinery itself;
-- `textrnn --help` wall time, median of 5 (bar: < 0.3 s).
+- `textrnn --help` wall time, median of 5 (bar: < 0.3 s);
+- with --torchrun N: the same training as N data-parallel processes (torchrun, gloo), each
+  with batch 32/N and cores/N threads, against the one-process run.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -79,15 +82,22 @@ def matmul_gflops(n: int = 2048, repeats: int = 10) -> float:
     return best
 
 
-def timed(cmd: list[str]) -> tuple[float, str]:
+def timed(cmd: list[str], env: dict | None = None) -> tuple[float, str]:
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
     return time.perf_counter() - t, out.stdout
+
+
+def textrnn_cmd(prefix: list[str], out: Path, steps: int, batch: int) -> list[str]:
+    return [*prefix, "train", str(CORPUS), "--out", str(out), "--layers", str(LAYERS), "--hidden", str(HIDDEN),
+            "--embed", str(EMBED), "--batch-size", str(batch), "--seq-len", str(BPTT), "--lr", "2e-3",
+            "--max-steps", str(steps), "--eval-every", str(steps), "--save-every", str(steps), "--device", "cpu"]
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=60)
+    ap.add_argument("--torchrun", type=int, metavar="N", help="also time N data-parallel processes")
     args = ap.parse_args()
     tokens = args.steps * BATCH * BPTT
 
@@ -97,11 +107,13 @@ def main() -> None:
         plain_s, out = timed([sys.executable, "-c", PLAIN, str(args.steps), str(CORPUS)])
         params = int(out.strip().splitlines()[-1])
         tuned_s, _ = timed([sys.executable, "-c", PLAIN, str(args.steps), str(CORPUS), "tuned"])
-        textrnn_s, _ = timed([sys.executable, "-m", "textrnn", "train", str(CORPUS), "--out", str(tmp / "run"),
-                              "--layers", str(LAYERS), "--hidden", str(HIDDEN), "--embed", str(EMBED),
-                              "--batch-size", str(BATCH), "--seq-len", str(BPTT), "--lr", "2e-3",
-                              "--max-steps", str(args.steps), "--eval-every", str(args.steps),
-                              "--save-every", str(args.steps), "--device", "cpu"])
+        textrnn_s, _ = timed(textrnn_cmd([sys.executable, "-m", "textrnn"], tmp / "run", args.steps, BATCH))
+        if args.torchrun:
+            n = args.torchrun
+            launcher = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={n}",
+                        "-m", "textrnn"]
+            env = {**os.environ, "OMP_NUM_THREADS": str(max(1, (os.cpu_count() or n) // n))}
+            ddp_s, _ = timed(textrnn_cmd(launcher, tmp / "ddp", args.steps, BATCH // n), env)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     runs = (("plain PyTorch loop", plain_s), ("plain loop + textrnn's malloc setting", tuned_s),
@@ -109,6 +121,9 @@ def main() -> None:
     for name, secs in runs:
         print(f"{name}: {args.steps} steps in {secs:.1f} s (whole process) = {tokens / secs:,.0f} tokens/s, "
               f"{6 * params * tokens / secs / 1e9:.0f} GFLOP/s of model work ({params / 1e6:.2f} M weights)")
+    if args.torchrun:
+        print(f"textrnn under torchrun, {args.torchrun} processes x batch {BATCH // args.torchrun}: {args.steps} steps "
+              f"in {ddp_s:.1f} s = {tokens / ddp_s:,.0f} tokens/s ({textrnn_s / ddp_s:.3f}x the one-process run)")
     ratio = plain_s / textrnn_s
     print(f"textrnn / plain: {ratio:.3f}x  (bar >= 0.95: {'PASS' if ratio >= 0.95 else 'FAIL'})")
     print(f"textrnn / (plain + malloc setting): {tuned_s / textrnn_s:.3f}x  (the machinery alone: "
