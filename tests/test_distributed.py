@@ -67,6 +67,7 @@ def test_torchrun_two_ranks_match_one_process_with_twice_the_batch(tmp_path, tin
     ddp, single = _metrics(tmp_path / "run_ddp"), _metrics(tmp_path / "run_one")
     assert [m["step"] for m in ddp] == [4, 8, 12]
     assert ddp[-1]["val_loss"] == pytest.approx(single[-1]["val_loss"], rel=1e-5, abs=1e-5)
+    assert ddp[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=1e-5, abs=1e-5)
 
 
 def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):

@@ -89,6 +89,7 @@ class TrainerState:
     loss_sum: float = 0.0  # training losses summed since the last evaluation
     loss_count: int = 0
     rank_rng: Optional[list] = None  # every rank's RNG states, in a distributed run
+    rank_carry: Optional[list] = None  # every rank's carried state (each reads its own streams)
     scaler: Optional[dict] = None  # the fp16 gradient scaler's state
     stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "interrupt"
 
@@ -247,7 +248,9 @@ def fit(
         train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
     if cfg.compile:
         train_model = torch.compile(train_model)
-    if state.carry:
+    if state.rank_carry is not None and len(state.rank_carry) == dist.world:
+        task.load_carry_state(state.rank_carry[dist.rank])
+    elif state.carry:
         task.load_carry_state(state.carry)
 
     steps_per_epoch = task.steps_per_epoch()
@@ -264,7 +267,7 @@ def fit(
     synced_elapsed = start_elapsed  # distributed: the ranks' common clock, read at sync points
     window_t, window_tokens = t0, 0
     # the mean training loss since the last evaluation, accumulated on the device (no sync per step)
-    loss_sum = torch.tensor(state.loss_sum, device=next(model.parameters()).device)
+    loss_sum = torch.tensor(state.loss_sum, device=device)
     loss_count = state.loss_count
     train_loss: Optional[float] = state.loss_sum / state.loss_count if state.loss_count else None
     val_loss = state.last_val_loss
@@ -345,7 +348,10 @@ def fit(
         state.rank_rng = dist.gather(state.rng) if dist.active else None
         state.scaler = scaler.state_dict() if scaler is not None else None
         state.carry = task.carry_state()
-        state.loss_sum, state.loss_count = float(loss_sum), loss_count
+        state.rank_carry = dist.gather(state.carry) if dist.active else None
+        # (distributed: every rank resumes with the ranks' mean, so the reported mean stays exact)
+        state.loss_sum = dist.all_sum([float(loss_sum)], device)[0] / dist.world
+        state.loss_count = loss_count
         on_checkpoint(state, best)
         state.optimizer = None  # do not keep references to a copy around
 
