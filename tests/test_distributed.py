@@ -70,6 +70,27 @@ def test_torchrun_two_ranks_match_one_process_with_twice_the_batch(tmp_path, tin
     assert ddp[-1]["train_loss"] == pytest.approx(single[-1]["train_loss"], rel=1e-5, abs=1e-5)
 
 
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_torchrun_resume_with_dropout_is_exact(tmp_path, tiny_corpus):
+    """8 steps + resume to 12 equals 12 steps straight, with dropout: each rank gets back
+    its own RNG state and carried hidden state. (A constant learning rate, so that the
+    schedule does not depend on --max-steps, which the resume raises from 8 to 12.)"""
+    opts = {"dropout": 0.2, "max_steps": 12, "eval_every": 4, "warmup_steps": 0, "min_lr_ratio": 1.0}
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+    _run(_torchrun(2, str(HELPER), str(tiny_corpus), str(tmp_path / "straight"), str(tmp_path / "a"), "2",
+                   json.dumps(opts)))
+    _run(_torchrun(2, str(HELPER), str(tiny_corpus), str(tmp_path / "split"), str(tmp_path / "b"), "2",
+                   json.dumps({**opts, "max_steps": 8})))
+    _run(_torchrun(2, str(HELPER), str(tiny_corpus), str(tmp_path / "split"), str(tmp_path / "b"), "2",
+                   json.dumps({**opts, "resume": True})))
+    straight, split = _metrics(tmp_path / "straight"), _metrics(tmp_path / "split")
+    assert [m["step"] for m in split] == [4, 8, 12]
+    for a, b in zip(straight, split):
+        assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        assert a["val_loss"] == pytest.approx(b["val_loss"], abs=1e-6)
+
+
 def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):
     (tmp_path / "log").mkdir()
     _run([sys.executable, str(HELPER), str(tiny_corpus), str(tmp_path / "run"), str(tmp_path / "log"), "2",

@@ -33,8 +33,8 @@ LMTask.loss = recording_loss
 checkpoint.save_last = recording("save_last", checkpoint.save_last)
 checkpoint.save_weights = recording("save_weights", checkpoint.save_weights)
 checkpoint.write_run_files = recording("write_run_files", checkpoint.write_run_files)
-result = pipeline.train_language_model(
-    [corpus], out=out, hidden=32, embed=16, batch_size=batch_size, seq_len=16, dropout=0.0,
-    warmup_steps=2, device="cpu", **{"max_steps": 8, "eval_every": 4, **extra})
+options = {"hidden": 32, "embed": 16, "seq_len": 16, "dropout": 0.0, "warmup_steps": 2, "device": "cpu",
+           "max_steps": 8, "eval_every": 4, **extra}
+result = pipeline.train_language_model([corpus], out=out, batch_size=batch_size, **options)
 with open(os.path.join(log_dir, f"rank{rank}.json"), "w") as f:
     json.dump({**log, "steps": result.steps, "best": result.best}, f)
