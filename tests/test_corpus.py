@@ -219,3 +219,14 @@ def test_dataset_folder_with_validation_split(tmp_path, tiny_corpus, monkeypatch
     (folder / "train.txt").write_text(text[:3000])  # an edit makes a new export
     train2, _ = export_dataset(str(folder), tmp_path / "cache")
     assert train2 != train and len(train2.read_text()) < len(train.read_text())
+
+
+def test_a_vocabulary_beyond_uint16_uses_uint32_token_files(tmp_path):
+    text = "".join(chr(c) for c in range(0x20000, 0x20000 + 70_000)) + "\n"
+    p = tmp_path / "wide.txt"
+    p.write_text(text * 2)
+    data = _prep(tmp_path, [p], val_fraction=0.3)
+    assert data.tokenizer.vocab_size > 1 << 16
+    assert data.train.dtype == np.uint32 and data.meta["dtype"] == "uint32"
+    ids = np.concatenate([data.train.memmap(), data.val.memmap()])
+    assert data.tokenizer.decode(ids) == text * 2
