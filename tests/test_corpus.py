@@ -230,3 +230,38 @@ def test_a_vocabulary_beyond_uint16_uses_uint32_token_files(tmp_path):
     assert data.train.dtype == np.uint32 and data.meta["dtype"] == "uint32"
     ids = np.concatenate([data.train.memmap(), data.val.memmap()])
     assert data.tokenizer.decode(ids) == text * 2
+
+
+def test_legacy_encodings_tables_and_multibyte_splits(tmp_path):
+    table = tmp_path / "t.csv"
+    table.write_bytes(("text\n" + "café naïve\nœuvre\n" * 20).encode("cp1252"))
+    data = _prep(tmp_path, [table], encoding="cp1252", val_fraction=0.2)
+    text = data.tokenizer.decode(np.concatenate([data.train.memmap(), data.val.memmap()]))
+    assert text == "café naïve\nœuvre\n" * 20  # (the table's text is cached as UTF-8 and read back as such)
+    gbk = tmp_path / "g.txt"
+    gbk.write_bytes("我们今天去公园散步。\n".encode("gbk") * 50)
+    for fraction in (0.1, 0.13, 0.37):  # cuts that fall inside two-byte characters move to a newline
+        data = _prep(tmp_path, [gbk], encoding="gbk", val_fraction=fraction)
+        whole = data.tokenizer.decode(np.concatenate([data.train.memmap(), data.val.memmap()]))
+        assert whole == "我们今天去公园散步。\n" * 50
+
+
+def test_a_rewritten_file_with_the_same_size_and_mtime_is_hashed_again(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("abc\n" * 100)
+    first = _prep(tmp_path, [p])
+    st = p.stat()
+    p.write_text("xyz\n" * 100)
+    os.utime(p, ns=(st.st_atime_ns, st.st_mtime_ns))  # as cp -p / rsync -t leave it
+    second = _prep(tmp_path, [p])
+    assert second.meta["sha256"] != first.meta["sha256"]
+    assert second.tokenizer.decode(second.train.memmap()).startswith("xyz")
+
+
+def test_default_run_directory_names():
+    from textrnn.pipeline import default_run_dir
+
+    assert default_run_dir("corpora/tinyshakespeare.txt").as_posix() == "checkpoints/tinyshakespeare"
+    assert default_run_dir("books/*.txt").as_posix() == "checkpoints/books"
+    assert default_run_dir("books/**/x.md").as_posix() == "checkpoints/books"
+    assert default_run_dir(".").name not in ("", ".", "checkpoints")

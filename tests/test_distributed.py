@@ -102,6 +102,11 @@ def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):
     assert res.returncode != 0
     errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and "--nproc-per-node 1" in errors[0], res.stderr[-2000:]
+    # an input error every rank meets is reported once, not once per rank
+    res = subprocess.run(_torchrun(2, "-m", "textrnn", "train", str(tmp_path / "missing.txt"), "--device", "cpu"),
+                         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
+    assert res.returncode != 0 and len(errors) == 1 and "no such file" in errors[0], res.stderr[-2000:]
 
 
 def _free_port() -> int:

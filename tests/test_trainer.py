@@ -169,3 +169,29 @@ def test_compile_trains_like_eager(tmp_path, tiny_corpus):
     compiled = train_language_model([tiny_corpus], out=tmp_path / "compiled", compile=True, **opts)
     assert compiled.best["train_loss"] == pytest.approx(eager.best["train_loss"], rel=1e-4)
     assert compiled.best["val_loss"] == pytest.approx(eager.best["val_loss"], rel=1e-4)
+
+
+def test_late_option_error_with_force_keeps_the_old_run(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=2, **TINY)
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
+        train_language_model([tiny_corpus], out=out, force=True, precision="fp16", device="cpu", max_steps=2, **TINY)
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+
+
+def test_resume_at_another_precision(tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=3, precision="bf16", device="cpu",
+                         **{**TINY, "save_every": 3, "eval_every": 3})
+    run = train_language_model([tiny_corpus], out=out, max_steps=5, precision="fp32", resume=True)
+    assert run.steps == 5
+
+
+def test_resuming_a_table_corpus_needs_no_options_again(tmp_path):
+    table = tmp_path / "lm.csv"
+    table.write_text("id,review\n" + "".join(f"{i},the film number {i} was fine\n" for i in range(200)))
+    out = tmp_path / "run"
+    train_language_model([table], out=out, text_column="review", max_steps=2, **TINY)
+    run = train_language_model([table], out=out, max_steps=4, resume=True)
+    assert run.steps == 4

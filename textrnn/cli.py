@@ -83,12 +83,11 @@ class _TrainProgress:
 
     def prepare(self, stage: str, done: int, total: int) -> None:
         """Corpus preparation (hashing, tokenizer training, encoding): bytes done of total."""
-        self._start()
         if stage not in self.stages:
             from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
             if not self.stages:
-                self.prep = Progress(TextColumn("[bold]{task.description:>9}"), BarColumn(), DownloadColumn(),
+                self.prep = Progress(TextColumn("[bold]{task.description:>10}"), BarColumn(), DownloadColumn(),
                                      TransferSpeedColumn(), console=self.console, transient=True)
                 self.prep.__enter__()
             self.stages[stage] = self.prep.add_task(stage, total=total or None)

@@ -23,6 +23,7 @@ cache can be deleted at any time.
 from __future__ import annotations
 
 import codecs
+import functools
 import glob
 import hashlib
 import json
@@ -106,9 +107,10 @@ class FileHashes:
         except OSError as e:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
         key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]  # (ctime: a copy that kept mtime)
         hit = self.known.get(key)
-        if hit and hit[0] == st.st_size and hit[1] == st.st_mtime_ns:
-            return hit[2]
+        if hit and hit[:-1] == stamp:
+            return hit[-1]
         h = hashlib.sha256()
         done = 0
         try:
@@ -120,7 +122,7 @@ class FileHashes:
                         report("hash", done, st.st_size)
         except OSError as e:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
-        self.known[key] = [st.st_size, st.st_mtime_ns, h.hexdigest()]
+        self.known[key] = [*stamp, h.hexdigest()]
         self.changed = True
         return h.hexdigest()
 
@@ -164,6 +166,7 @@ class Segment:
     path: Optional[Path]
     start: int
     end: int
+    codec: str = "utf-8"
     data: bytes = b""
 
     @property
@@ -171,11 +174,11 @@ class Segment:
         return self.end - self.start
 
 
-def _segments(files: Sequence[Path], codec: str) -> list[Segment]:
-    """The corpus as one byte stream: each file (BOM dropped), a newline between files
-    that do not end with one."""
+def _segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
+    """The corpus as one byte stream: each file (BOM dropped) in its codec, a newline
+    between files that do not end with one."""
     segs: list[Segment] = []
-    for path in files:
+    for path, codec in files:
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
@@ -189,9 +192,9 @@ def _segments(files: Sequence[Path], codec: str) -> list[Segment]:
         start = 3 if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
         if size <= start:
             continue
-        segs.append(Segment(str(path), path, start, size))
+        segs.append(Segment(str(path), path, start, size, codec))
         if last != b"\n":
-            segs.append(Segment(str(path), None, 0, 1, b"\n"))
+            segs.append(Segment(str(path), None, 0, 1, codec, b"\n"))
     return segs
 
 
@@ -200,7 +203,9 @@ def _total(segs: Sequence[Segment]) -> int:
 
 
 def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
-    """Split the stream at byte ``at`` (moved forward past UTF-8 continuation bytes)."""
+    """Split the stream at byte ``at``, moved forward to a character boundary: past UTF-8
+    continuation bytes, or in other codecs (where a byte inside a multi-byte character
+    can look like anything but a newline) to just after the next newline."""
     before, after, pos = [], [], 0
     for s in segs:
         if pos + s.size <= at:
@@ -210,35 +215,55 @@ def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
         else:
             k = s.start + (at - pos)
             if s.path is not None:
-                with open(s.path, "rb") as f:
-                    f.seek(k)
-                    ahead = f.read(4)
-                k += next((i for i, b in enumerate(ahead) if b & 0xC0 != 0x80), len(ahead))
+                k = _boundary(s, k)
             if k > s.start:
-                before.append(Segment(s.name, s.path, s.start, k, s.data[: k - s.start]))
+                before.append(Segment(s.name, s.path, s.start, k, s.codec, s.data[: k - s.start]))
             if k < s.end:
-                after.append(Segment(s.name, s.path, k, s.end, s.data[k - s.start:]))
+                after.append(Segment(s.name, s.path, k, s.end, s.codec, s.data[k - s.start:]))
         pos += s.size
     return before, after
 
 
-def _decode_error(seg: Segment, offset: int, codec: str) -> TextRNNError:
+def _boundary(seg: Segment, k: int) -> int:
+    """The first character boundary of ``seg``'s file at or after byte ``k``."""
+    with open(seg.path, "rb") as f:
+        f.seek(k)
+        if seg.codec == "utf-8":
+            ahead = f.read(4)
+            return k + next((i for i, b in enumerate(ahead) if b & 0xC0 != 0x80), len(ahead))
+        if _single_byte(seg.codec):
+            return k
+        while k < seg.end and (block := f.read(min(1 << 16, seg.end - k))):
+            nl = block.find(b"\n")
+            if nl >= 0:
+                return k + nl + 1
+            k += len(block)
+        return seg.end
+
+
+@functools.lru_cache(maxsize=None)
+def _single_byte(codec: str) -> bool:
+    """Whether every byte is a character of its own in ``codec`` (cp1252, latin-1, koi8-r...)."""
+    return len(bytes(range(256)).decode(codec, "replace")) == 256
+
+
+def _decode_error(seg: Segment, offset: int) -> TextRNNError:
     line = 1
     with open(seg.path, "rb") as f:  # only on the error path: count the lines before the bad byte
         left = offset
         while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
             line += block.count(b"\n")
             left -= len(block)
-    return TextRNNError(f"{seg.name}: not valid {codec} at byte {offset} (line {line}); "
+    return TextRNNError(f"{seg.name}: not valid {seg.codec} at byte {offset} (line {line}); "
                         f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
 
 
-def _decoded(seg: Segment, codec: str) -> Iterator[tuple[str, int]]:
+def _decoded(seg: Segment) -> Iterator[tuple[str, int]]:
     """Decoded text of one segment, block by block, with the bytes each block consumed."""
     if seg.path is None:
-        yield seg.data.decode(codec), seg.size
+        yield seg.data.decode(seg.codec), seg.size
         return
-    decoder = codecs.getincrementaldecoder(codec)()
+    decoder = codecs.getincrementaldecoder(seg.codec)()
     buffered = hasattr(decoder, "_buffer_decode")  # utf-8: we keep the carry, so offsets stay exact
     carry = b""
     try:
@@ -259,7 +284,7 @@ def _decoded(seg: Segment, codec: str) -> Iterator[tuple[str, int]]:
                 else:
                     text, used = decoder.decode(data, final), len(data)
             except UnicodeDecodeError as e:
-                raise _decode_error(seg, pos - len(carry) + e.start, codec) from None
+                raise _decode_error(seg, pos - len(carry) + e.start) from None
             if "\x00" in text:
                 raise TextRNNError(f"{seg.name}: looks like a binary file (NUL bytes); give a text file")
             carry = data[used:]
@@ -267,14 +292,14 @@ def _decoded(seg: Segment, codec: str) -> Iterator[tuple[str, int]]:
             yield text, len(block)
 
 
-def read_stream(segs: Sequence[Segment], codec: str, report: Report = None, stage: str = "read",
+def read_stream(segs: Sequence[Segment], report: Report = None, stage: str = "read",
                 aligned: bool = True) -> Iterator[str]:
     """Decoded text of ``segs`` in chunks of about ``CHUNK_BYTES``. With ``aligned`` they end
     after a newline (but for the last, or a line longer than a chunk), so word and BPE
     pieces never split a word; chars need no alignment (and skip its copies)."""
     total, done, pending = _total(segs), 0, ""
     for seg in segs:
-        for text, used in _decoded(seg, codec):
+        for text, used in _decoded(seg):
             done += used
             if not aligned:
                 if report:
@@ -401,22 +426,36 @@ def prepare(
     aligned = kind != "char"
     hashes = FileHashes(cache_dir)
 
-    def resolve(specs: Sequence[str | os.PathLike]) -> list[Path]:
+    def resolve(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+        """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
         out = []
-        for p in expand_inputs(specs):
+        for p in paths:
             if str(p).lower().endswith(TABLE_SUFFIXES):
-                p = materialize_table(p, encoding, text_column, cache_dir, hashes)
-            out.append(p)
+                out.append((materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8"))
+            else:
+                out.append((p, codec))
         return out
 
     files = expand_inputs(inputs)
-    train_files = resolve(files)
-    segs = _segments(train_files, codec)
-    shas = [hashes.sha256(p, report) for p in train_files]
+    val_paths = expand_inputs([val_file]) if val_file is not None else []
+    try:
+        train_files, val_files = resolve(files), resolve(val_paths)
+    except OSError as e:
+        raise TextRNNError(f"{cache_dir}: cannot write the corpus cache ({e.strerror}); free disk space "
+                           f"or set TEXTRNN_CACHE to another folder") from None
+    segs = _segments(train_files)
+    hashed, hash_total = 0, sum(p.stat().st_size for p, _ in train_files + val_files)
+
+    def fingerprint(path: Path, codec_name: str) -> list[str]:
+        nonlocal hashed
+        sha = hashes.sha256(path, report and (lambda stage, done, _: report(stage, hashed + done, hash_total)))
+        hashed += path.stat().st_size
+        return [sha, codec_name]
+
+    shas = [fingerprint(p, c) for p, c in train_files]
     if val_file is not None:
-        val_files = resolve([val_file])
-        shas.append(["val", *(hashes.sha256(p, report) for p in val_files)])
-        train_segs, val_segs = segs, _segments(val_files, codec)
+        shas.append(["val", *(fingerprint(p, c) for p, c in val_files)])
+        train_segs, val_segs = segs, _segments(val_files)
         split = ["file"]
     else:
         total = _total(segs)
@@ -429,7 +468,7 @@ def prepare(
     names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
     if not any(_nonblank(s) for s in train_segs):
         raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
-    data_sha = _key("data", shas, codec, text_column, split)
+    data_sha = _key("data", shas, split)  # (a table's column is in its cached text's hash)
 
     reused = {"tokenizer": tokenizer is not None, "tokens": False}
     try:
@@ -439,7 +478,7 @@ def prepare(
                 tokenizer = Tokenizer.load(tok_path, kind)
                 reused["tokenizer"] = True
             else:
-                chunks = read_stream(train_segs, codec, report, "tokenizer", aligned)
+                chunks = read_stream(train_segs, report, "tokenizer", aligned)
                 tokenizer = train_tokenizer(kind, chunks, vocab_size)
                 _atomic_text(tok_path, tokenizer.to_json())
         tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
@@ -448,7 +487,7 @@ def prepare(
             meta = json.loads((ids_dir / "meta.json").read_text())
             reused["tokens"] = True
         else:
-            meta = _encode_to_cache(tokenizer, train_segs, val_segs, codec, aligned, ids_dir, report)
+            meta = _encode_to_cache(tokenizer, train_segs, val_segs, aligned, ids_dir, report)
     except OSError as e:
         raise TextRNNError(f"{cache_dir}: cannot write the token cache ({e.strerror}); free disk space "
                            f"or set TEXTRNN_CACHE to another folder") from None
@@ -459,7 +498,7 @@ def prepare(
     return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
 
 
-def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], codec: str, aligned: bool,
+def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], aligned: bool,
                      ids_dir: Path, report: Report) -> dict[str, Any]:
     """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
     ids_dir.parent.mkdir(parents=True, exist_ok=True)
@@ -467,9 +506,9 @@ def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segmen
     try:
         os.chmod(tmp, 0o777 & ~current_umask())  # (mkdtemp makes 0700 folders)
         train_tokens, train_chars = encode_stream(
-            tokenizer, read_stream(train_segs, codec, report, "encode", aligned), tmp / "train.bin")
+            tokenizer, read_stream(train_segs, report, "encode", aligned), tmp / "train.bin")
         val_tokens, val_chars = encode_stream(
-            tokenizer, read_stream(val_segs, codec, report, "encode", aligned), tmp / "val.bin")
+            tokenizer, read_stream(val_segs, report, "encode val", aligned), tmp / "val.bin")
         meta = {"dtype": token_dtype(tokenizer.vocab_size), "train_tokens": train_tokens, "val_tokens": val_tokens,
                 "train_chars": train_chars, "val_chars": val_chars,
                 "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}

@@ -38,15 +38,16 @@ def _text_column(row: dict[str, Any], wanted: Optional[str], spec: str) -> str:
     raise TextRNNError(f"--dataset {spec}: no text column among {', '.join(row)}; pass --text-column")
 
 
-def _open(spec: str, split: str, data_files: Optional[list[str]]):
+def _open(spec: str, split: str, data_files: Optional[list[str]], encoding: str):
     name, _, config = spec.partition(":")
     try:
         import datasets
     except ImportError:  # pragma: no cover - a declared dependency
         raise TextRNNError("--dataset needs the 'datasets' package: pip install datasets") from None
+    extra = {"encoding": encoding} if data_files and encoding.lower() not in ("utf-8", "utf8") else {}
     try:
         return datasets.load_dataset(name, config or None, split=split, streaming=True,
-                                     data_files=data_files)
+                                     data_files=data_files, **extra)
     except (ValueError, KeyError) as e:
         if split != "train" and ("split" in str(e).lower() or "Unknown split" in str(e)):
             return None  # the dataset has no such split
@@ -58,9 +59,9 @@ def _open(spec: str, split: str, data_files: Optional[list[str]]):
 
 
 def _export(spec: str, split: str, data_files: Optional[list[str]], text_column: Optional[str],
-            dest: Path, report: Report) -> bool:
-    """Write ``split``'s text column to ``dest`` (atomically); False when there is no such split."""
-    rows = _open(spec, split, data_files)
+            dest: Path, report: Report, encoding: str) -> bool:
+    """Write ``split``'s text column to ``dest`` as UTF-8 (atomically); False when there is no such split."""
+    rows = _open(spec, split, data_files, encoding)
     if rows is None:
         return False
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -98,15 +99,17 @@ def _export(spec: str, split: str, data_files: Optional[list[str]], text_column:
 
 
 def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str | os.PathLike]] = None,
-                   text_column: Optional[str] = None, report: Report = None) -> tuple[Path, Optional[Path]]:
-    """The train (and validation, if any) text of dataset ``spec`` as files in ``cache_dir``.
+                   text_column: Optional[str] = None, report: Report = None,
+                   encoding: str = "utf-8") -> tuple[Path, Optional[Path]]:
+    """The train (and validation, if any) text of dataset ``spec`` as UTF-8 files in
+    ``cache_dir``. ``encoding`` is that of local ``data_files``.
 
     Local data (``data_files``, or a dataset folder given as NAME) keys the export by its
     content, so editing it makes a new one; a hub dataset is exported once per name, config
     and column (delete the cache to refresh it).
     """
     files = None
-    identity: list[Any] = [spec, text_column]
+    identity: list[Any] = [spec, text_column, encoding]
     local = [Path(p) for p in data_files or []]
     if not local and Path(spec.partition(":")[0]).is_dir():
         local = [Path(spec.partition(":")[0])]
@@ -120,13 +123,17 @@ def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str
     folder = Path(cache_dir) / "datasets"
     key = _key("dataset", identity)
     train = folder / f"{key}.train.txt"
-    if not train.exists():
-        _export(spec, "train", files, text_column, train, report)
     val_marker = folder / f"{key}.no-validation"
     val = folder / f"{key}.validation.txt"
-    if not val.exists() and not val_marker.exists():
-        if not any(_export(spec, split, files, text_column, val, report) for split in VALIDATION_SPLITS
-                   if files is None):
-            val_marker.parent.mkdir(parents=True, exist_ok=True)
-            val_marker.touch()
+    try:
+        if not train.exists():
+            _export(spec, "train", files, text_column, train, report, encoding)
+        if not val.exists() and not val_marker.exists():
+            if not any(_export(spec, split, files, text_column, val, report, encoding)
+                       for split in VALIDATION_SPLITS if files is None):
+                val_marker.parent.mkdir(parents=True, exist_ok=True)
+                val_marker.touch()
+    except OSError as e:
+        raise TextRNNError(f"{cache_dir}: cannot write the dataset's text ({e.strerror}); free disk space "
+                           "or set TEXTRNN_CACHE to another folder") from None
     return train, (val if val.exists() else None)

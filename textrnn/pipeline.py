@@ -35,7 +35,7 @@ from .errors import TextRNNError
 from .model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
 from .tokenizer import Tokenizer, chunks, train_tokenizer
-from .trainer import Progress, TrainerState, fit, make_optimizer, seed_everything
+from .trainer import Progress, TrainerState, autocast_dtype, fit, make_optimizer, seed_everything
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
 MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout", "tie_weights", "bidirectional"}
@@ -165,14 +165,14 @@ def _execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.
     def on_checkpoint(st: TrainerState, best: bool) -> None:
         if not dist.is_main:
             return
+        checkpoint.write_metrics(out, metrics)
         if best:
             checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
         checkpoint.save_last(out, model, st.to_dict())
 
     def progress(p: Progress) -> None:
-        if p.event == "eval" and p.metrics is not None and dist.is_main:
-            metrics.append(p.metrics)
-            checkpoint.write_metrics(out, metrics)
+        if p.event == "eval" and p.metrics is not None:
+            metrics.append(p.metrics)  # (written with the checkpoint that follows every evaluation)
         if on_progress:
             on_progress(p)
 
@@ -190,7 +190,15 @@ def _sha256(*texts: str) -> str:
 
 
 def default_run_dir(first_input: str | Path) -> Path:
-    return Path("checkpoints") / Path(first_input).stem
+    """``checkpoints/<name>``: a file's stem, a folder's name, a glob's fixed part
+    (``books/*.txt`` -> ``books``)."""
+    parts = Path(first_input).parts
+    fixed = next((i for i, part in enumerate(parts) if set(part) & set("*?[")), len(parts))
+    path = Path(*parts[:fixed]) if fixed else Path(".")
+    name = path.stem if fixed == len(parts) else path.name
+    if name in ("", ".", ".."):
+        name = path.resolve().name or "corpus"
+    return Path("checkpoints") / name
 
 
 def train_language_model(
@@ -229,16 +237,24 @@ def train_language_model(
     dist = distributed.from_env()
     device = resolve_device(train_opts.get("device", "auto"))
     if dist.active:
+        if device.type == "mps":
+            raise TextRNNError("torchrun with Apple MPS is not supported; pass --device cpu")
         device = distributed.init(dist, device.type) or device
     if dataset is None:
-        if not corpus and not DEFAULT_CORPUS.exists():
-            raise TextRNNError("no corpus given, and the default (corpora/tinyshakespeare.txt) comes only with a "
-                               "source checkout (pip install -e .); pass a text file")
         corpus = [Path(c) for c in (corpus or [DEFAULT_CORPUS])]
-        corpus_mod.expand_inputs(corpus)  # a missing file is reported before the run directory is made
         first = corpus[0]
     else:
         first = Path(dataset.replace(":", "-").replace("/", "-"))
+
+    def check_inputs() -> None:  # before the run directory is made or an old run replaced
+        if dataset is None and corpus == [DEFAULT_CORPUS] and not DEFAULT_CORPUS.exists():
+            raise TextRNNError("no corpus given, and the default (corpora/tinyshakespeare.txt) comes only with "
+                               "a source checkout (pip install -e .); pass a text file")
+        if dataset is None:
+            corpus_mod.expand_inputs(corpus)
+        autocast_dtype(train_opts.get("precision", "auto"), device)
+
+    dist.agree(check_inputs)
     out = Path(out) if out is not None else default_run_dir(first)
     cache = Path(cache_dir) if cache_dir is not None else corpus_mod.default_cache_dir(out)
     try:
@@ -248,16 +264,23 @@ def train_language_model(
                 saved = checkpoint.read_config(out)
                 run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"])
                 tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
-                val_file = saved["data"].get("val_file")
+                # what was given for the data, unless given again
+                val_file = val_file or saved["data"].get("val_file")
+                text_column = text_column or saved["data"].get("text_column")
+                if encoding == "utf-8":
+                    encoding = saved["data"].get("encoding", encoding)
             else:
                 tcfg = TrainConfig(**train_opts)
+            dist.agree(lambda: autocast_dtype(tcfg.precision, device))  # (a resumed run's saved precision)
+            read_as = encoding
             if dataset is not None:
-                corpus, dataset_val = _dataset_files(dist, dataset, corpus, cache, text_column, on_prepare)
+                corpus, dataset_val = _dataset_files(dist, dataset, corpus, cache, text_column, encoding, on_prepare)
                 val_file = val_file or dataset_val
+                read_as = "utf-8"  # the dataset's text, exported
 
             def prep(tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
                 return corpus_mod.prepare(
-                    corpus, cache_dir=cache, kind=tokenizer or "char", vocab_size=vocab_size, encoding=encoding,
+                    corpus, cache_dir=cache, kind=tokenizer or "char", vocab_size=vocab_size, encoding=read_as,
                     text_column=text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
                     val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
 
@@ -292,7 +315,7 @@ def train_language_model(
                 "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": vocab_size},
                 "train": tcfg.to_dict(),
                 "data": {"files": meta["files"], "sha256": meta["sha256"], "encoding": encoding,
-                         "dataset": dataset, "val_file": meta["val_file"],
+                         "text_column": text_column, "dataset": dataset, "val_file": meta["val_file"],
                          **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
                                                  "train_tokens", "val_tokens")}},
                 "distributed": {"world_size": dist.world},
@@ -327,14 +350,15 @@ def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus
 
 
 def _dataset_files(dist: Dist, spec: str, data_files: Optional[Sequence[Path]], cache: Path,
-                   text_column: Optional[str], report: corpus_mod.Report) -> tuple[list[Path], Optional[Path]]:
-    """A Hugging Face dataset's text, exported once to files in the cache (rank 0 first)."""
+                   text_column: Optional[str], encoding: str,
+                   report: corpus_mod.Report) -> tuple[list[Path], Optional[Path]]:
+    """A Hugging Face dataset's text, exported once to UTF-8 files in the cache (rank 0 first)."""
     from .datasets_io import export_dataset
 
-    files = dist.agree(lambda: export_dataset(spec, cache, data_files, text_column, report)
+    files = dist.agree(lambda: export_dataset(spec, cache, data_files, text_column, report, encoding)
                        if dist.is_main else None)
     files = dist.agree(lambda: files if dist.is_main else
-                       export_dataset(spec, cache, data_files, text_column, None))
+                       export_dataset(spec, cache, data_files, text_column, None, encoding))
     train, val = files
     return [train], val
 

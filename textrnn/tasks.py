@@ -65,15 +65,19 @@ class LMTask:
     def carry_state(self) -> dict[str, torch.Tensor]:
         if self.state is None:
             return {}
+        # float32 on the CPU: a run may resume on another device or at another precision
         if isinstance(self.state, tuple):
-            return {"h": self.state[0].cpu(), "c": self.state[1].cpu()}
-        return {"h": self.state.cpu()}
+            return {"h": self.state[0].float().cpu(), "c": self.state[1].float().cpu()}
+        return {"h": self.state.float().cpu()}
 
     def load_carry_state(self, tensors: dict[str, torch.Tensor]) -> None:
+        def put(t: torch.Tensor) -> torch.Tensor:
+            return t.to(self.device, torch.float32)
+
         if "c" in tensors:
-            self.state = (tensors["h"].to(self.device), tensors["c"].to(self.device))
+            self.state = (put(tensors["h"]), put(tensors["c"]))
         elif "h" in tensors:
-            self.state = tensors["h"].to(self.device)
+            self.state = put(tensors["h"])
 
 
 class ClassifyTask:

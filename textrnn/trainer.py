@@ -161,7 +161,11 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     if precision == "auto":
         if device.type != "cuda":
             return None
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        try:  # (emulated bf16, as on V100 / T4, is slower than fp16)
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch
+            native = torch.cuda.is_bf16_supported()
+        return torch.bfloat16 if native else torch.float16
     if precision == "fp32":
         return None
     if precision == "fp16" and device.type != "cuda":
@@ -316,6 +320,8 @@ def fit(
             metrics = task.evaluate(model)
         model.train()
         last_eval_s = time.perf_counter() - t
+        if dist.active:  # every rank reserves the same time for the last evaluation
+            last_eval_s = dist.all_max([last_eval_s], device)[0]
         val_loss = state.last_val_loss = metrics["val_loss"]
         metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(elapsed(), 3),
                    "train_loss": train_loss, **metrics, "tokens_per_s": round(tokens_per_s, 1)}
@@ -352,7 +358,10 @@ def fit(
         # (distributed: every rank resumes with the ranks' mean, so the reported mean stays exact)
         state.loss_sum = dist.all_sum([float(loss_sum)], device)[0] / dist.world
         state.loss_count = loss_count
-        on_checkpoint(state, best)
+        if dist.active:  # a write that fails on rank 0 (disk full) stops every rank, with its message
+            dist.agree(lambda: on_checkpoint(state, best))
+        else:
+            on_checkpoint(state, best)
         state.optimizer = None  # do not keep references to a copy around
 
     model.train()
