@@ -228,7 +228,7 @@ def _boundary(seg: Segment, k: int) -> int:
     """The first character boundary of ``seg``'s file at or after byte ``k``."""
     with open(seg.path, "rb") as f:
         f.seek(k)
-        if seg.codec == "utf-8":
+        if seg.codec.startswith("utf-8"):  # (utf-8-sig too)
             ahead = f.read(4)
             return k + next((i for i, b in enumerate(ahead) if b & 0xC0 != 0x80), len(ahead))
         if _single_byte(seg.codec):
