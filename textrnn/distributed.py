@@ -13,6 +13,7 @@ Outside torchrun (no ``WORLD_SIZE``, or 1) everything here is a no-op.
 from __future__ import annotations
 
 import datetime
+import importlib
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TypeVar
@@ -126,6 +127,12 @@ def init(dist: Dist, device_type: str) -> Optional[torch.device]:
         device = torch.device("cuda", dist.local_rank)
         torch.cuda.set_device(device)
     if not torch.distributed.is_initialized():
+        # In PyTorch 2.13, torch._dynamo imported after the group exists (the first optimizer
+        # or DDP model imports it) registers the group where destroy_process_group cannot
+        # free it: gloo's threads then outlive it and the process aborts at exit now and then
+        # ("terminate called without an active exception"). Imported first, nothing leaks.
+        importlib.import_module("torch._dynamo")
+
         backend = "nccl" if device_type == "cuda" else "gloo"
         kwargs = {"device_id": device} if device is not None else {}
         torch.distributed.init_process_group(backend, timeout=datetime.timedelta(minutes=30), **kwargs)
