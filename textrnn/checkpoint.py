@@ -22,7 +22,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -31,8 +30,8 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, load_model, save_model
 
+from . import files
 from .config import ModelConfig
-from .corpus import current_umask
 from .errors import TextRNNError
 from .tokenizer import Tokenizer
 
@@ -40,56 +39,28 @@ CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER, LOCK = (
     "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt", ".lock")
 
 
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
-def _commit(tmp: Path, dest: Path) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-        os.fchmod(f.fileno(), 0o666 & ~current_umask())  # temp files (and safetensors') are 0600
-    os.replace(tmp, dest)
-    _fsync_dir(dest.parent)
-
-
-def _tmp_name(dest: Path) -> Path:
-    fd, name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    os.close(fd)
-    return Path(name)
+def _cannot_write(path: Path, reason: object) -> TextRNNError:
+    return TextRNNError(f"{path}: cannot write the checkpoint ({reason}); "
+                        "the previous checkpoint is kept; free disk space or choose --out")
 
 
 def atomic_write(dest: str | os.PathLike, data: bytes | str) -> None:
-    """Write ``data`` to ``dest`` so that readers see the old file or the new, never half."""
-    dest = Path(dest)
-    tmp = _tmp_name(dest)
+    """Write a checkpoint file whole (see :mod:`textrnn.files`); a failure is a TextRNNError."""
     try:
-        tmp.write_bytes(data.encode("utf-8") if isinstance(data, str) else data)
-        _commit(tmp, dest)
+        files.atomic_write(dest, data)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
-        raise TextRNNError(f"{dest}: cannot write the checkpoint ({e.strerror or e}); "
-                           "the previous checkpoint is kept; free disk space or choose --out") from None
+        raise _cannot_write(Path(dest), e.strerror or e) from None
 
 
 def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
     dest = Path(dest)
-    tmp = _tmp_name(dest)
+    tmp = files.temp_beside(dest)
     try:
         save_model(model, str(tmp))
-        _commit(tmp, dest)
+        files.commit(tmp, dest)
     except OSError as e:
         tmp.unlink(missing_ok=True)
-        raise TextRNNError(f"{dest}: cannot write the checkpoint ({e.strerror or e}); "
-                           "the previous checkpoint is kept; free disk space or choose --out") from None
+        raise _cannot_write(dest, e.strerror or e) from None
 
 
 class RunLock:
@@ -149,8 +120,7 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, Any]) -> None:
     """Replace ``last/`` as a whole: build it beside, then swap it in by renames."""
     run_dir = Path(run_dir)
-    tmp = Path(tempfile.mkdtemp(prefix=".last.", dir=run_dir))
-    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700
+    tmp = files.temp_dir(run_dir, ".last.")
     try:
         save_weights(model, tmp / WEIGHTS)
         tmp_trainer = tmp / TRAINER
@@ -160,15 +130,14 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
     except BaseException as e:  # any failure (a TextRNNError from save_weights too): no half-built last/
         shutil.rmtree(tmp, ignore_errors=True)
         if isinstance(e, (OSError, RuntimeError)):
-            raise TextRNNError(f"{run_dir}: cannot write the checkpoint ({e}); the previous "
-                               "checkpoint is kept; free disk space or choose --out") from None
+            raise _cannot_write(run_dir, e) from None
         raise
     last, old = run_dir / LAST, run_dir / (LAST + ".old")
     if last.exists():
         shutil.rmtree(old, ignore_errors=True)
         os.replace(last, old)
     os.replace(tmp, last)
-    _fsync_dir(run_dir)
+    files.fsync_dir(run_dir)
     shutil.rmtree(old, ignore_errors=True)
 
 
@@ -321,9 +290,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
         config["embedding_dtype"] = "int8"
     write_run_files(dest, config, ck.tokenizer)  # after config is complete
     write_metrics(dest, read_metrics(run_dir))
-    tmp = _tmp_name(dest / WEIGHTS)
+    tmp = files.temp_beside(dest / WEIGHTS)
     save_file(tensors, str(tmp))
-    _commit(tmp, dest / WEIGHTS)
+    files.commit(tmp, dest / WEIGHTS)
     return dest
 
 

@@ -467,9 +467,13 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
         rendered = _render_rows(rows, columns, out_fmt)
     if rendered is not None:
         if output and output != "-":
-            from .checkpoint import atomic_write
+            from .files import atomic_write
 
-            atomic_write(output, rendered)
+            try:
+                atomic_write(output, rendered)
+            except OSError as e:
+                raise TextRNNError(f"--output {output}: cannot write it ({e.strerror or e}); "
+                                   "free disk space or choose another --output") from None
         else:
             sys.stdout.write(rendered)
             sys.stdout.flush()

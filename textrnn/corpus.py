@@ -16,8 +16,8 @@ encoded, streamed, to flat files of token ids (``uint16`` when the vocabulary fi
 Everything lands in a cache folder beside the runs (``checkpoints/.textrnn-cache``, or
 ``$TEXTRNN_CACHE``), keyed by the SHA-256 of the inputs' bytes and the options that shape
 the result, so a second run on the same text starts at once. File hashes are remembered
-by path, size and modification time, so unchanged files are not read again either. The
-cache can be deleted at any time.
+by path, size, modification and change time and inode, so unchanged files are not read
+again either. The cache can be deleted at any time.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ import hashlib
 import json
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
@@ -37,6 +36,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 import numpy as np
 
 from .errors import TextRNNError
+from .files import atomic_write, temp_dir
 from .memory import keep_freed_memory
 from .tables import TABLE_SUFFIXES
 
@@ -91,7 +91,8 @@ def _codec(encoding: str) -> str:
 
 
 class FileHashes:
-    """SHA-256 of files, remembered by (path, size, mtime) so unchanged files are not re-read."""
+    """SHA-256 of files, remembered by (path, size, mtime, inode, ctime) so unchanged files
+    are not re-read."""
 
     def __init__(self, cache_dir: Path):
         self.path = cache_dir / "file-hashes.json"
@@ -129,28 +130,15 @@ class FileHashes:
     def save(self) -> None:
         if self.changed:
             try:
-                _atomic_text(self.path, json.dumps(self.known))
+                atomic_write(self.path, json.dumps(self.known))
             except OSError:
                 pass  # only a speed-up for the next run
 
 
-def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def _atomic_text(dest: Path, text: str) -> None:
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            os.fchmod(f.fileno(), 0o666 & ~current_umask())  # (mkstemp makes 0600 files)
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def cache_error(cache_dir: Path, e: OSError) -> TextRNNError:
+    """The one-line error for a cache folder that cannot be written."""
+    return TextRNNError(f"{cache_dir}: cannot write the corpus cache ({e.strerror or e}); free disk space "
+                        "or set TEXTRNN_CACHE to another folder")
 
 
 def _key(*parts: Any) -> str:
@@ -395,7 +383,7 @@ def materialize_table(path: Path, encoding: str, text_column: Optional[str], cac
         table = read_table(path, encoding=encoding)
         column = detect_text_column(table, text_column)
         text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
-        _atomic_text(dest, text)
+        atomic_write(dest, text)
     return dest
 
 
@@ -441,8 +429,7 @@ def prepare(
     try:
         train_files, val_files = resolve(files), resolve(val_paths)
     except OSError as e:
-        raise TextRNNError(f"{cache_dir}: cannot write the corpus cache ({e.strerror}); free disk space "
-                           f"or set TEXTRNN_CACHE to another folder") from None
+        raise cache_error(cache_dir, e) from None
     segs = _segments(train_files)
     hashed, hash_total = 0, sum(p.stat().st_size for p, _ in train_files + val_files)
 
@@ -480,7 +467,7 @@ def prepare(
             else:
                 chunks = read_stream(train_segs, report, "tokenizer", aligned)
                 tokenizer = train_tokenizer(kind, chunks, vocab_size)
-                _atomic_text(tok_path, tokenizer.to_json())
+                atomic_write(tok_path, tokenizer.to_json())
         tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
         ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
         if (ids_dir / "meta.json").exists():
@@ -489,8 +476,7 @@ def prepare(
         else:
             meta = _encode_to_cache(tokenizer, train_segs, val_segs, aligned, ids_dir, report)
     except OSError as e:
-        raise TextRNNError(f"{cache_dir}: cannot write the token cache ({e.strerror}); free disk space "
-                           f"or set TEXTRNN_CACHE to another folder") from None
+        raise cache_error(cache_dir, e) from None
     dtype = meta["dtype"]
     meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
             "val_file": str(val_file) if val_file is not None else None,
@@ -502,9 +488,8 @@ def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segmen
                      ids_dir: Path, report: Report) -> dict[str, Any]:
     """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
     ids_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=ids_dir.parent, prefix=f".{ids_dir.name}."))
+    tmp = temp_dir(ids_dir.parent, f".{ids_dir.name}.")
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())  # (mkdtemp makes 0700 folders)
         train_tokens, train_chars = encode_stream(
             tokenizer, read_stream(train_segs, report, "encode", aligned), tmp / "train.bin")
         val_tokens, val_chars = encode_stream(

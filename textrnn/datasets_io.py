@@ -14,12 +14,12 @@ reviews.csv --text-column review``, ``--dataset json dump.jsonl``.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .corpus import FileHashes, Report, _key, current_umask, expand_inputs
+from .corpus import FileHashes, Report, _key, cache_error, expand_inputs
 from .errors import TextRNNError
+from .files import atomic_file
 
 VALIDATION_SPLITS = ("validation", "valid", "dev")
 
@@ -58,18 +58,19 @@ def _open(spec: str, split: str, data_files: Optional[list[str]], encoding: str)
                            "or give local files") from None
 
 
+class _NoText(Exception):
+    """A split whose rows hold no text."""
+
+
 def _export(spec: str, split: str, data_files: Optional[list[str]], text_column: Optional[str],
             dest: Path, report: Report, encoding: str) -> bool:
     """Write ``split``'s text column to ``dest`` as UTF-8 (atomically); False when there is no such split."""
     rows = _open(spec, split, data_files, encoding)
     if rows is None:
         return False
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~current_umask())
     column, n, written = None, 0, 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
+        with atomic_file(dest) as f:  # (left unwritten when the split has no text)
             try:
                 for row in rows:
                     column = column or _text_column(row, text_column, spec)
@@ -87,14 +88,12 @@ def _export(spec: str, split: str, data_files: Optional[list[str]], text_column:
             except Exception as e:  # noqa: BLE001 - read errors surface while iterating
                 raise TextRNNError(f"--dataset {spec}: reading split {split!r} failed ({type(e).__name__}: "
                                    f"{' '.join(str(e).split())[:200]})") from None
-        if n == 0:
-            if split == "train":
-                raise TextRNNError(f"--dataset {spec}: the {split} split has no text")
-            return False
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+            if n == 0:
+                raise _NoText
+    except _NoText:
+        if split == "train":
+            raise TextRNNError(f"--dataset {spec}: the {split} split has no text") from None
+        return False
     return True
 
 
@@ -134,6 +133,5 @@ def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str
                 val_marker.parent.mkdir(parents=True, exist_ok=True)
                 val_marker.touch()
     except OSError as e:
-        raise TextRNNError(f"{cache_dir}: cannot write the dataset's text ({e.strerror}); free disk space "
-                           "or set TEXTRNN_CACHE to another folder") from None
+        raise cache_error(Path(cache_dir), e) from None
     return train, (val if val.exists() else None)
