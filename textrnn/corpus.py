@@ -42,7 +42,7 @@ from .tables import TABLE_SUFFIXES
 
 CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
 FORMAT = 1  # bump when the cache layout or the encoding rules change
-_GLOB_CHARS = set("*?[")
+GLOB_CHARS = set("*?[")  # a path with these is a glob pattern
 
 Report = Optional[Callable[[str, int, int], None]]  # (stage, bytes done, bytes total)
 
@@ -62,7 +62,7 @@ def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[Path]:
             files += found
         elif p.exists():
             files.append(p)
-        elif _GLOB_CHARS & set(str(spec)):
+        elif GLOB_CHARS & set(str(spec)):
             found = sorted(Path(f) for f in glob.glob(str(spec), recursive=True) if Path(f).is_file())
             if not found:
                 raise TextRNNError(f"{spec}: no file matches this pattern; check the pattern and quote it")

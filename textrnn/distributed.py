@@ -43,17 +43,17 @@ class Dist:
 
     def all_sum(self, values: list[float], device: torch.device) -> list[float]:
         """Element-wise sum of ``values`` over the ranks (one collective)."""
-        if not self.active:
-            return values
-        t = torch.tensor(values, dtype=torch.float64 if device.type != "mps" else torch.float32, device=device)
-        torch.distributed.all_reduce(t)
-        return t.tolist()
+        return self._all_reduce(values, device, "SUM")
 
     def all_max(self, values: list[float], device: torch.device) -> list[float]:
+        """Element-wise maximum of ``values`` over the ranks (one collective)."""
+        return self._all_reduce(values, device, "MAX")
+
+    def _all_reduce(self, values: list[float], device: torch.device, op: str) -> list[float]:
         if not self.active:
             return values
         t = torch.tensor(values, dtype=torch.float64, device=device)
-        torch.distributed.all_reduce(t, op=torch.distributed.ReduceOp.MAX)
+        torch.distributed.all_reduce(t, op=getattr(torch.distributed.ReduceOp, op))
         return t.tolist()
 
     def gather(self, obj: Any) -> Optional[list[Any]]:
@@ -86,18 +86,6 @@ class Dist:
             error = next((e for e in errors if e is not None), None)
         if error is not None:
             raise SharedError(error)
-        return result
-
-    def in_turns(self, fn: Callable[[], T]) -> T:
-        """Run ``fn`` first on rank 0, then on the first rank of every other machine, then on
-        the rest: work that fills a cache (rank 0 trains the tokenizer; every machine encodes
-        its token files once, or finds them on a shared file system)."""
-        result = None
-        for turn in (0, 1, 2):
-            mine = (0 if self.is_main else 1 if self.local_rank == 0 else 2) == turn
-            out = self.agree(fn if mine else (lambda: None))
-            if mine:
-                result = out
         return result
 
     def barrier(self) -> None:

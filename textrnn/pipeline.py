@@ -34,7 +34,7 @@ from .distributed import Dist
 from .errors import TextRNNError
 from .model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
-from .tokenizer import Tokenizer, chunks, train_tokenizer
+from .tokenizer import Tokenizer, train_tokenizer
 from .trainer import Progress, TrainerState, autocast_dtype, fit, make_optimizer, seed_everything
 
 DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
@@ -115,10 +115,10 @@ def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tok
                    data_sha: str, data_names: Sequence[str], dist: Optional[Dist] = None) -> dict[str, Any]:
     """The saved config of the run in ``out``, after checking that the given options agree."""
     saved = checkpoint.read_config(out)
-    world = saved.get("distributed", {}).get("world_size", 1)
-    if world != (dist or Dist()).world:
+    world, now = saved.get("distributed", {}).get("world_size", 1), (dist or Dist()).world
+    if world != now:
         raise TextRNNError(f"--resume {out}: the run was trained by {world} process(es), this job has "
-                           f"{(dist or Dist()).world}; resume with torchrun --nproc-per-node {world} "
+                           f"{now}; resume with torchrun --nproc-per-node {world} "
                            "(the data layout depends on it)")
     if saved.get("task", "lm") != task:
         raise TextRNNError(f"--resume {out}: that run trains a {saved.get('task')} model, not a {task} model")
@@ -193,7 +193,7 @@ def default_run_dir(first_input: str | Path) -> Path:
     """``checkpoints/<name>``: a file's stem, a folder's name, a glob's fixed part
     (``books/*.txt`` -> ``books``)."""
     parts = Path(first_input).parts
-    fixed = next((i for i, part in enumerate(parts) if set(part) & set("*?[")), len(parts))
+    fixed = next((i for i, part in enumerate(parts) if set(part) & corpus_mod.GLOB_CHARS), len(parts))
     path = Path(*parts[:fixed]) if fixed else Path(".")
     name = path.stem if fixed == len(parts) else path.name
     if name in ("", ".", ".."):
@@ -252,7 +252,6 @@ def train_language_model(
                                "a source checkout (pip install -e .); pass a text file")
         if dataset is None:
             corpus_mod.expand_inputs(corpus)
-        autocast_dtype(train_opts.get("precision", "auto"), device)
 
     dist.agree(check_inputs)
     out = Path(out) if out is not None else default_run_dir(first)
@@ -271,7 +270,8 @@ def train_language_model(
                     encoding = saved["data"].get("encoding", encoding)
             else:
                 tcfg = TrainConfig(**train_opts)
-            dist.agree(lambda: autocast_dtype(tcfg.precision, device))  # (a resumed run's saved precision)
+            # --precision against the device (a resumed run's own), before anything is written
+            dist.agree(lambda: autocast_dtype(tcfg.precision, device))
             read_as = encoding
             if dataset is not None:
                 corpus, dataset_val = _dataset_files(dist, dataset, corpus, cache, text_column, encoding, on_prepare)
@@ -460,7 +460,7 @@ def train_classifier(
                                    **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
                                       **model_opts, **shape})
             else:
-                tok = train_tokenizer(tokenizer or "word", chunks(texts), vocab_size)
+                tok = train_tokenizer(tokenizer or "word", texts, vocab_size)
                 mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
                                    **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
                                       **model_opts})

@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Optional, Sequence
+from typing import Iterable, Iterator, Optional
 
 import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -241,10 +241,3 @@ def split_pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
 def _all_pieces(texts: Iterable[str]) -> Iterator[str]:
     for text in texts:
         yield from split_pieces(text)
-
-
-def chunks(texts: Sequence[str], size: int = 1 << 20) -> Iterator[str]:
-    """Cut texts into pieces of about ``size`` characters (for streaming tokenizer training)."""
-    for text in texts:
-        for start in range(0, len(text), size):
-            yield text[start : start + size]

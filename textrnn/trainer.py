@@ -174,7 +174,8 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
     return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
-_SIGNALS = {None: 0.0, "interrupt": 1.0, "terminate": 2.0}
+_SIGNALS = {None: 0.0, "interrupt": 1.0, "terminate": 2.0}  # (a number to all-reduce)
+_SIGNAL_NAMES = {code: name for name, code in _SIGNALS.items()}
 
 
 class _StopFlag:
@@ -299,7 +300,7 @@ def fit(
                 return None
             synced_elapsed, code, last_eval_s = dist.all_max(
                 [elapsed(), _SIGNALS[signal_name], last_eval_s], device)
-            signal_name = {v: k for k, v in _SIGNALS.items()}[code]
+            signal_name = _SIGNAL_NAMES[code]
         if signal_name:
             return signal_name
         if cfg.max_time is not None and clock() + last_eval_s >= cfg.max_time:
@@ -334,9 +335,13 @@ def fit(
             on_progress(snapshot("eval", metrics))
         save(best=better)
 
-    def mean_train_loss() -> None:
+    def ranks_loss_sum() -> float:
+        """The running loss sum, averaged over the ranks (this rank's own in one process)."""
+        return dist.all_sum([float(loss_sum)], device)[0] / dist.world
+
+    def mean_train_loss(summed: Optional[float] = None) -> None:
         nonlocal train_loss
-        train_loss = dist.all_sum([float(loss_sum)], device)[0] / (loss_count * dist.world)
+        train_loss = (ranks_loss_sum() if summed is None else summed) / loss_count
         if not math.isfinite(train_loss):
             raise TextRNNError(
                 f"training diverged: the loss became {train_loss} by step {state.step}; "
@@ -346,8 +351,10 @@ def fit(
     def save(best: bool) -> None:
         if on_checkpoint is None:
             return
+        # (distributed: every rank resumes with the ranks' mean, so the reported mean stays exact)
+        state.loss_sum, state.loss_count = ranks_loss_sum(), loss_count
         if loss_count:
-            mean_train_loss()  # never save weights that a non-finite loss has reached
+            mean_train_loss(state.loss_sum)  # never save weights that a non-finite loss has reached
         state.elapsed_s = elapsed()
         state.optimizer = optimizer.state_dict()
         state.rng = capture_rng()
@@ -355,9 +362,6 @@ def fit(
         state.scaler = scaler.state_dict() if scaler is not None else None
         state.carry = task.carry_state()
         state.rank_carry = dist.gather(state.carry) if dist.active else None
-        # (distributed: every rank resumes with the ranks' mean, so the reported mean stays exact)
-        state.loss_sum = dist.all_sum([float(loss_sum)], device)[0] / dist.world
-        state.loss_count = loss_count
         if dist.active:  # a write that fails on rank 0 (disk full) stops every rank, with its message
             dist.agree(lambda: on_checkpoint(state, best))
         else:
