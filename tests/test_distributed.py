@@ -13,12 +13,23 @@ import torch
 HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
 
 
-def _run(args, env_extra=None, timeout=240):
+def _env(**extra):
+    """This environment, outside any torchrun job, with one thread per process."""
     env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-    env.update({"OMP_NUM_THREADS": "1", **(env_extra or {})})
-    res = subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
+    return {**env, "OMP_NUM_THREADS": "1", **extra}
+
+
+def _run(args, timeout=240):
+    res = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=timeout)
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     return res
+
+
+def _error_lines(args):
+    """The ``error:`` lines of a command that must fail."""
+    res = subprocess.run(args, capture_output=True, text=True, env=_env(), timeout=240)
+    assert res.returncode != 0, res.stdout[-2000:]
+    return [line for line in res.stderr.splitlines() if line.startswith("error: ")], res.stderr[-2000:]
 
 
 def _torchrun(nproc, *args):
@@ -95,18 +106,13 @@ def test_resume_with_another_process_count_is_refused(tmp_path, tiny_corpus):
     (tmp_path / "log").mkdir()
     _run([sys.executable, str(HELPER), str(tiny_corpus), str(tmp_path / "run"), str(tmp_path / "log"), "2",
           json.dumps({"max_steps": 2})])
-    res = subprocess.run(_torchrun(2, "-m", "textrnn", "train", str(tiny_corpus), "--out", str(tmp_path / "run"),
-                                   "--resume", "--max-steps", "4", "--device", "cpu"),
-                         capture_output=True, text=True, timeout=240,
-                         env={**os.environ, "OMP_NUM_THREADS": "1"})
-    assert res.returncode != 0
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
-    assert len(errors) == 1 and "--nproc-per-node 1" in errors[0], res.stderr[-2000:]
+    errors, stderr = _error_lines(_torchrun(2, "-m", "textrnn", "train", str(tiny_corpus), "--out",
+                                            str(tmp_path / "run"), "--resume", "--max-steps", "4", "--device", "cpu"))
+    assert len(errors) == 1 and "--nproc-per-node 1" in errors[0], stderr
     # an input error every rank meets is reported once, not once per rank
-    res = subprocess.run(_torchrun(2, "-m", "textrnn", "train", str(tmp_path / "missing.txt"), "--device", "cpu"),
-                         capture_output=True, text=True, timeout=240, env={**os.environ, "OMP_NUM_THREADS": "1"})
-    errors = [line for line in res.stderr.splitlines() if line.startswith("error: ")]
-    assert res.returncode != 0 and len(errors) == 1 and "no such file" in errors[0], res.stderr[-2000:]
+    errors, stderr = _error_lines(_torchrun(2, "-m", "textrnn", "train", str(tmp_path / "missing.txt"),
+                                            "--device", "cpu"))
+    assert len(errors) == 1 and "no such file" in errors[0], stderr
 
 
 def _free_port() -> int:
@@ -130,8 +136,7 @@ def test_two_machines_without_a_shared_cache(tmp_path, tiny_corpus):
                "--nproc-per-node=1", "--rdzv-backend=c10d", f"--rdzv-endpoint=127.0.0.1:{port}",
                "--rdzv-id=textrnn-test", str(HELPER), str(tiny_corpus), str(tmp_path / "run"),
                str(tmp_path / f"log{node}"), "2", json.dumps({"max_steps": 4, "eval_every": 4})]
-        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")}
-        env.update({"OMP_NUM_THREADS": "1", "TEXTRNN_CACHE": str(tmp_path / f"cache{node}")})
+        env = _env(TEXTRNN_CACHE=str(tmp_path / f"cache{node}"))
         procs.append(subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True))
     outputs = [p.communicate(timeout=240)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outputs[0][-2000:] + outputs[1][-2000:]

@@ -17,6 +17,11 @@ import click
 from . import __version__
 
 
+def _is_main_rank() -> bool:
+    """Whether this process reports (under torchrun, only rank 0 does)."""
+    return os.environ.get("RANK", "0") == "0"
+
+
 class _Group(click.Group):
     """Turns user errors (click's and textrnn's) into one line and exit status 2."""
 
@@ -33,7 +38,7 @@ class _Group(click.Group):
             click.echo(f"error: {e.format_message()}", err=True)
             sys.exit(2)
         except TextRNNError as e:
-            if not (isinstance(e, SharedError) and os.environ.get("RANK", "0") != "0"):
+            if not (isinstance(e, SharedError) and not _is_main_rank()):
                 click.echo(f"error: {' '.join(str(e).split())}", err=True)  # (rank 0 reports shared errors)
             sys.exit(2)
         except (KeyboardInterrupt, click.exceptions.Abort):
@@ -218,16 +223,16 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         args = (inputs[0],)
         extra = {"text_column": text_column, "label_column": label_column, "format": fmt, "init_from": init_from}
 
-    main_rank = os.environ.get("RANK", "0") == "0"  # under torchrun only rank 0 reports
+    main_rank = _is_main_rank()
     with _TrainProgress() as progress:
         if task == "lm" and main_rank:
             extra["on_prepare"] = progress.prepare
         result = run_training(*args, out=out, resume=resume, force=force, tokenizer=tokenizer,
                               vocab_size=vocab_size, val_file=val_file, encoding=encoding,
                               on_progress=progress if main_rank else None, **extra, **options)
+    status = {"interrupt": 130, "terminate": 143}.get(result.stopped_by or "", 0)  # saved, but stopped early
     if not main_rank:
-        sys.exit(0 if result.stopped_by not in ("interrupt", "terminate") else
-                 130 if result.stopped_by == "interrupt" else 143)
+        sys.exit(status)
     best = result.best or {}
     how = {"interrupt": "interrupted", "terminate": "terminated"}.get(result.stopped_by or "", "done")
     if task == "lm":
@@ -238,9 +243,9 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
                  f"macro-F1 {best.get('val_macro_f1', float('nan')):.4f}")
     progress.console.print(f"{how}: {result.steps} steps in {result.elapsed_s:.0f}s; {score} "
                            f"(step {best.get('step', '-')}); saved to {result.path}")
-    if result.stopped_by in ("interrupt", "terminate"):  # saved, but the run did not finish
+    if status:
         progress.console.print(f"continue with: textrnn train ... --out {result.path} --resume")
-        sys.exit(130 if result.stopped_by == "interrupt" else 143)
+        sys.exit(status)
 
 
 @cli.command()
