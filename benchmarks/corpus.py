@@ -74,14 +74,14 @@ def build_corpus(path: Path, size: int, seed: int = 0) -> None:
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from textrnn.corpus import prepare
+from textrnn.data.corpus import prepare
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 data = prepare([args["corpus"]], cache_dir=Path(args["cache"]), kind=args["kind"], vocab_size=args.get("vocab"))
 prep_s = time.perf_counter() - t
 out = {"prepare_s": prep_s, "meta": {k: v for k, v in data.meta.items() if k != "files"}}
 if args.get("train_steps"):
-    from textrnn.pipeline import train_language_model
+    from textrnn.training.pipeline import train_language_model
     t = time.perf_counter()
     run = train_language_model([args["corpus"]], out=args["run"], cache_dir=args["cache"],
                                max_steps=args["train_steps"], eval_every=10**9, force=True)

@@ -19,3 +19,44 @@ def _few_threads():
 
     torch.set_num_threads(1)  # tests are tiny: threads only add noise
     yield
+
+
+def run_cli(args, **kw):
+    """Invoke the ``textrnn`` command in-process (click's CliRunner); exceptions propagate."""
+    from click.testing import CliRunner
+
+    from textrnn.cli import cli
+
+    return CliRunner().invoke(cli, args, catch_exceptions=False, **kw)
+
+
+POS = ["a great fine film", "great acting and a fine story", "fine fun great", "what a great joy"]
+NEG = ["a bad dull film", "awful acting and a bad story", "dull bad awful", "what a bad mess"]
+TINY_CLF = dict(hidden=16, embed=16, batch_size=4, eval_every=10, save_every=10, warmup_steps=2, lr=0.02,
+                dropout=0.0)
+
+
+@pytest.fixture(scope="session")
+def int_clf(tmp_path_factory):
+    """A tiny classifier with integer labels 0 (negative) and 1 (positive)."""
+    import json
+
+    from textrnn.training.pipeline import train_classifier
+
+    root = tmp_path_factory.mktemp("int_clf")
+    path = root / "ints.jsonl"
+    path.write_text("".join(json.dumps({"text": t, "label": lab}) + "\n"
+                            for _ in range(3) for lab, ts in ((1, POS), (0, NEG)) for t in ts))
+    train_classifier(path, out=root / "clf", val_file=path, max_steps=40, **TINY_CLF)
+    return root / "clf"
+
+
+@pytest.fixture(scope="session")
+def lm_run(tmp_path_factory):
+    """A tiny language model trained for 4 steps on tests/fixtures/tiny.txt."""
+    from textrnn.training.pipeline import train_language_model
+
+    out = tmp_path_factory.mktemp("lm_run") / "run"
+    train_language_model([FIXTURES / "tiny.txt"], out=out, max_steps=4, eval_every=2, save_every=2,
+                         **{k: v for k, v in TINY.items() if k not in ("eval_every", "save_every")})
+    return out

@@ -9,10 +9,10 @@ import sys
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, run_cli as run
 from textrnn import checkpoint
 from textrnn.errors import TextRNNError
-from textrnn.pipeline import train_language_model
+from textrnn.training.pipeline import train_language_model
 
 
 @pytest.fixture
@@ -154,3 +154,48 @@ def test_remove_leftovers_clears_every_kind_of_half_written_file(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     checkpoint.remove_leftovers(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.json"]
+
+
+def test_export_to_an_existing_file_is_a_one_line_error(lm_run, tmp_path):
+    dest = tmp_path / "taken"
+    dest.write_text("x")
+    with pytest.raises(TextRNNError, match=r"taken: exists and is not a directory; give a new or empty directory"):
+        checkpoint.export(lm_run, dest)
+    res = run(["export", str(lm_run), str(dest)])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "taken" in res.stderr
+    assert dest.read_text() == "x"
+
+
+def test_export_int8_saves_embedding_dtype_in_config(lm_run, tmp_path):
+    dest = checkpoint.export(lm_run, tmp_path / "q", int8_embedding=True)
+    assert json.loads((dest / "config.json").read_text())["embedding_dtype"] == "int8"
+    plain = checkpoint.export(lm_run, tmp_path / "p")
+    assert "embedding_dtype" not in json.loads((plain / "config.json").read_text())
+
+
+def test_shipped_config_names_its_int8_embedding():
+    shipped = checkpoint.SHIPPED[0]
+    assert json.loads((shipped / "config.json").read_text())["embedding_dtype"] == "int8"
+    assert checkpoint.load(shipped).task == "classify"
+
+
+def test_save_last_cleans_up_after_any_failure(lm_run, tmp_path, monkeypatch):
+    ck = checkpoint.load(lm_run)
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+
+    def fail(model, dest):
+        raise TextRNNError(f"{dest}: cannot write the checkpoint (disk full)")
+
+    monkeypatch.setattr(checkpoint, "save_weights", fail)
+    with pytest.raises(TextRNNError, match="disk full"):
+        checkpoint.save_last(run_dir, ck.model, {})
+    assert list(run_dir.iterdir()) == []
+
+    def boom(model, dest):
+        raise ValueError("bug")
+
+    monkeypatch.setattr(checkpoint, "save_weights", boom)
+    with pytest.raises(ValueError):
+        checkpoint.save_last(run_dir, ck.model, {})
+    assert list(run_dir.iterdir()) == []

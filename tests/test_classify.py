@@ -14,7 +14,7 @@ from textrnn.cli import cli
 from textrnn.config import ModelConfig
 from textrnn.errors import TextRNNError
 from textrnn.model import Classifier
-from textrnn.pipeline import train_classifier, train_language_model
+from textrnn.training.pipeline import train_classifier, train_language_model
 
 POS = ["a great fine film", "great acting and a fine story", "fine fun great", "what a great joy",
        "fine and great", "a joy , great fun"]
@@ -245,3 +245,11 @@ def test_shipped_sentiment_classifier():
     assert clf.labels == [0, 1]
     got = clf.classify(["a gorgeous , witty , deeply moving film .", "a dull , lifeless mess ."])
     assert [label for label, _ in got] == [1, 0]
+
+
+def test_macro_f1_ignores_classes_absent_from_gold_and_predictions():
+    m = evaluate([0, 0, 1], [0, 0, 1], ["a", "b", "c"])
+    assert m["macro_f1"] == 1.0 and m["per_class"]["c"]["support"] == 0
+    m = evaluate([0, 1], [0, 0], ["a", "b", "c"])  # b is in gold only: it counts (F1 0)
+    assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2, abs=1e-4)
+    assert evaluate([], [], ["a", "b"])["macro_f1"] == 0.0

@@ -1,11 +1,11 @@
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, run_cli as run
 from textrnn.api import load
 from textrnn.errors import TextRNNError
-from textrnn.generate import filter_logits
-from textrnn.pipeline import train_language_model
+from textrnn.generate import check_options, filter_logits
+from textrnn.training.pipeline import train_language_model
 
 
 @pytest.fixture(scope="module")
@@ -117,3 +117,22 @@ def test_property_any_valid_options_generate(lm, prompt, length, temperature, to
     assert len(texts) == num_samples
     assert all(len(t) == length for t in texts)  # a char model: one character per step
     assert all("\ufffd" not in t for t in texts)  # <unk> is never sampled
+
+
+def test_unseeded_generation_leaves_the_global_rng_alone(lm_run):
+    lm = load(lm_run)
+    torch.manual_seed(0)
+    a = lm.generate("First", 20)
+    after = torch.rand(1)
+    torch.manual_seed(0)
+    assert torch.equal(after, torch.rand(1))
+    assert lm.generate("First", 20) != a or lm.generate("First", 20) != a  # still random without a seed
+
+
+def test_top_k_zero_message():
+    with pytest.raises(TextRNNError, match=r"^--top-k must be >= 1, got 0$"):
+        check_options(10**9, 1.0, 0, None, False, 10, 1)
+    with pytest.raises(TextRNNError, match="at most the vocabulary size 50, got 51"):
+        check_options(50, 1.0, 51, None, False, 10, 1)
+    res = run(["generate", "--top-k", "0"])
+    assert res.exit_code == 2 and "--top-k must be >= 1" in res.stderr and "1000000000" not in res.stderr

@@ -26,7 +26,7 @@ _EXPORTS = {
     "Tokenizer": "textrnn.tokenizer",
     "train_tokenizer": "textrnn.tokenizer",
     "LanguageModel": "textrnn.model",
-    "fit": "textrnn.trainer",
+    "fit": "textrnn.training.trainer",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -37,7 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .errors import TextRNNError  # noqa: F401
     from .model import LanguageModel  # noqa: F401
     from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401
-    from .trainer import fit  # noqa: F401
+    from .training.trainer import fit  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -16,7 +16,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import checkpoint
 from .errors import TextRNNError
 from .generate import generate as _generate
-from .pipeline import RunResult, resolve_device, train_language_model
+from .training.pipeline import RunResult, resolve_device, train_language_model
 
 PathLike = Union[str, os.PathLike]
 
@@ -92,7 +92,7 @@ class Trained:
 def train_classifier(train_file: PathLike, **options: Any) -> RunResult:
     """Train a classifier on a labelled CSV / TSV / JSONL file. See
     :func:`textrnn.pipeline.train_classifier` for options."""
-    from .pipeline import train_classifier as _train_classifier
+    from .training.pipeline import train_classifier as _train_classifier
 
     return _train_classifier(train_file, **options)
 

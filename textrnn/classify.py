@@ -11,7 +11,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from .data import length_buckets, pad_batch
+from .data.batches import length_buckets, pad_batch
 from .model import Classifier
 from .tokenizer import Tokenizer
 

@@ -6,8 +6,8 @@ import os
 import sys
 
 import textrnn.checkpoint as checkpoint
-import textrnn.pipeline as pipeline
-from textrnn.tasks import LMTask
+import textrnn.training.pipeline as pipeline
+from textrnn.training.tasks import LMTask
 
 corpus, out, log_dir, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
 extra = json.loads(sys.argv[5]) if len(sys.argv) > 5 else {}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-HELPER = Path(__file__).parent / "helpers" / "ddp_train.py"
+HELPER = Path(__file__).parents[1] / "helpers" / "ddp_train.py"
 
 
 def _env(**extra):

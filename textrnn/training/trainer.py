@@ -25,10 +25,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .config import TrainConfig
+from ..config import TrainConfig
 from .distributed import Dist
-from .errors import TextRNNError
-from .memory import keep_freed_memory
+from ..errors import TextRNNError
+from ..memory import keep_freed_memory
 
 
 class Task(Protocol):

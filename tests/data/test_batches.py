@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from textrnn.data import LMBatches, eval_batches
+from textrnn.data.batches import LMBatches, eval_batches
 from textrnn.errors import TextRNNError
 
 

@@ -3,7 +3,7 @@
 The dataset is read with ``datasets.load_dataset(..., streaming=True)`` (nothing is held in
 memory or converted to Arrow) and its text column written once, one row per line, to a
 text file in the corpus cache; from there it is a corpus like any other (see
-:mod:`textrnn.corpus`). The ``validation`` split (or ``valid``, ``dev``) becomes the
+:mod:`textrnn.data.corpus`). The ``validation`` split (or ``valid``, ``dev``) becomes the
 validation file when the dataset has one.
 
 Hub datasets need a connection on the first run; local builders work offline, with the
@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import Any, Optional, Sequence
 
 from .corpus import FileHashes, Report, _key, cache_error, expand_inputs
-from .errors import TextRNNError
-from .files import atomic_file
+from ..errors import TextRNNError
+from ..files import atomic_file
 
 VALIDATION_SPLITS = ("validation", "valid", "dev")
 

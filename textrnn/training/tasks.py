@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .classify import evaluate as classification_metrics
-from .classify import predict_ids
-from .data import ClassBatches, LMBatches
+from ..classify import evaluate as classification_metrics
+from ..classify import predict_ids
+from ..data.batches import ClassBatches, LMBatches
 from .distributed import Dist
-from .model import Classifier, LanguageModel, State, detach_state
+from ..model import Classifier, LanguageModel, State, detach_state
 
 
 class LMTask:

@@ -35,9 +35,9 @@ from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 
-from .errors import TextRNNError
-from .files import atomic_write, temp_dir
-from .memory import keep_freed_memory
+from ..errors import TextRNNError
+from ..files import atomic_write, temp_dir
+from ..memory import keep_freed_memory
 from .tables import TABLE_SUFFIXES
 
 CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
@@ -406,7 +406,7 @@ def prepare(
     Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
     of training one.
     """
-    from .tokenizer import Tokenizer, train_tokenizer
+    from ..tokenizer import Tokenizer, train_tokenizer
 
     codec = _codec(encoding)
     keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones

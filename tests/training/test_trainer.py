@@ -11,8 +11,8 @@ from conftest import TINY
 from textrnn import checkpoint
 from textrnn.config import TrainConfig, parse_duration
 from textrnn.errors import TextRNNError
-from textrnn.pipeline import train_language_model
-from textrnn.trainer import lr_at
+from textrnn.training.pipeline import train_language_model
+from textrnn.training.trainer import lr_at
 
 
 def test_parse_duration():
@@ -148,7 +148,7 @@ class _FakeTask:
 
 
 def test_diverging_loss_stops_with_clear_error_and_saves_nothing_after(tmp_path):
-    from textrnn.trainer import fit
+    from textrnn.training.trainer import fit
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)

@@ -24,7 +24,7 @@ from typing import Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from .errors import TextRNNError
+from ..errors import TextRNNError
 
 
 class ArrayTokens:

@@ -5,7 +5,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textrnn.errors import TextRNNError
-from textrnn.tables import Table, detect_label_column, detect_text_column, parse_labels, read_table
+from textrnn.data.tables import Table, detect_label_column, detect_text_column, label_key, parse_labels, read_table
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -258,7 +258,7 @@ def test_any_bytes_give_a_table_or_a_user_error(fmt, raw):
 
 def test_shipped_sst2_files_load_to_exact_row_counts():
     """The SST-2 TSVs (no quoting, `"` inside sentences, different headers) load exactly."""
-    root = Path(__file__).resolve().parent.parent / "corpora" / "sst2"
+    root = Path(__file__).resolve().parents[2] / "corpora" / "sst2"
     counts = {}
     for split in ("train", "dev", "test"):
         table = read_table(root / f"{split}.tsv")
@@ -266,3 +266,20 @@ def test_shipped_sst2_files_load_to_exact_row_counts():
         assert detect_label_column(table) == "label"
     assert counts == {"train": 67349, "dev": 872, "test": 1821}
     assert detect_text_column(read_table(root / "dev.tsv")) == "content"
+
+
+def test_label_key_is_the_normalisation_of_parse_labels():
+    assert [label_key(v) for v in (True, False, 1.0, "+1", " 0 ", "-2", 3, " pos ")] == \
+        ["true", "false", 1, 1, 0, -2, 3, "pos"]
+    assert [label_key(v) for v in (None, "", "  ", 0.5, [1])] == [None] * 5
+    assert parse_labels(["+1", 0.0, True]) == (["0", "1", "true"], [1, 0, 2])
+    with pytest.raises(TextRNNError, match="row 1 has no label"):
+        parse_labels([" ", "a"])
+
+
+@pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
+def test_fields_over_128_kib(tmp_path, ext, sep):
+    long = "word " * 60_000  # 300 KB
+    p = tmp_path / f"long.{ext}"
+    p.write_text(f"text{sep}label\n{long}{sep}1\nshort{sep}0\n")
+    assert read_table(p).values("text") == [long, "short"]

@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 import click
 
-from . import __version__
+from .. import __version__
 
 
 def _is_main_rank() -> bool:
@@ -26,7 +26,7 @@ class _Group(click.Group):
     """Turns user errors (click's and textrnn's) into one line and exit status 2."""
 
     def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
-        from .errors import SharedError, TextRNNError
+        from ..errors import SharedError, TextRNNError
 
         try:
             rv = super().main(args=args, prog_name=prog_name, complete_var=complete_var,
@@ -182,9 +182,9 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
 
     \b
     Many processes or GPUs:  torchrun --nproc-per-node 4 -m textrnn train corpus/"""
-    from .config import PRECISIONS, TOKENIZERS
-    from .errors import TextRNNError
-    from .tables import TABLE_SUFFIXES
+    from ..config import PRECISIONS, TOKENIZERS
+    from ..errors import TextRNNError
+    from ..data.tables import TABLE_SUFFIXES
 
     options["compile"] = compile_
     if task is None:
@@ -194,7 +194,7 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
     if tokenizer is not None and tokenizer not in TOKENIZERS:  # checked before importing torch
         raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {tokenizer!r}")
     if options.get("max_time") is not None:
-        from .config import parse_duration
+        from ..config import parse_duration
 
         parse_duration(options["max_time"])
     if options.get("precision") is not None and options["precision"] not in PRECISIONS:
@@ -205,7 +205,7 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
                             ("--bidirectional", options.get("bidirectional"))]:
             if value:
                 raise TextRNNError(f"{name} is for classifiers; add --task classify")
-        from .api import train as run_training
+        from ..api import train as run_training
 
         args: tuple = (list(inputs) or None,)
         extra: dict[str, Any] = {"text_column": text_column, "dataset": dataset}
@@ -218,7 +218,7 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
         if len(inputs) != 1:
             raise TextRNNError("--task classify takes exactly one labelled file (CSV, TSV or JSONL); "
                                "give validation data with --val-file")
-        from .api import train_classifier as run_training
+        from ..api import train_classifier as run_training
 
         args = (inputs[0],)
         extra = {"text_column": text_column, "label_column": label_column, "format": fmt, "init_from": init_from}
@@ -263,10 +263,10 @@ def train(inputs: tuple[str, ...], task: Optional[str], out: Optional[str], resu
 def generate(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
              top_p: Optional[float], num_samples: int, seed: Optional[int], greedy: bool, device: str) -> None:
     """Sample text from a trained language model; one stream prints as it is sampled."""
-    from .generate import check_options
+    from ..generate import check_options
 
     check_options(10**9, temperature, top_k, top_p, greedy, length, num_samples)  # before loading torch
-    from .api import load
+    from ..api import load
 
     lm = load(checkpoint, device=device)
     pieces = lm.stream(prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
@@ -300,7 +300,7 @@ OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "table")
 
 
 def _output_format(fmt: Optional[str], output: Optional[str], input_format: str) -> str:
-    from .errors import TextRNNError
+    from ..errors import TextRNNError
 
     if fmt is None and output and output != "-":
         fmt = {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(
@@ -317,7 +317,7 @@ def _check_output_path(output: Optional[str]) -> None:
     import os
     from pathlib import Path
 
-    from .errors import TextRNNError
+    from ..errors import TextRNNError
 
     if not output or output == "-":
         return
@@ -405,7 +405,7 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
     column, accuracy, macro-F1 and a confusion matrix over its labelled rows are printed
     to stderr.
     """
-    from .errors import TextRNNError
+    from ..errors import TextRNNError
 
     if (file is None) == (text is None):
         raise TextRNNError("give a FILE to classify (or - for stdin), or --text \"...\"")
@@ -414,8 +414,8 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
     _check_output_path(output)
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
-    from .api import load
-    from .tables import Table, detect_label_column, detect_text_column, read_table
+    from ..api import load
+    from ..data.tables import Table, detect_label_column, detect_text_column, read_table
 
     if text is not None:
         table = Table(path="--text", format="txt", columns=["text"], rows=[{"text": text}], lines=[1])
@@ -472,7 +472,7 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
         rendered = _render_rows(rows, columns, out_fmt)
     if rendered is not None:
         if output and output != "-":
-            from .files import atomic_write
+            from ..files import atomic_write
 
             try:
                 atomic_write(output, rendered)
@@ -490,8 +490,8 @@ def classify(file: Optional[str], checkpoint: Optional[str], text: Optional[str]
 def _score_against_gold(table, gold_col: str, names: list, picked) -> None:
     """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
     with a blank label are not scored. A note instead when no row can be scored."""
-    from .classify import evaluate
-    from .tables import label_key
+    from ..classify import evaluate
+    from ..data.tables import label_key
 
     index = {label_key(n): k for k, n in enumerate(names)}
     keys = [label_key(r.get(gold_col)) for r in table.rows]
@@ -518,7 +518,7 @@ def _score_against_gold(table, gold_col: str, names: list, picked) -> None:
 @click.option("--int8-embedding", is_flag=True, help="Store the embedding as int8 with a scale per row.")
 def export(run: str, dest: str, half: bool, int8_embedding: bool) -> None:
     """Copy a trained model from RUN to DEST without its training state, to ship or share."""
-    from .checkpoint import export as export_run
+    from ..checkpoint import export as export_run
 
     out = export_run(run, dest, half=half, int8_embedding=int8_embedding)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())

@@ -3,7 +3,7 @@
 ``torchrun --nproc-per-node N -m textrnn train ...`` starts N copies of the command with
 ``RANK`` / ``WORLD_SIZE`` / ``LOCAL_RANK`` / ``MASTER_ADDR`` set. Each copy joins the
 process group (nccl on CUDA, gloo on CPU), reads its own streams of the token file
-(:class:`textrnn.data.LMBatches` with ``rank``/``world``), and trains a
+(:class:`textrnn.data.batches.LMBatches` with ``rank``/``world``), and trains a
 ``DistributedDataParallel`` model, whose backward pass averages the gradients. Only rank 0
 writes the run directory and reports; validation losses are summed over the ranks.
 
@@ -20,7 +20,7 @@ from typing import Any, Callable, Optional, TypeVar
 
 import torch
 
-from .errors import SharedError, TextRNNError
+from ..errors import SharedError, TextRNNError
 
 T = TypeVar("T")
 

@@ -25,19 +25,19 @@ from typing import Any, Callable, Iterator, Optional, Sequence
 import numpy as np
 import torch
 
-from . import __version__, checkpoint
-from .config import CLASSIFIER_DEFAULTS, CLASSIFIER_EPOCHS, ModelConfig, TrainConfig
-from . import corpus as corpus_mod
+from .. import __version__, checkpoint
+from ..config import CLASSIFIER_DEFAULTS, CLASSIFIER_EPOCHS, ModelConfig, TrainConfig
+from ..data import corpus as corpus_mod
 from . import distributed
-from .data import LMBatches, eval_batches
+from ..data.batches import LMBatches, eval_batches
 from .distributed import Dist
-from .errors import TextRNNError
-from .model import Classifier, LanguageModel
+from ..errors import TextRNNError
+from ..model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
-from .tokenizer import Tokenizer, train_tokenizer
+from ..tokenizer import Tokenizer, train_tokenizer
 from .trainer import Progress, TrainerState, autocast_dtype, fit, make_optimizer, seed_everything
 
-DEFAULT_CORPUS = Path(__file__).resolve().parent.parent / "corpora" / "tinyshakespeare.txt"
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "corpora" / "tinyshakespeare.txt"
 MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout", "tie_weights", "bidirectional"}
 TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
 STOP_FIELDS = ("epochs", "max_steps", "max_time")
@@ -222,14 +222,14 @@ def train_language_model(
     """Train a language model and write its run directory.
 
     ``corpus``: text files, directories, glob patterns, or tables (their text column), read
-    as a stream into cached token files (see :mod:`textrnn.corpus`); or, with ``dataset``
+    as a stream into cached token files (see :mod:`textrnn.data.corpus`); or, with ``dataset``
     (``NAME[:CONFIG]``), a Hugging Face dataset (``corpus`` then names its data files, for
     builders such as ``text`` or ``csv``). ``options`` are :class:`ModelConfig` and
     :class:`TrainConfig` fields (``hidden=256``, ``max_time="5m"``, ...); those not given
     take the tuned defaults, or on ``resume`` the run's own values. ``on_progress`` is
     called every ``report_every`` steps and after each evaluation, ``on_prepare(stage,
     done, total)`` while the corpus is read. Under ``torchrun`` the job trains
-    data-parallel (see :mod:`textrnn.distributed`).
+    data-parallel (see :mod:`textrnn.training.distributed`).
     """
     model_opts, train_opts = _split_options(options)
     if model_opts.get("bidirectional"):
@@ -353,7 +353,7 @@ def _dataset_files(dist: Dist, spec: str, data_files: Optional[Sequence[Path]], 
                    text_column: Optional[str], encoding: str,
                    report: corpus_mod.Report) -> tuple[list[Path], Optional[Path]]:
     """A Hugging Face dataset's text, exported once to UTF-8 files in the cache (rank 0 first)."""
-    from .datasets_io import export_dataset
+    from ..data.hf_datasets import export_dataset
 
     files = dist.agree(lambda: export_dataset(spec, cache, data_files, text_column, report, encoding)
                        if dist.is_main else None)
@@ -365,7 +365,7 @@ def _dataset_files(dist: Dist, spec: str, data_files: Optional[Sequence[Path]], 
 
 def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_column: Optional[str],
               label_column: Optional[str]) -> tuple[list[str], list[Any], str, str]:
-    from .tables import detect_label_column, detect_text_column, read_table
+    from ..data.tables import detect_label_column, detect_text_column, read_table
 
     table = read_table(path, format=fmt, encoding=encoding)
     text_col = detect_text_column(table, text_column)
@@ -376,7 +376,7 @@ def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_colum
 
 def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str) -> np.ndarray:
     """Each value's index into the training label ``names`` (compared in normal form)."""
-    from .tables import label_key
+    from ..data.tables import label_key
 
     lookup = {label_key(n): i for i, n in enumerate(names)}
     out = np.empty(len(values), dtype=np.int64)
@@ -416,7 +416,7 @@ def train_classifier(
     LM's. ``options`` are :class:`ModelConfig` / :class:`TrainConfig` fields; the
     classifier's defaults are :data:`textrnn.config.CLASSIFIER_DEFAULTS`.
     """
-    from .tables import parse_labels
+    from ..data.tables import parse_labels
 
     model_opts, train_opts = _split_options(options)
     out = Path(out) if out is not None else default_run_dir(train_file)
@@ -465,7 +465,7 @@ def train_classifier(
                                    **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
                                       **model_opts})
 
-        from .classify import encode_texts
+        from ..classify import encode_texts
 
         if val_texts is None:
             order = np.random.default_rng(tcfg.seed).permutation(len(texts))
@@ -475,7 +475,7 @@ def train_classifier(
             texts, labels = [texts[i] for i in train_idx], labels[train_idx]
         else:
             val_labels = _label_indices(val_raw, names, str(val_file))
-        from .data import ClassBatches
+        from ..data.batches import ClassBatches
 
         train_ids = encode_texts(tok, texts, tcfg.max_len)
         val_ids = encode_texts(tok, val_texts, tcfg.max_len)

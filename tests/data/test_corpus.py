@@ -6,8 +6,8 @@ import os
 import numpy as np
 import pytest
 
-from textrnn import corpus
-from textrnn.corpus import TokenFile, expand_inputs, prepare, token_dtype
+from textrnn.data import corpus
+from textrnn.data.corpus import TokenFile, expand_inputs, prepare, token_dtype
 from textrnn.errors import TextRNNError
 from textrnn.tokenizer import train_tokenizer
 
@@ -156,7 +156,7 @@ def test_char_tokenizer_encodes_without_python_objects_per_char():
 
 # -- through the pipeline and the CLI ------------------------------------------------------
 def test_training_reuses_the_cache_across_runs(tmp_path, tiny_corpus):
-    from textrnn.pipeline import train_language_model
+    from textrnn.training.pipeline import train_language_model
 
     opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
     first = train_language_model([tiny_corpus], out=tmp_path / "runs" / "a", **opts)
@@ -193,7 +193,7 @@ def test_dataset_option_reads_local_files_through_hf_builders(tmp_path, tiny_cor
 
 
 def test_precision_options(tmp_path, tiny_corpus):
-    from textrnn.pipeline import train_language_model
+    from textrnn.training.pipeline import train_language_model
 
     opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
     with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
@@ -205,7 +205,7 @@ def test_precision_options(tmp_path, tiny_corpus):
 
 
 def test_dataset_folder_with_validation_split(tmp_path, tiny_corpus, monkeypatch):
-    from textrnn.datasets_io import export_dataset
+    from textrnn.data.hf_datasets import export_dataset
 
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     folder = tmp_path / "mydata"
@@ -259,7 +259,7 @@ def test_a_rewritten_file_with_the_same_size_and_mtime_is_hashed_again(tmp_path)
 
 
 def test_default_run_directory_names():
-    from textrnn.pipeline import default_run_dir
+    from textrnn.training.pipeline import default_run_dir
 
     assert default_run_dir("corpora/tinyshakespeare.txt").as_posix() == "checkpoints/tinyshakespeare"
     assert default_run_dir("books/*.txt").as_posix() == "checkpoints/books"

@@ -1,0 +1,84 @@
+"""textrnn classify end to end: output formats that round-trip, re-classifying, gold-label scoring."""
+
+import json
+
+from conftest import run_cli as run
+from textrnn.data.tables import read_table
+
+
+
+def test_cli_gold_labels_are_normalised_like_training(int_clf, tmp_path):
+    path = tmp_path / "gold.jsonl"  # floats and "+1": the same labels as 1 and 0
+    path.write_text(json.dumps({"text": "fine fun great", "label": 1.0}) + "\n"
+                    + json.dumps({"text": "dull bad awful", "label": 0.0}) + "\n"
+                    + json.dumps({"text": "what a great joy", "label": "+1"}) + "\n")
+    res = run(["classify", str(path), "--checkpoint", str(int_clf)])
+    assert res.exit_code == 0, res.output
+    assert "accuracy 100.00%" in res.stderr and "left out" not in res.stderr
+
+
+def test_tsv_output_round_trips_quotes_and_backslashes_and_reruns(int_clf, tmp_path):
+    texts = ['a "great" fine film', 'say \\"hi\\" \\ back\\slash', '"quoted"', "it's \\n not a newline"]
+    src = tmp_path / "in.tsv"
+    src.write_text("text\tlabel\n" + "".join(f"{t}\t{i % 2}\n" for i, t in enumerate(texts)))
+    first, second = tmp_path / "out1.tsv", tmp_path / "out2.tsv"
+    assert run(["classify", str(src), "-c", str(int_clf), "-o", str(first)]).exit_code == 0
+    t1 = read_table(first)
+    assert t1.values("text") == texts
+    assert t1.columns == ["text", "label", "predicted_label", "predicted_score"]
+    # classifying the output again replaces the predictions in place (and changes no text)
+    res = run(["classify", str(first), "-c", str(int_clf), "-o", str(second), "--probs"])
+    assert res.exit_code == 0, res.output
+    t2 = read_table(second)
+    assert t2.values("text") == texts and t2.values("label") == t1.values("label")
+    assert t2.columns == ["text", "label", "predicted_label", "predicted_score", "prob_0", "prob_1"]
+    assert t2.values("predicted_label") == t1.values("predicted_label")
+    assert run(["classify", str(second), "-c", str(int_clf), "-o", str(first), "--probs"]).exit_code == 0
+    assert read_table(first).columns == t2.columns and read_table(first).values("text") == texts
+
+
+def test_tsv_output_of_tabs_and_newlines_reads_back_one_row_each(int_clf, tmp_path):
+    src = tmp_path / "in.jsonl"
+    src.write_text(json.dumps({"text": "great\tfine\nfun"}) + "\n" + json.dumps({"text": "bad\r\nmess"}) + "\n")
+    res = run(["classify", str(src), "-c", str(int_clf), "--format", "tsv"])
+    assert res.exit_code == 0, res.output
+    t = read_table(res.stdout.encode(), format="tsv")
+    assert t.values("text") == ["great fine fun", "bad mess"] and t.columns == ["text", "label", "score"]
+
+
+def test_classify_with_all_blank_labels_classifies_every_row(int_clf, tmp_path):
+    src = tmp_path / "blank.csv"
+    src.write_text("text,label\nfine fun great,\ndull bad awful, \n")
+    res = run(["classify", str(src), "-c", str(int_clf)])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.strip().splitlines()) == 3  # header + both rows
+    assert "accuracy" not in res.stderr
+    assert res.stderr.strip().splitlines() == ["note: no rows could be scored: column 'label' has no labels"]
+
+
+def test_classify_scores_only_labelled_rows(int_clf, tmp_path):
+    src = tmp_path / "some.csv"
+    src.write_text("text,label\nfine fun great,1\ndull bad awful,\nwhat a bad mess,0\n")
+    res = run(["classify", str(src), "-c", str(int_clf)])
+    assert res.exit_code == 0, res.output
+    assert len(res.stdout.strip().splitlines()) == 4
+    assert "accuracy 100.00%" in res.stderr and "1 rows without a label were not scored" in res.stderr
+
+
+def test_classify_notes_when_no_gold_label_is_known(int_clf, tmp_path):
+    src = tmp_path / "other.csv"
+    src.write_text("text,label\nfine fun great,pos\ndull bad awful,neg\n")
+    res = run(["classify", str(src), "-c", str(int_clf)])
+    assert res.exit_code == 0, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("note: no rows could be scored"), res.stderr
+
+
+def test_bad_input_format_names_the_option(tmp_path):
+    src = tmp_path / "x.csv"
+    src.write_text("text\nhi\n")
+    res = run(["classify", str(src), "--input-format", "xlsx"])
+    assert res.exit_code == 2 and res.stderr.startswith("error: --input-format: unknown table format 'xlsx'")
+    (tmp_path / "x.dat").write_text("text\nhi\n")
+    res = run(["classify", str(tmp_path / "x.dat")])
+    assert res.exit_code == 2 and "pass --input-format (csv" in res.stderr
