@@ -16,7 +16,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import checkpoint
 from .errors import TextRNNError
 from .generate import generate as _generate
-from .training.pipeline import RunResult, resolve_device, train_language_model
+from .training.pipeline import RunResult, train_language_model
+from .training.runtime import resolve_device
 
 PathLike = Union[str, os.PathLike]
 

@@ -194,3 +194,45 @@ class TrainConfig(_DictMixin):
             _positive("val_max_bytes", self.val_max_bytes)
         if self.epochs is None and self.max_steps is None and self.max_time is None:
             self.epochs = 10.0  # about 5 minutes on tiny-shakespeare with a 2-core CPU
+
+
+# -- what the pipelines ask of the options ---------------------------------------------
+MODEL_OPTIONS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - {"vocab_size", "num_classes"}
+"""ModelConfig fields a user sets (the rest come from the tokenizer and the labels)."""
+TRAIN_OPTIONS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+STOP_OPTIONS = ("epochs", "max_steps", "max_time")
+RESUMABLE = frozenset({"epochs", "max_steps", "max_time", "eval_every", "save_every", "device", "precision",
+                       "compile"})
+"""Options a resumed run may change: when to stop, how often to report and save, where it runs."""
+
+
+def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The given (not None) options, as (model options, training options); unknown names
+    are a TypeError (a programming mistake, not a user one)."""
+    unknown = set(options) - MODEL_OPTIONS - TRAIN_OPTIONS
+    if unknown:
+        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
+    given = {k: v for k, v in options.items() if v is not None}
+    return ({k: v for k, v in given.items() if k in MODEL_OPTIONS},
+            {k: v for k, v in given.items() if k in TRAIN_OPTIONS})
+
+
+def task_defaults(task: str, options: frozenset[str]) -> dict[str, Any]:
+    """The defaults of ``task`` that differ from the dataclasses' (which are the language
+    model's), restricted to ``options``."""
+    defaults = CLASSIFIER_DEFAULTS if task == "classify" else {}
+    return {k: v for k, v in defaults.items() if k in options}
+
+
+def train_config(task: str, given: dict[str, Any]) -> TrainConfig:
+    """A new run's TrainConfig: ``task``'s defaults overridden by the ``given`` options."""
+    defaults = task_defaults(task, TRAIN_OPTIONS)
+    if task == "classify" and not any(k in given for k in STOP_OPTIONS):
+        defaults["epochs"] = CLASSIFIER_EPOCHS
+    return TrainConfig(**{**defaults, **given})
+
+
+def model_config(task: str, given: dict[str, Any], **fixed: Any) -> ModelConfig:
+    """A new run's ModelConfig: ``task``'s defaults, the ``given`` options, then ``fixed``
+    (vocab_size, num_classes, or a pretrained model's shape)."""
+    return ModelConfig(**{**task_defaults(task, MODEL_OPTIONS), **given, **fixed})

@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from .. import __version__, checkpoint
-from ..config import CLASSIFIER_DEFAULTS, CLASSIFIER_EPOCHS, ModelConfig, TrainConfig
+from ..config import RESUMABLE, ModelConfig, TrainConfig, model_config, split_options, train_config
 from ..data import corpus as corpus_mod
 from . import distributed
 from ..data.batches import LMBatches, eval_batches
@@ -35,28 +35,10 @@ from ..errors import TextRNNError
 from ..model import Classifier, LanguageModel
 from .tasks import ClassifyTask, LMTask
 from ..tokenizer import Tokenizer, train_tokenizer
-from .trainer import Progress, TrainerState, autocast_dtype, fit, make_optimizer, seed_everything
+from .runtime import autocast_dtype, resolve_device, seed_everything
+from .trainer import Progress, TrainerState, fit, make_optimizer
 
 DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "corpora" / "tinyshakespeare.txt"
-MODEL_FIELDS = {"cell", "layers", "hidden", "embed", "dropout", "embed_dropout", "tie_weights", "bidirectional"}
-TRAIN_FIELDS = set(TrainConfig.__dataclass_fields__)
-STOP_FIELDS = ("epochs", "max_steps", "max_time")
-# options a resumed run may change: when to stop, how often to report and save
-RESUMABLE_CHANGES = {"epochs", "max_steps", "max_time", "eval_every", "save_every", "device", "precision", "compile"}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise TextRNNError("--device cuda: no CUDA GPU is available here; use --device cpu or auto")
-    if name == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
-        raise TextRNNError("--device mps: Apple MPS is not available here; use --device cpu or auto")
-    return torch.device(name)
 
 
 @dataclass
@@ -69,15 +51,6 @@ class RunResult:
     elapsed_s: float
     stopped_by: Optional[str]
     tokens_seen: int
-
-
-def _split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    unknown = set(options) - MODEL_FIELDS - TRAIN_FIELDS
-    if unknown:
-        raise TypeError(f"unknown option(s): {', '.join(sorted(unknown))}")
-    given = {k: v for k, v in options.items() if v is not None}
-    return ({k: v for k, v in given.items() if k in MODEL_FIELDS},
-            {k: v for k, v in given.items() if k in TRAIN_FIELDS})
 
 
 @contextlib.contextmanager
@@ -126,7 +99,7 @@ def _resume_config(out: Path, task: str, model_opts: dict, train_opts: dict, tok
              for k, v in model_opts.items() if saved["model"].get(k) != v]
     diffs += [f"{k}: checkpoint has {saved['train'].get(k)!r}, given {v!r}"
               for k, v in train_opts.items()
-              if k not in RESUMABLE_CHANGES and saved["train"].get(k) != TrainConfig(**{k: v}).to_dict()[k]]
+              if k not in RESUMABLE and saved["train"].get(k) != TrainConfig(**{k: v}).to_dict()[k]]
     if tokenizer is not None and tokenizer != saved["tokenizer"]["kind"]:
         diffs.append(f"tokenizer: checkpoint has {saved['tokenizer']['kind']!r}, given {tokenizer!r}")
     if saved["data"]["sha256"] != data_sha:
@@ -231,7 +204,7 @@ def train_language_model(
     done, total)`` while the corpus is read. Under ``torchrun`` the job trains
     data-parallel (see :mod:`textrnn.training.distributed`).
     """
-    model_opts, train_opts = _split_options(options)
+    model_opts, train_opts = split_options(options)
     if model_opts.get("bidirectional"):
         raise TextRNNError("--bidirectional is for classifiers: a language model must not read ahead")
     dist = distributed.from_env()
@@ -269,7 +242,7 @@ def train_language_model(
                 if encoding == "utf-8":
                     encoding = saved["data"].get("encoding", encoding)
             else:
-                tcfg = TrainConfig(**train_opts)
+                tcfg = train_config("lm", train_opts)
             # --precision against the device (a resumed run's own), before anything is written
             dist.agree(lambda: autocast_dtype(tcfg.precision, device))
             read_as = encoding
@@ -291,7 +264,7 @@ def train_language_model(
                                                           data.meta["sha256"], data.meta["files"], dist))
                 mcfg = ModelConfig.from_dict(saved["model"])
             else:
-                mcfg = ModelConfig(vocab_size=tok.vocab_size, **model_opts)
+                mcfg = model_config("lm", model_opts, vocab_size=tok.vocab_size)
 
             name = ", ".join(data.meta["files"][:3]) + (" ..." if len(data.meta["files"]) > 3 else "")
             pin = device.type == "cuda"
@@ -414,11 +387,11 @@ def train_classifier(
     model's tokenizer, embedding and recurrent layers, which train at ``pretrained_lr_scale``
     times the learning rate (ULMFiT-style discriminative rates); its size options are the
     LM's. ``options`` are :class:`ModelConfig` / :class:`TrainConfig` fields; the
-    classifier's defaults are :data:`textrnn.config.CLASSIFIER_DEFAULTS`.
+    classifier's defaults are :func:`textrnn.config.task_defaults` ``("classify", ...)``.
     """
     from ..data.tables import parse_labels
 
-    model_opts, train_opts = _split_options(options)
+    model_opts, train_opts = split_options(options)
     out = Path(out) if out is not None else default_run_dir(train_file)
     with _open_run(out, resume, force) as resuming:
         texts, raw_labels, text_col, label_col = _labelled(train_file, fmt=format, encoding=encoding,
@@ -441,10 +414,7 @@ def train_classifier(
         else:
             names, idx = parse_labels(raw_labels, column=label_col, source=str(train_file))
             labels = np.asarray(idx, dtype=np.int64)
-            train_defaults = {k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in TRAIN_FIELDS}
-            if not any(k in train_opts for k in STOP_FIELDS):
-                train_defaults["epochs"] = CLASSIFIER_EPOCHS
-            tcfg = TrainConfig(**{**train_defaults, **train_opts})
+            tcfg = train_config("classify", train_opts)
             if init_from is not None:
                 lm = checkpoint.load(init_from)
                 if lm.task != "lm":
@@ -456,14 +426,10 @@ def train_classifier(
                                        + ", ".join(f"--{k}" for k in sorted(clash)))
                 tok = lm.tokenizer
                 shape = {k: lm.config["model"][k] for k in ("cell", "layers", "hidden", "embed")}
-                mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
-                                   **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
-                                      **model_opts, **shape})
+                mcfg = model_config("classify", model_opts, vocab_size=tok.vocab_size, num_classes=len(names), **shape)
             else:
                 tok = train_tokenizer(tokenizer or "word", texts, vocab_size)
-                mcfg = ModelConfig(vocab_size=tok.vocab_size, num_classes=len(names),
-                                   **{**{k: v for k, v in CLASSIFIER_DEFAULTS.items() if k in MODEL_FIELDS},
-                                      **model_opts})
+                mcfg = model_config("classify", model_opts, vocab_size=tok.vocab_size, num_classes=len(names))
 
         from ..classify import encode_texts
 

@@ -14,14 +14,12 @@ from __future__ import annotations
 
 import contextlib
 import math
-import random
 import signal
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator, Optional, Protocol
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -29,6 +27,7 @@ from ..config import TrainConfig
 from .distributed import Dist
 from ..errors import TextRNNError
 from ..memory import keep_freed_memory
+from .runtime import autocast_dtype, capture_rng, restore_rng
 
 
 class Task(Protocol):
@@ -101,36 +100,6 @@ class TrainerState:
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-def capture_rng() -> dict:
-    """RNG states of python, numpy and torch in a ``weights_only``-loadable form."""
-    py = random.getstate()
-    np_state = np.random.get_state()
-    state = {
-        "python": [py[0], list(py[1]), py[2]],
-        "numpy": [np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]],
-        "torch": torch.get_rng_state(),
-    }
-    if torch.cuda.is_available():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def restore_rng(state: dict) -> None:
-    py = state["python"]
-    random.setstate((py[0], tuple(py[1]), py[2]))
-    n = state["numpy"]
-    np.random.set_state((n[0], n[1].numpy().astype(np.uint32), *n[2:]))
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % (1 << 32))
-    torch.manual_seed(seed)
-
-
 def make_optimizer(model: nn.Module, cfg: TrainConfig,
                    lr_scales: Optional[dict[str, float]] = None) -> torch.optim.Optimizer:
     """AdamW; no weight decay on biases, norms and embeddings; parameters named in
@@ -151,27 +120,6 @@ def lr_at(cfg: TrainConfig, step: int, fraction: float) -> float:
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
     cos = 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction)))
     return cfg.lr * warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cos)
-
-
-def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype]:
-    """The autocast dtype for ``--precision`` on ``device`` (None: plain float32).
-
-    ``auto`` is bf16 on a CUDA GPU that supports it, else fp16 there, and float32 on CPU
-    and MPS (where bf16 matrix products are often slower than float32)."""
-    if precision == "auto":
-        if device.type != "cuda":
-            return None
-        try:  # (emulated bf16, as on V100 / T4, is slower than fp16)
-            native = torch.cuda.is_bf16_supported(including_emulation=False)
-        except TypeError:  # older torch
-            native = torch.cuda.is_bf16_supported()
-        return torch.bfloat16 if native else torch.float16
-    if precision == "fp32":
-        return None
-    if precision == "fp16" and device.type != "cuda":
-        raise TextRNNError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); "
-                           "use --precision bf16 or fp32")
-    return torch.bfloat16 if precision == "bf16" else torch.float16
 
 
 _SIGNALS = {None: 0.0, "interrupt": 1.0, "terminate": 2.0}  # (a number to all-reduce)
