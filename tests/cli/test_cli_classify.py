@@ -6,7 +6,6 @@ from conftest import run_cli as run
 from textrnn.data.tables import read_table
 
 
-
 def test_cli_gold_labels_are_normalised_like_training(int_clf, tmp_path):
     path = tmp_path / "gold.jsonl"  # floats and "+1": the same labels as 1 and 0
     path.write_text(json.dumps({"text": "fine fun great", "label": 1.0}) + "\n"
