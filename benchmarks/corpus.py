@@ -81,7 +81,7 @@ data = prepare([args["corpus"]], cache_dir=Path(args["cache"]), kind=args["kind"
 prep_s = time.perf_counter() - t
 out = {"prepare_s": prep_s, "meta": {k: v for k, v in data.meta.items() if k != "files"}}
 if args.get("train_steps"):
-    from textrnn.training.pipeline import train_language_model
+    from textrnn.training.lm import train_language_model
     t = time.perf_counter()
     run = train_language_model([args["corpus"]], out=args["run"], cache_dir=args["cache"],
                                max_steps=args["train_steps"], eval_every=10**9, force=True)

@@ -41,7 +41,7 @@ def int_clf(tmp_path_factory):
     """A tiny classifier with integer labels 0 (negative) and 1 (positive)."""
     import json
 
-    from textrnn.training.pipeline import train_classifier
+    from textrnn.training.classifier import train_classifier
 
     root = tmp_path_factory.mktemp("int_clf")
     path = root / "ints.jsonl"
@@ -54,7 +54,7 @@ def int_clf(tmp_path_factory):
 @pytest.fixture(scope="session")
 def lm_run(tmp_path_factory):
     """A tiny language model trained for 4 steps on tests/fixtures/tiny.txt."""
-    from textrnn.training.pipeline import train_language_model
+    from textrnn.training.lm import train_language_model
 
     out = tmp_path_factory.mktemp("lm_run") / "run"
     train_language_model([FIXTURES / "tiny.txt"], out=out, max_steps=4, eval_every=2, save_every=2,

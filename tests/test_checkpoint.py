@@ -3,8 +3,6 @@
 import json
 import os
 import pickle
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -12,7 +10,7 @@ import torch
 from conftest import TINY, run_cli as run
 from textrnn import checkpoint
 from textrnn.errors import TextRNNError
-from textrnn.training.pipeline import train_language_model
+from textrnn.training.lm import train_language_model
 
 
 @pytest.fixture
@@ -83,14 +81,14 @@ def test_not_a_checkpoint(tmp_path):
 
 def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
     dest = tmp_path / "f.json"
-    checkpoint.atomic_write(dest, "old")
+    checkpoint.write_file(dest, "old")
 
     def fail(*a, **k):
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(checkpoint.os, "replace", fail)
     with pytest.raises(TextRNNError, match="No space left"):
-        checkpoint.atomic_write(dest, "new")
+        checkpoint.write_file(dest, "new")
     assert dest.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temporary left behind
 
@@ -100,25 +98,6 @@ def test_last_swap_survives_a_crash_between_renames(run_dir):
     os.replace(run_dir / "last", run_dir / "last.old")
     assert checkpoint.last_dir(run_dir) == run_dir / "last.old"
     assert checkpoint.load_trainer_state(run_dir)["step"] == 4
-
-
-def test_second_process_is_refused_and_lock_dies_with_its_owner(tmp_path):
-    out = tmp_path / "run"
-    holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import sys, time; from textrnn.checkpoint import RunLock\n"
-         f"with RunLock({str(out)!r}):\n    print('locked', flush=True); time.sleep(60)"],
-        stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "locked"
-        with pytest.raises(TextRNNError, match=f"pid {holder.pid}"):
-            with checkpoint.RunLock(out):
-                pass
-    finally:
-        holder.kill()
-        holder.wait()
-    with checkpoint.RunLock(out):  # SIGKILL released it
-        pass
 
 
 def test_export_half_loads_and_matches(run_dir, tmp_path):
@@ -143,17 +122,6 @@ def test_export_int8_embedding(run_dir, tmp_path):
     ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
     with torch.no_grad():
         torch.testing.assert_close(small.model(ids)[0], full.model(ids)[0], atol=3e-2, rtol=0)
-
-
-def test_remove_leftovers_clears_every_kind_of_half_written_file(tmp_path):
-    (tmp_path / ".last.ab12").mkdir()
-    (tmp_path / ".last.ab12" / "trainer.pt").write_bytes(b"x")
-    (tmp_path / ".model.safetensors.q1w2.tmp").write_bytes(b"x")
-    (tmp_path / ".tmpWU1F7x").write_bytes(b"x")  # safetensors writes these before its own rename
-    (tmp_path / ".lock").write_text("1")
-    (tmp_path / "config.json").write_text("{}")
-    checkpoint.remove_leftovers(tmp_path)
-    assert sorted(p.name for p in tmp_path.iterdir()) == [".lock", "config.json"]
 
 
 def test_export_to_an_existing_file_is_a_one_line_error(lm_run, tmp_path):

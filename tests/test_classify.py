@@ -14,7 +14,8 @@ from textrnn.cli import cli
 from textrnn.config import ModelConfig
 from textrnn.errors import TextRNNError
 from textrnn.model import Classifier
-from textrnn.training.pipeline import train_classifier, train_language_model
+from textrnn.training.classifier import train_classifier
+from textrnn.training.lm import train_language_model
 
 POS = ["a great fine film", "great acting and a fine story", "fine fun great", "what a great joy",
        "fine and great", "a joy , great fun"]

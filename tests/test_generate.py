@@ -5,7 +5,7 @@ from conftest import TINY, run_cli as run
 from textrnn.api import load
 from textrnn.errors import TextRNNError
 from textrnn.generate import check_options, filter_logits
-from textrnn.training.pipeline import train_language_model
+from textrnn.training.lm import train_language_model
 
 
 @pytest.fixture(scope="module")

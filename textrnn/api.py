@@ -16,7 +16,8 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import checkpoint
 from .errors import TextRNNError
 from .generate import generate as _generate
-from .training.pipeline import RunResult, train_language_model
+from .training.lm import train_language_model
+from .training.rundir import RunResult
 from .training.runtime import resolve_device
 
 PathLike = Union[str, os.PathLike]
@@ -24,7 +25,7 @@ PathLike = Union[str, os.PathLike]
 
 def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, **options: Any) -> RunResult:
     """Train a language model on one or more text files (default: the shipped
-    tiny-shakespeare). See :func:`textrnn.pipeline.train_language_model` for options."""
+    tiny-shakespeare). See :func:`textrnn.training.lm.train_language_model` for options."""
     if isinstance(corpus, (str, os.PathLike)):
         corpus = [corpus]
     return train_language_model(corpus, **options)
@@ -92,8 +93,8 @@ class Trained:
 
 def train_classifier(train_file: PathLike, **options: Any) -> RunResult:
     """Train a classifier on a labelled CSV / TSV / JSONL file. See
-    :func:`textrnn.pipeline.train_classifier` for options."""
-    from .training.pipeline import train_classifier as _train_classifier
+    :func:`textrnn.training.classifier.train_classifier` for options."""
+    from .training.classifier import train_classifier as _train_classifier
 
     return _train_classifier(train_file, **options)
 

@@ -19,6 +19,7 @@ trainer state through ``torch.load(weights_only=True)``.
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -35,8 +36,8 @@ from .config import ModelConfig
 from .errors import TextRNNError
 from .tokenizer import Tokenizer
 
-CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER, LOCK = (
-    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt", ".lock")
+CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER = (
+    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt")
 
 
 def _cannot_write(path: Path, reason: object) -> TextRNNError:
@@ -44,8 +45,8 @@ def _cannot_write(path: Path, reason: object) -> TextRNNError:
                         "the previous checkpoint is kept; free disk space or choose --out")
 
 
-def atomic_write(dest: str | os.PathLike, data: bytes | str) -> None:
-    """Write a checkpoint file whole (see :mod:`textrnn.files`); a failure is a TextRNNError."""
+def write_file(dest: str | os.PathLike, data: bytes | str) -> None:
+    """Write a checkpoint file whole (:func:`textrnn.files.atomic_write`); a failure is a TextRNNError."""
     try:
         files.atomic_write(dest, data)
     except OSError as e:
@@ -63,51 +64,14 @@ def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
         raise _cannot_write(dest, e.strerror or e) from None
 
 
-class RunLock:
-    """Exclusive use of a run directory by one training process.
-
-    An ``flock`` on ``<run>/.lock``: a second ``textrnn train`` on the same directory is
-    refused, and since the kernel drops the lock when its process dies (even by SIGKILL),
-    a crashed run never leaves the directory stuck. A no-op where ``fcntl`` is missing.
-    """
-
-    def __init__(self, run_dir: str | os.PathLike):
-        self.path = Path(run_dir) / LOCK
-        self.fd: Optional[int] = None
-
-    def __enter__(self) -> "RunLock":
-        try:
-            import fcntl
-        except ImportError:  # Windows
-            return self
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
-            os.close(fd)
-            raise TextRNNError(f"{self.path.parent}: another textrnn process (pid {holder}) is training "
-                               "into this directory; wait for it to finish or choose another --out") from None
-        os.ftruncate(fd, 0)
-        os.write(fd, str(os.getpid()).encode())
-        self.fd = fd
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.fd is not None:
-            os.close(self.fd)  # releases the flock
-            self.fd = None
-
-
 def write_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Tokenizer) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / TOKENIZER, tokenizer.to_json())
-    atomic_write(run_dir / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    write_file(run_dir / TOKENIZER, tokenizer.to_json())
+    write_file(run_dir / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
 def write_metrics(run_dir: Path, metrics: list[dict[str, Any]]) -> None:
-    atomic_write(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
+    write_file(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
 
 
 def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
@@ -120,17 +84,22 @@ def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
 def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, Any]) -> None:
     """Replace ``last/`` as a whole: build it beside, then swap it in by renames."""
     run_dir = Path(run_dir)
-    tmp = files.temp_dir(run_dir, ".last.")
+    buffer = io.BytesIO()
+    torch.save(trainer_state, buffer)  # in memory first: a failure here is a bug, not a full disk
+    try:
+        tmp = files.temp_dir(run_dir, ".last.")
+    except OSError as e:
+        raise _cannot_write(run_dir, e.strerror or e) from None
     try:
         save_weights(model, tmp / WEIGHTS)
-        tmp_trainer = tmp / TRAINER
-        torch.save(trainer_state, tmp_trainer)
-        with open(tmp_trainer, "rb+") as f:
+        with open(tmp / TRAINER, "wb") as f:
+            f.write(buffer.getbuffer())
+            f.flush()
             os.fsync(f.fileno())
     except BaseException as e:  # any failure (a TextRNNError from save_weights too): no half-built last/
         shutil.rmtree(tmp, ignore_errors=True)
-        if isinstance(e, (OSError, RuntimeError)):
-            raise _cannot_write(run_dir, e) from None
+        if isinstance(e, OSError):
+            raise _cannot_write(run_dir, e.strerror or e) from None
         raise
     last, old = run_dir / LAST, run_dir / (LAST + ".old")
     if last.exists():
@@ -139,16 +108,6 @@ def save_last(run_dir: Path, model: torch.nn.Module, trainer_state: dict[str, An
     os.replace(tmp, last)
     files.fsync_dir(run_dir)
     shutil.rmtree(old, ignore_errors=True)
-
-
-def remove_leftovers(run_dir: Path) -> None:
-    """Delete temporary files and directories a killed process left half-written: ours
-    (``.last.*/``, ``.*.tmp``) and safetensors' own (``.tmpXXXXXX``, written before it renames)."""
-    for p in Path(run_dir).glob(".*"):
-        if p.name.startswith(".last.") and p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        elif (p.name.endswith(".tmp") or p.name.startswith(".tmp")) and p.is_file():
-            p.unlink(missing_ok=True)
 
 
 def last_dir(run_dir: Path) -> Optional[Path]:
@@ -239,6 +198,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
 def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.device = "cpu") -> Checkpoint:
     """Load a checkpoint directory (``which`` = ``best`` or ``last`` weights)."""
     path = Path(path)
+    if which not in ("best", "last"):
+        raise TextRNNError(f"which must be 'best' or 'last', got {which!r}")
     if path.name in (LAST, LAST + ".old") and not (path / CONFIG).exists():
         path, which = path.parent, "last"
     config = read_config(path)
@@ -251,7 +212,10 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
     weights = path / WEIGHTS
     if which == "last":
         d = last_dir(path)
-        weights = d / WEIGHTS if d else weights
+        if d is None:
+            raise TextRNNError(f"{path}: has no last/ checkpoint (it is an export, or its run saved none); "
+                               "load the best weights instead")
+        weights = d / WEIGHTS
     load_weights(model, weights)
     model.to(device).eval()
     return Checkpoint(path, config, tokenizer, model)

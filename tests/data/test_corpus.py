@@ -156,7 +156,7 @@ def test_char_tokenizer_encodes_without_python_objects_per_char():
 
 # -- through the pipeline and the CLI ------------------------------------------------------
 def test_training_reuses_the_cache_across_runs(tmp_path, tiny_corpus):
-    from textrnn.training.pipeline import train_language_model
+    from textrnn.training.lm import train_language_model
 
     opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
     first = train_language_model([tiny_corpus], out=tmp_path / "runs" / "a", **opts)
@@ -193,7 +193,7 @@ def test_dataset_option_reads_local_files_through_hf_builders(tmp_path, tiny_cor
 
 
 def test_precision_options(tmp_path, tiny_corpus):
-    from textrnn.training.pipeline import train_language_model
+    from textrnn.training.lm import train_language_model
 
     opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
     with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
@@ -256,12 +256,3 @@ def test_a_rewritten_file_with_the_same_size_and_mtime_is_hashed_again(tmp_path)
     second = _prep(tmp_path, [p])
     assert second.meta["sha256"] != first.meta["sha256"]
     assert second.tokenizer.decode(second.train.memmap()).startswith("xyz")
-
-
-def test_default_run_directory_names():
-    from textrnn.training.pipeline import default_run_dir
-
-    assert default_run_dir("corpora/tinyshakespeare.txt").as_posix() == "checkpoints/tinyshakespeare"
-    assert default_run_dir("books/*.txt").as_posix() == "checkpoints/books"
-    assert default_run_dir("books/**/x.md").as_posix() == "checkpoints/books"
-    assert default_run_dir(".").name not in ("", ".", "checkpoints")

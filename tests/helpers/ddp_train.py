@@ -6,7 +6,7 @@ import os
 import sys
 
 import textrnn.checkpoint as checkpoint
-import textrnn.training.pipeline as pipeline
+import textrnn.training.lm as pipeline
 from textrnn.training.tasks import LMTask
 
 corpus, out, log_dir, batch_size = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])

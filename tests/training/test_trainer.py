@@ -11,7 +11,7 @@ from conftest import TINY
 from textrnn import checkpoint
 from textrnn.config import TrainConfig, parse_duration
 from textrnn.errors import TextRNNError
-from textrnn.training.pipeline import train_language_model
+from textrnn.training.lm import train_language_model
 from textrnn.training.trainer import lr_at
 
 

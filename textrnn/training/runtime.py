@@ -5,6 +5,7 @@ No process-wide side effects: these are called by the pipelines and the trainer.
 
 from __future__ import annotations
 
+import functools
 import random
 from typing import Optional
 
@@ -77,3 +78,35 @@ def autocast_dtype(precision: str, device: torch.device) -> Optional[torch.dtype
         raise TextRNNError(f"--precision fp16 needs a CUDA GPU (this run is on {device.type}); "
                            "use --precision bf16 or fp32")
     return torch.bfloat16 if precision == "bf16" else torch.float16
+
+
+def check_precision(precision: str, device: torch.device, cell: str = "lstm") -> Optional[torch.dtype]:
+    """:func:`autocast_dtype`, and a one-line error when this machine cannot train ``cell``
+    layers at that precision (bf16 on a CPU without bf16 kernels). Call it before anything
+    of a run is written."""
+    dtype = autocast_dtype(precision, device)
+    if dtype == torch.bfloat16 and device.type == "cpu" and not cpu_trains_bf16(cell):
+        raise TextRNNError(f"--precision bf16: this CPU cannot train {cell.upper()} layers in bf16 "
+                           "(its oneDNN kernels need AVX-512 BF16 or AMX); use --precision fp32")
+    return dtype
+
+
+@functools.lru_cache(maxsize=None)
+def cpu_trains_bf16(cell: str = "lstm") -> bool:
+    """Whether a tiny ``cell`` layer runs forward and backward under CPU bf16 autocast here.
+
+    oneDNN's bf16 LSTM primitive exists only on CPUs with native bf16 (AVX-512 BF16, AMX);
+    elsewhere (e.g. AMD EPYC without it) creating it fails with "could not create a
+    primitive descriptor". Trying it is the only reliable test."""
+    from torch import nn
+
+    with torch.random.fork_rng(devices=[]):  # (the layer's initialisation leaves the caller's RNG alone)
+        layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](8, 8, batch_first=True)
+    x = torch.zeros(2, 3, 8, requires_grad=True)  # (B, T, E)
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out, _ = layer(x)  # (B, T, H)
+        out.float().sum().backward()
+    except RuntimeError:
+        return False
+    return True

@@ -1,0 +1,241 @@
+"""Training a language model: the pipeline ``textrnn train`` runs.
+
+::
+
+    inputs (files, dirs, globs, tables, --dataset) -> data.cache.prepare (tokenizer + token files)
+        -> data.batches.LMBatches -> model.LanguageModel -> trainer.fit (+ tasks.LMTask)
+        -> rundir.execute (checkpoints into the run directory)
+
+Under ``torchrun`` every rank runs this same function (see :mod:`textrnn.training.distributed`):
+rank 0 prepares the corpus first and the others reuse its tokenizer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+
+from .. import __version__, checkpoint
+from ..config import ModelConfig, TrainConfig, model_config, split_options, train_config
+from ..data import corpus as corpus_mod
+from ..data.batches import LMBatches, eval_batches
+from ..errors import TextRNNError
+from ..model import LanguageModel
+from ..tokenizer import Tokenizer
+from . import distributed
+from .distributed import Dist
+from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
+from .runtime import check_precision, resolve_device, seed_everything
+from .tasks import LMTask
+from .trainer import Progress
+
+DEFAULT_CORPUS = Path(__file__).resolve().parents[2] / "corpora" / "tinyshakespeare.txt"
+
+
+@dataclass(frozen=True)
+class _Inputs:
+    """What the run reads, as given (or, on resume, as the run was given it)."""
+
+    corpus: list[Path]
+    dataset: Optional[str]
+    tokenizer: Optional[str]  # the kind asked for (None: the run's own, else char)
+    vocab_size: Optional[int]
+    val_file: Optional[Path]
+    encoding: Optional[str]  # None: the run's own, else utf-8
+    text_column: Optional[str]
+    cache: Path
+
+    def resumed(self, saved: dict[str, Any]) -> "_Inputs":
+        """The saved run's own data options wherever none was given again."""
+        data = saved["data"]
+        return replace(self, tokenizer=self.tokenizer or saved["tokenizer"]["kind"],
+                       val_file=self.val_file or data.get("val_file"),
+                       text_column=self.text_column or data.get("text_column"),
+                       encoding=self.encoding or data.get("encoding"))
+
+    @property
+    def kind(self) -> str:
+        return self.tokenizer or "char"
+
+    @property
+    def codec(self) -> str:
+        return self.encoding or "utf-8"
+
+
+def train_language_model(
+    corpus: Optional[Sequence[str | Path]] = None,
+    *,
+    out: Optional[str | Path] = None,
+    tokenizer: Optional[str] = None,
+    vocab_size: Optional[int] = None,
+    val_file: Optional[str | Path] = None,
+    encoding: Optional[str] = None,
+    text_column: Optional[str] = None,
+    dataset: Optional[str] = None,
+    cache_dir: Optional[str | Path] = None,
+    resume: bool = False,
+    force: bool = False,
+    on_progress: Optional[Callable[[Progress], None]] = None,
+    on_prepare: corpus_mod.Report = None,
+    report_every: int = 10,
+    **options: Any,
+) -> RunResult:
+    """Train a language model and write its run directory.
+
+    ``corpus``: text files, directories, glob patterns, or tables (their text column), read
+    as a stream into cached token files (see :mod:`textrnn.data.corpus`); or, with ``dataset``
+    (``NAME[:CONFIG]``), a Hugging Face dataset (``corpus`` then names its data files, for
+    builders such as ``text`` or ``csv``). ``encoding`` defaults to the resumed run's own,
+    else UTF-8. ``options`` are :class:`ModelConfig` and :class:`TrainConfig` fields
+    (``hidden=256``, ``max_time="5m"``, ...); those not given take the tuned defaults, or on
+    ``resume`` the run's own values. ``on_progress`` is called every ``report_every`` steps
+    and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read.
+    Under ``torchrun`` the job trains data-parallel (see :mod:`textrnn.training.distributed`).
+    """
+    model_opts, train_opts = split_options(options)
+    if model_opts.get("bidirectional"):
+        raise TextRNNError("--bidirectional is for classifiers: a language model must not read ahead")
+    dist = distributed.from_env()
+    device = resolve_device(train_opts.get("device", "auto"))
+    if dist.active:
+        if device.type == "mps":
+            raise TextRNNError("torchrun with Apple MPS is not supported; pass --device cpu")
+        device = distributed.init(dist, device.type) or device
+    files = [Path(c) for c in (corpus or [DEFAULT_CORPUS])] if dataset is None else [Path(c) for c in corpus or []]
+    dist.agree(lambda: _check_inputs(files, dataset))  # before the run directory is made or an old run replaced
+    first = files[0] if dataset is None else Path(dataset.replace(":", "-").replace("/", "-"))
+    out = Path(out) if out is not None else default_run_dir(first)
+    cache = Path(cache_dir) if cache_dir is not None else corpus_mod.default_cache_dir(out)
+    inputs = _Inputs(files, dataset, tokenizer, vocab_size, Path(val_file) if val_file else None, encoding,
+                     text_column, cache)
+    try:
+        with open_run(out, resume, force, dist) as resuming:
+            result = _train(out, inputs, model_opts, train_opts, resuming, device, dist,
+                            on_progress if dist.is_main else None, on_prepare, report_every)
+        distributed.shutdown(wait=True)
+        return result
+    finally:
+        distributed.shutdown(wait=False)  # after an error: do not wait for ranks that may be gone
+
+
+def _check_inputs(files: list[Path], dataset: Optional[str]) -> None:
+    if dataset is not None:
+        return
+    if files == [DEFAULT_CORPUS] and not DEFAULT_CORPUS.exists():
+        raise TextRNNError("no corpus given, and the default (corpora/tinyshakespeare.txt) comes only with "
+                           "a source checkout (pip install -e .); pass a text file")
+    corpus_mod.expand_inputs(files)
+
+
+def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: dict[str, Any], resuming: bool,
+           device: torch.device, dist: Dist, on_progress: Optional[Callable[[Progress], None]],
+           on_prepare: corpus_mod.Report, report_every: int) -> RunResult:
+    """Prepare the data, build the model and train it into ``out`` (locked by the caller)."""
+    saved = checkpoint.read_config(out) if resuming else None
+    if saved is not None:
+        inputs = inputs.resumed(saved)
+        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
+        cell = saved["model"]["cell"]
+    else:
+        tcfg = train_config("lm", train_opts)
+        cell = model_config("lm", model_opts, vocab_size=1).cell
+    # every option is checked (the same on every rank) before anything is written
+    dist.agree(lambda: check_precision(tcfg.precision, device, cell))
+    run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"]) if saved else None
+    data, inputs = _prepare(inputs, tcfg, dist, run_tok, on_prepare)
+    tok = data.tokenizer
+    if saved is not None:
+        saved = dist.agree(lambda: check_resume(out, "lm", model_opts, train_opts, inputs.tokenizer,
+                                                data.meta["sha256"], data.meta["files"], dist))
+        mcfg = ModelConfig.from_dict(saved["model"])
+    else:
+        mcfg = model_config("lm", model_opts, vocab_size=tok.vocab_size)
+    train_batches, val_batches = dist.agree(lambda: _batches(data, tcfg, inputs.val_file, dist, device))
+    seed_everything(tcfg.seed)
+    model = LanguageModel(mcfg).to(device)
+    if dist.active:  # same initial weights everywhere, different dropout masks
+        torch.manual_seed(tcfg.seed + 7919 * dist.rank)
+    meta = data.meta
+    chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
+    task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist)
+    config = _run_config(mcfg, tok, tcfg, inputs, meta, dist)
+    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist)
+
+
+def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[Tokenizer],
+             on_prepare: corpus_mod.Report) -> tuple[corpus_mod.Prepared, _Inputs]:
+    """The corpus as token files (a dataset exported to text first), on every rank."""
+    files, read_as, val_file = inputs.corpus, inputs.codec, inputs.val_file
+    if inputs.dataset is not None:
+        files, dataset_val = _dataset_files(dist, inputs, on_prepare)
+        val_file = val_file or dataset_val
+        read_as = "utf-8"  # the dataset's text, exported
+
+    def prep(tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+        return corpus_mod.prepare(
+            files, cache_dir=inputs.cache, kind=inputs.kind, vocab_size=inputs.vocab_size, encoding=read_as,
+            text_column=inputs.text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
+            val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
+
+    return _prepare_everywhere(dist, prep, run_tok), replace(inputs, val_file=val_file)
+
+
+def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus_mod.Prepared],
+                        tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+    """Prepare the corpus on rank 0 (training or reusing the tokenizer), then on every
+    other rank with rank 0's tokenizer: the first rank of each machine fills that
+    machine's cache (a shared file system already has it), the others read it."""
+    if not dist.active:
+        return prep(tok)
+    mine = dist.agree(lambda: prep(tok) if dist.is_main else None)
+    tok_json = dist.broadcast(mine.tokenizer.to_json() if dist.is_main else None)
+    if not dist.is_main:
+        tok = Tokenizer.from_json(tok_json)
+    my_turn = 0 if dist.is_main else 1 if dist.local_rank == 0 else 2
+    for turn in (1, 2):
+        got = dist.agree(lambda: prep(tok) if my_turn == turn else None)
+        if my_turn == turn:
+            mine = got
+    return mine
+
+
+def _dataset_files(dist: Dist, inputs: _Inputs, report: corpus_mod.Report) -> tuple[list[Path], Optional[Path]]:
+    """A Hugging Face dataset's text, exported once to UTF-8 files in the cache (rank 0 first)."""
+    from ..data.hf_datasets import export_dataset
+
+    def export(report: corpus_mod.Report) -> tuple[Path, Optional[Path]]:
+        return export_dataset(inputs.dataset, inputs.cache, inputs.corpus, inputs.text_column, report, inputs.codec)
+
+    files = dist.agree(lambda: export(report) if dist.is_main else None)
+    train, val = dist.agree(lambda: files if dist.is_main else export(None))
+    return [train], val
+
+
+def _batches(data: corpus_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Path], dist: Dist,
+             device: torch.device) -> tuple[LMBatches, LMBatches]:
+    names = data.meta["files"]
+    name = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
+    train = LMBatches(data.train, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name,
+                      rank=dist.rank, world=dist.world, pin_memory=device.type == "cuda")
+    val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
+    return train, eval_batches(data.val, tcfg.seq_len, name=val_name, rank=dist.rank, world=dist.world)
+
+
+def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _Inputs, meta: dict[str, Any],
+                dist: Dist) -> dict[str, Any]:
+    """The run's config.json."""
+    return {
+        "textrnn_version": __version__,
+        "task": "lm",
+        "model": mcfg.to_dict(),
+        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": inputs.vocab_size},
+        "train": tcfg.to_dict(),
+        "data": {"files": meta["files"], "sha256": meta["sha256"], "encoding": inputs.codec,
+                 "text_column": inputs.text_column, "dataset": inputs.dataset, "val_file": meta["val_file"],
+                 **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
+                                         "train_tokens", "val_tokens")}},
+        "distributed": {"world_size": dist.world},
+    }
