@@ -8,6 +8,17 @@ FIXTURES = Path(__file__).parent / "fixtures"
 TINY = dict(hidden=32, embed=16, batch_size=4, seq_len=16, eval_every=20, save_every=20, warmup_steps=2)
 
 
+def _cpu_trains_bf16() -> bool:
+    from textrnn.training.runtime import cpu_trains_bf16
+
+    return cpu_trains_bf16("lstm")
+
+
+needs_cpu_bf16 = pytest.mark.skipif(
+    not _cpu_trains_bf16(),
+    reason="this CPU has no bf16 LSTM kernels (oneDNN needs AVX-512 BF16 or AMX); --precision bf16 is refused here")
+
+
 @pytest.fixture
 def tiny_corpus() -> Path:
     return FIXTURES / "tiny.txt"

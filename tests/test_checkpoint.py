@@ -167,3 +167,43 @@ def test_save_last_cleans_up_after_any_failure(lm_run, tmp_path, monkeypatch):
     with pytest.raises(ValueError):
         checkpoint.save_last(run_dir, ck.model, {})
     assert list(run_dir.iterdir()) == []
+
+
+def test_a_bug_while_saving_is_not_reported_as_a_full_disk(lm_run, tmp_path, monkeypatch):
+    ck = checkpoint.load(lm_run)
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+
+    def bug(obj, f, *a, **k):
+        raise RuntimeError("a bug in what is saved")
+
+    monkeypatch.setattr(checkpoint.torch, "save", bug)
+    with pytest.raises(RuntimeError, match="a bug in what is saved"):
+        checkpoint.save_last(run_dir, ck.model, {"step": 1})
+    assert list(run_dir.iterdir()) == []
+
+
+def test_a_full_disk_while_saving_is_one_user_error(lm_run, tmp_path, monkeypatch):
+    ck = checkpoint.load(lm_run)
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    real_open = open
+
+    def full_disk_open(path, mode="r", *a, **k):
+        if str(path).endswith(checkpoint.TRAINER) and "w" in mode:
+            raise OSError(28, "No space left on device")
+        return real_open(path, mode, *a, **k)
+
+    monkeypatch.setattr("builtins.open", full_disk_open)
+    with pytest.raises(TextRNNError, match="cannot write the checkpoint .*No space left on device"):
+        checkpoint.save_last(run_dir, ck.model, {"step": 1})
+    assert list(run_dir.iterdir()) == []
+
+
+def test_loading_last_weights_that_do_not_exist_is_an_error(lm_run, tmp_path):
+    assert checkpoint.load(lm_run, which="last").model is not None
+    exported = checkpoint.export(lm_run, tmp_path / "exported")  # an export has no last/
+    with pytest.raises(TextRNNError, match="has no last/ checkpoint"):
+        checkpoint.load(exported, which="last")
+    with pytest.raises(TextRNNError, match="which must be 'best' or 'last'"):
+        checkpoint.load(lm_run, which="newest")

@@ -136,3 +136,13 @@ def test_top_k_zero_message():
         check_options(50, 1.0, 51, None, False, 10, 1)
     res = run(["generate", "--top-k", "0"])
     assert res.exit_code == 2 and "--top-k must be >= 1" in res.stderr and "1000000000" not in res.stderr
+
+
+def test_the_prompt_runs_through_the_encoder_only(lm):
+    calls = []
+    hook = lm.model.head.register_forward_hook(lambda module, args, out: calls.append(args[0].shape))
+    try:
+        text = lm.generate("First Citizen:\nBefore we proceed", length=5, seed=1)
+    finally:
+        hook.remove()
+    assert len(text) == 5 and calls == []  # the sampler's own head does the 5 steps; the prompt needs no logits

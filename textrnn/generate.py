@@ -75,9 +75,9 @@ def sample_ids(
         # temperature and banned tokens are folded into the head once, not applied per step
         stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned)
         state = stepper.initial_state(num_samples, device)
-        if len(prompt_ids) > 1:  # run the prefix through the full network once
+        if len(prompt_ids) > 1:  # run the prefix through the recurrent layers once (no output layer)
             prefix = torch.tensor([prompt_ids[:-1]], device=device).expand(num_samples, -1)  # (N, P-1)
-            _, module_state = model(prefix)
+            _, module_state = model.encoder(prefix)
             state = Stepper.from_module_state(module_state)
         token = torch.full((num_samples,), prompt_ids[-1], dtype=torch.long, device=device)  # (N,)
         filtered = top_k is not None or top_p is not None

@@ -6,6 +6,7 @@ import os
 import numpy as np
 import pytest
 
+from conftest import needs_cpu_bf16
 from textrnn.data import corpus
 from textrnn.data.corpus import TokenFile, expand_inputs, prepare, token_dtype
 from textrnn.errors import TextRNNError
@@ -192,6 +193,7 @@ def test_dataset_option_reads_local_files_through_hf_builders(tmp_path, tiny_cor
     assert res.exit_code == 2 and "no column 'nope'" in res.stderr
 
 
+@needs_cpu_bf16
 def test_precision_options(tmp_path, tiny_corpus):
     from textrnn.training.lm import train_language_model
 

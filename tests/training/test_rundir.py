@@ -44,3 +44,17 @@ def test_default_run_directory_names():
     assert rundir.default_run_dir("books/*.txt").as_posix() == "checkpoints/books"
     assert rundir.default_run_dir("books/**/x.md").as_posix() == "checkpoints/books"
     assert rundir.default_run_dir(".").name not in ("", ".", "checkpoints")
+
+
+def test_a_run_directory_that_cannot_be_created_is_one_line(tmp_path, tiny_corpus):
+    from conftest import run_cli
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("x")
+    for out in (blocker / "run", "/proc/textrnn-run"):
+        res = run_cli(["train", str(tiny_corpus), "--out", str(out), "--max-steps", "1"])
+        assert res.exit_code == 2, res.output
+        lines = res.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"error: --out {out}: cannot create"), res.stderr
+        assert "choose another --out" in lines[0]
+    assert blocker.read_text() == "x"

@@ -7,7 +7,7 @@ import signal
 import pytest
 import torch
 
-from conftest import TINY
+from conftest import TINY, needs_cpu_bf16
 from textrnn import checkpoint
 from textrnn.config import TrainConfig, parse_duration
 from textrnn.errors import TextRNNError
@@ -180,6 +180,7 @@ def test_late_option_error_with_force_keeps_the_old_run(tmp_path, tiny_corpus):
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
 
 
+@needs_cpu_bf16
 def test_resume_at_another_precision(tmp_path, tiny_corpus):
     out = tmp_path / "run"
     train_language_model([tiny_corpus], out=out, max_steps=3, precision="bf16", device="cpu",

@@ -1,0 +1,55 @@
+"""Device, precision and the bf16 check."""
+
+import pytest
+import torch
+
+from conftest import TINY, run_cli
+from textrnn.errors import TextRNNError
+from textrnn.training import runtime
+
+
+@pytest.fixture
+def cpu_without_bf16_lstm(monkeypatch):
+    """Make this CPU behave like one without bf16 kernels (e.g. AMD EPYC without AVX-512 BF16):
+    oneDNN cannot create the bf16 LSTM primitive."""
+    forward = torch.nn.LSTM.forward
+
+    def failing(self, input, hx=None):
+        if torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16:
+            raise RuntimeError("could not create a primitive descriptor for the LSTM forward propagation primitive")
+        return forward(self, input, hx)
+
+    monkeypatch.setattr(torch.nn.LSTM, "forward", failing)
+    runtime.cpu_trains_bf16.cache_clear()
+    yield
+    runtime.cpu_trains_bf16.cache_clear()
+
+
+def test_bf16_on_a_cpu_that_cannot_is_one_line_and_writes_nothing(cpu_without_bf16_lstm, tmp_path, tiny_corpus):
+    out = tmp_path / "run"
+    args = ["train", str(tiny_corpus), "--out", str(out), "--precision", "bf16", "--device", "cpu",
+            "--max-steps", "2", *(f"--{k.replace('_', '-')}={v}" for k, v in TINY.items())]
+    res = run_cli(args)
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--precision bf16: this CPU cannot train LSTM layers in bf16" in lines[0]
+    assert "--precision fp32" in lines[0]
+    assert not out.exists()  # nothing of the run was written
+
+
+def test_check_precision_on_a_cpu_that_can(monkeypatch):
+    monkeypatch.setattr(runtime, "cpu_trains_bf16", lambda cell="lstm": True)
+    assert runtime.check_precision("bf16", torch.device("cpu")) == torch.bfloat16
+    assert runtime.check_precision("auto", torch.device("cpu")) is None
+    assert runtime.check_precision("fp32", torch.device("cpu")) is None
+    with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
+        runtime.check_precision("fp16", torch.device("cpu"))
+
+
+def test_the_bf16_probe_leaves_the_global_rng_alone():
+    runtime.cpu_trains_bf16.cache_clear()
+    torch.manual_seed(3)
+    expected = torch.rand(2)
+    torch.manual_seed(3)
+    runtime.cpu_trains_bf16("gru")
+    assert torch.equal(torch.rand(2), expected)
