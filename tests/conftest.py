@@ -32,6 +32,18 @@ def _few_threads():
     yield
 
 
+def tiny_lm(cell="lstm", layers=2, **kw):
+    """A tiny seeded language model (vocabulary 11) in eval mode."""
+    import torch
+
+    from textrnn.config import ModelConfig
+    from textrnn.model import LanguageModel
+
+    torch.manual_seed(0)
+    kw = {"hidden": 8, "embed": 6, "dropout": 0.0, **kw}
+    return LanguageModel(ModelConfig(vocab_size=11, cell=cell, layers=layers, **kw)).eval()
+
+
 def run_cli(args, **kw):
     """Invoke the ``textrnn`` command in-process (click's CliRunner); exceptions propagate."""
     from click.testing import CliRunner

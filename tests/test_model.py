@@ -1,14 +1,9 @@
 import pytest
 import torch
 
+from conftest import tiny_lm as tiny
 from textrnn.config import ModelConfig
-from textrnn.model import LanguageModel, Stepper, detach_state
-
-
-def tiny(cell="lstm", layers=2, **kw):
-    torch.manual_seed(0)
-    kw = {"hidden": 8, "embed": 6, "dropout": 0.0, **kw}
-    return LanguageModel(ModelConfig(vocab_size=11, cell=cell, layers=layers, **kw)).eval()
+from textrnn.model import LanguageModel, detach_state
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -33,20 +28,6 @@ def test_carried_state_equals_one_long_pass(cell):
     torch.testing.assert_close(torch.cat(parts, dim=1), full)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-@pytest.mark.parametrize("layers", [1, 3])
-def test_stepper_equals_forward(cell, layers):
-    model = tiny(cell, layers)
-    ids = torch.randint(0, 11, (3, 7))
-    full, _ = model(ids)
-    with torch.inference_mode():
-        step = model.stepper()
-        state = step.initial_state(3)
-        for t in range(7):
-            logits, state = step(ids[:, t], state)
-            torch.testing.assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)
-
-
 def test_tied_weights_share_storage():
     model = tiny(embed=8, tie_weights=True)
     assert model.head.weight.data_ptr() == model.encoder.embedding.weight.data_ptr()
@@ -64,13 +45,6 @@ def test_overfits_a_tiny_batch():
         loss.backward()
         opt.step()
     assert loss.item() < 0.05
-
-
-def test_from_module_state_matches_stepper_layout():
-    model = tiny("lstm")
-    _, state = model(torch.randint(0, 11, (2, 3)))
-    layers = Stepper.from_module_state(state)
-    assert len(layers) == 2 and layers[1][0].shape == (2, 8)
 
 
 def test_embed_dropout_drops_whole_tokens_only_in_training():

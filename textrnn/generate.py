@@ -13,7 +13,8 @@ from typing import Iterator, Optional
 import torch
 
 from .errors import TextRNNError
-from .model import LanguageModel, Stepper
+from .model import LanguageModel
+from .stepper import Stepper
 from .tokenizer import Tokenizer
 
 

@@ -6,12 +6,15 @@ Shapes are batch-first: ``ids`` is ``(B, T)``.
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .stepper import Stepper
 
 # LSTM state is (h, c), each (layers, B, H); GRU and RNN state is h, (layers, B, H).
 State = Union[Tensor, tuple[Tensor, Tensor]]
@@ -91,6 +94,8 @@ class LanguageModel(nn.Module):
     def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
         """A fast one-token-at-a-time evaluator of this model (for sampling); its logits
         are multiplied by ``logit_scale`` and the ``banned`` tokens get -inf."""
+        from .stepper import Stepper
+
         return Stepper(self, logit_scale, banned)
 
 
@@ -125,86 +130,3 @@ def detach_state(state: Optional[State]) -> Optional[State]:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)  # type: ignore[return-value]
     return state.detach()
-
-
-class Stepper:
-    """Evaluates a :class:`LanguageModel` one token per call, as fast as PyTorch allows.
-
-    ``nn.LSTM`` on a one-token input spends most of its time setting up; this does the
-    cell arithmetic directly with pre-transposed weights, and folds the embedding and the
-    first layer's input projection into one ``(V, gates*H)`` table, so a step is one
-    row lookup plus one matrix-vector product per layer and one for the head. The result
-    equals ``LanguageModel.forward`` (tested). Use under ``torch.inference_mode()``.
-    """
-
-    def __init__(self, model: LanguageModel, logit_scale: float = 1.0, banned: Optional[list[int]] = None):
-        cfg = model.cfg
-        self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden
-        rnn = model.encoder.rnn
-        with torch.no_grad():
-            w_ih = [getattr(rnn, f"weight_ih_l{k}").detach() for k in range(cfg.layers)]
-            w_hh = [getattr(rnn, f"weight_hh_l{k}").detach() for k in range(cfg.layers)]
-            b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(cfg.layers)]
-            b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(cfg.layers)]
-            emb = model.encoder.embedding.weight.detach()
-            # input side of layer 0 for every token: (V, G*H)
-            self.table = torch.addmm(b_ih[0], emb, w_ih[0].t())
-            self.w_ih_t = [None] + [w.t().contiguous() for w in w_ih[1:]]
-            self.w_hh_t = [w.t().contiguous() for w in w_hh]
-            self.b_ih = b_ih
-            if cfg.cell == "gru":  # the hidden bias sits inside the reset gate for n
-                self.b_hh = b_hh
-            else:  # LSTM / RNN: both biases simply add
-                self.table = self.table + b_hh[0]
-                self.b_in = [None] + [bi + bh for bi, bh in zip(b_ih[1:], b_hh[1:])]
-                self.b_hh = b_hh
-            self.head_w_t = model.head.weight.detach().t().contiguous() * logit_scale  # (H, V)
-            self.head_b = model.head.bias.detach() * logit_scale
-            if banned:
-                self.head_b[banned] = float("-inf")
-
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list:
-        z = lambda: torch.zeros(batch, self.hidden, device=device)  # noqa: E731
-        if self.cell == "lstm":
-            return [(z(), z()) for _ in range(self.layers)]
-        return [z() for _ in range(self.layers)]
-
-    @staticmethod
-    def from_module_state(state: State) -> list:
-        """Convert an ``nn.LSTM``-style state ``(layers, B, H)`` into per-layer tensors."""
-        if isinstance(state, tuple):
-            h, c = state
-            return [(h[k], c[k]) for k in range(h.shape[0])]
-        return [state[k] for k in range(state.shape[0])]
-
-    def __call__(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
-        """``ids`` (B,) -> logits (B, V); ``state`` is updated and returned."""
-        H = self.hidden
-        x_proj = self.table.index_select(0, ids)  # (B, G*H)
-        new_state = []
-        x = None
-        for k in range(self.layers):
-            if k > 0:
-                bias = self.b_in[k] if self.cell != "gru" else self.b_ih[k]
-                x_proj = torch.addmm(bias, x, self.w_ih_t[k])  # (B, G*H)
-            if self.cell == "lstm":
-                h, c = state[k]
-                gates = torch.addmm(x_proj, h, self.w_hh_t[k])  # (B, 4H): i f g o
-                ifo = torch.sigmoid(gates)
-                g = torch.tanh(gates[:, 2 * H : 3 * H])
-                c = torch.addcmul(ifo[:, H : 2 * H] * c, ifo[:, :H], g)
-                h = ifo[:, 3 * H :] * torch.tanh(c)
-                new_state.append((h, c))
-            elif self.cell == "gru":
-                h = state[k]
-                gh = torch.addmm(self.b_hh[k], h, self.w_hh_t[k])  # (B, 3H): r z n
-                rz = torch.sigmoid(x_proj[:, : 2 * H] + gh[:, : 2 * H])
-                n = torch.tanh(torch.addcmul(x_proj[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
-                h = n + rz[:, H:] * (h - n)
-                new_state.append(h)
-            else:
-                h = torch.tanh(torch.addmm(x_proj, state[k], self.w_hh_t[k]))
-                new_state.append(h)
-            x = h
-        logits = torch.addmm(self.head_b, x, self.head_w_t)  # (B, V)
-        return logits, new_state
