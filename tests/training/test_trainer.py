@@ -116,8 +116,8 @@ def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
 class _FakeTask:
     """A minimal Task for the generic loop: the loss turns NaN from step ``nan_from`` on."""
 
-    def __init__(self, nan_from):
-        self.nan_from, self.calls = nan_from, 0
+    def __init__(self, nan_from=math.inf):
+        self.nan_from, self.calls, self.evaluations = nan_from, 0, 0
 
     def steps_per_epoch(self):
         return 100
@@ -135,6 +135,7 @@ class _FakeTask:
         return (loss * float("nan") if self.calls >= self.nan_from else loss), 2
 
     def evaluate(self, model):
+        self.evaluations += 1
         return {"val_loss": 1.0}
 
     def is_better(self, metrics, best):
@@ -159,6 +160,92 @@ def test_diverging_loss_stops_with_clear_error_and_saves_nothing_after(tmp_path)
             on_checkpoint=lambda st, best: saved_steps.append(st.step))
     assert "last good checkpoint is kept" in str(e.value)
     assert saved_steps == [2, 4]  # the NaN at step 5 is caught before the save at step 6
+
+
+def _trainer(task=None, report_every=10, on_progress=None, on_checkpoint=None, **cfg):
+    """A Trainer of a 4-parameter model on a :class:`_FakeTask` (100 steps an epoch)."""
+    from textrnn.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    return Trainer(torch.nn.Linear(3, 1), task or _FakeTask(), TrainConfig(**{"warmup_steps": 0, **cfg}),
+                   report_every=report_every, on_progress=on_progress, on_checkpoint=on_checkpoint)
+
+
+def test_fraction_is_of_the_steps_or_of_the_time_less_the_last_evaluation():
+    assert _trainer().fraction() == 0.0  # no limit: no fraction
+    by_steps = _trainer(max_steps=40)
+    by_steps.state.step = 10
+    assert by_steps.fraction() == 0.25
+    by_epochs = _trainer(epochs=0.5)  # 50 steps
+    by_epochs.state.step = 10
+    assert by_epochs.fraction() == 0.2
+    by_time = _trainer(max_steps=40, max_time=100)
+    by_time.state.step = 10
+    by_time.start_elapsed, by_time.last_eval_s = 45.0, 10.0  # 45 s of the 90 s left for training
+    assert by_time.fraction() == pytest.approx(0.5, abs=1e-3)
+    by_time.start_elapsed = 5.0  # time is behind the steps: the steps' fraction counts
+    assert by_time.fraction() == 0.25
+    by_time.start_elapsed = 500.0
+    assert by_time.fraction() == 1.0
+
+
+def test_stop_reason_steps_epochs_signal_and_time_less_the_last_evaluation():
+    trainer = _trainer(max_steps=5)
+    trainer.state.step = 4
+    assert trainer.stop_reason() is None
+    trainer.state.step = 5
+    assert trainer.stop_reason() == "max_steps"
+    by_epochs = _trainer(epochs=0.05, max_steps=50)  # 5 steps
+    by_epochs.state.step = 5
+    assert by_epochs.stop_reason() == "epochs"
+
+    timed = _trainer(max_time=10)
+    timed.start_elapsed = 7.0
+    assert timed.stop_reason() is None
+    timed.last_eval_s = 3.5  # the last evaluation needs 3.5 s more: no time for another step
+    assert timed.stop_reason() == "max_time"
+    timed.stop.signal = "terminate"  # a signal wins over the time
+    assert timed.stop_reason() == "terminate"
+
+
+def test_mean_train_loss_is_the_ranks_mean_and_refuses_a_non_finite_loss():
+    trainer = _trainer()
+    trainer.loss_sum += 3.0
+    trainer.loss_count = 2
+    trainer._mean_train_loss()
+    assert trainer.train_loss == 1.5
+    trainer.loss_sum += float("nan")
+    trainer.state.step = 7
+    with pytest.raises(TextRNNError, match="diverged: the loss became nan by step 7; the last good checkpoint"):
+        trainer._mean_train_loss()
+
+
+def test_signal_stop_saves_without_a_final_evaluation():
+    saved = []
+
+    def interrupt_at_3(p):
+        if p.event == "step" and p.step == 3:
+            trainer.stop.signal = "interrupt"
+
+    task = _FakeTask()
+    trainer = _trainer(task, report_every=1, on_progress=interrupt_at_3, max_steps=50, eval_every=100,
+                       on_checkpoint=lambda st, best: saved.append((st.step, best, st.optimizer is not None)))
+    state = trainer.run()
+    assert state.stopped_by == "interrupt" and state.step == 3 and task.calls == 3
+    assert saved == [(3, False, True)] and task.evaluations == 0
+    assert state.optimizer is None  # the optimizer's state is handed to on_checkpoint, not kept
+    assert state.loss_count == 3 and state.loss_sum == pytest.approx(trainer.train_loss * 3)
+    assert state.rng is not None and state.rank_rng is None and state.carry == {}
+
+
+def test_run_evaluates_at_the_end_unless_it_just_did():
+    for max_steps, evaluated_at in [(4, [2, 4]), (5, [2, 4, 5])]:
+        saved, task = [], _FakeTask()
+        state = _trainer(task, max_steps=max_steps, eval_every=2, save_every=3,
+                         on_checkpoint=lambda st, best: saved.append(st.step)).run()
+        assert state.stopped_by == "max_steps" and task.evaluations == len(evaluated_at)
+        assert saved == [2, 3, 4] + [5] * (max_steps == 5)  # step 3: save_every; the rest: evaluations
+        assert state.best["step"] == 2  # _FakeTask: the first evaluation is the best
 
 
 @pytest.mark.skipif(shutil.which("cc") is None and shutil.which("gcc") is None,

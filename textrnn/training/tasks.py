@@ -1,7 +1,7 @@
-"""What :func:`textrnn.trainer.fit` trains on: one task class per kind of model.
+"""What :class:`textrnn.training.trainer.Trainer` (``fit``) trains on: one task class per kind of model.
 
 A task owns its batches, its loss and its evaluation, and whatever state is carried
-between batches; ``fit`` stays generic.
+between batches; the trainer stays generic.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from ..model import Classifier, LanguageModel, State, detach_state
 
 
 class LMTask:
-    """Language modelling for :func:`textrnn.train.fit`: carried state, next-token loss."""
+    """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss."""
 
     def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float,
                  dist: Optional[Dist] = None):
@@ -81,7 +81,7 @@ class LMTask:
 
 
 class ClassifyTask:
-    """Text classification for :func:`textrnn.trainer.fit`: length-bucketed batches,
+    """Text classification for :func:`textrnn.training.trainer.fit`: length-bucketed batches,
     cross-entropy, accuracy / macro-F1 / per-class precision and recall on validation."""
 
     def __init__(self, train: ClassBatches, val_ids: Sequence[np.ndarray], val_labels: np.ndarray,

@@ -1,11 +1,11 @@
-"""The training loop: one generic ``fit`` for every model textrnn trains.
+"""The training loop: one generic :class:`Trainer` (``fit``) for every model textrnn trains.
 
-``fit`` knows nothing of what it trains or of the terminal. A :class:`Task` supplies
-batches, the loss and the evaluation; ``fit`` runs AdamW with gradient clipping and a
-warm-up + cosine schedule, evaluates every ``eval_every`` steps and at the end, stops on
-epochs / steps / time / Ctrl-C, and reports through two callbacks:
+It knows nothing of what it trains or of the terminal. A :class:`Task` supplies batches,
+the loss and the evaluation; the trainer runs AdamW with gradient clipping and a warm-up +
+cosine schedule, evaluates every ``eval_every`` steps and at the end, stops on epochs /
+steps / time / Ctrl-C, and reports through two callbacks:
 
-- ``on_progress(Progress)`` after every step and evaluation (the CLI draws its bar here);
+- ``on_progress(Progress)`` every ``report_every`` steps and after every evaluation (the CLI draws its bar here);
 - ``on_checkpoint(TrainerState, best: bool)`` when a checkpoint is due (the caller
   decides how to write it).
 """
@@ -26,7 +26,6 @@ from torch import nn
 from ..config import TrainConfig
 from .distributed import Dist
 from ..errors import TextRNNError
-from ..memory import keep_freed_memory
 from .runtime import autocast_dtype, capture_rng, restore_rng
 
 
@@ -154,228 +153,246 @@ class _StopFlag:
                 signal.signal(s, h)
 
 
-def fit(
-    model: nn.Module,
-    task: Task,
-    cfg: TrainConfig,
-    *,
-    state: Optional[TrainerState] = None,
-    optimizer: Optional[torch.optim.Optimizer] = None,
-    on_progress: Optional[Callable[[Progress], None]] = None,
-    on_checkpoint: Optional[Callable[[TrainerState, bool], None]] = None,
-    report_every: int = 10,
-    dist: Optional[Dist] = None,
-) -> TrainerState:
-    """Train ``model`` on ``task`` until a stop condition; returns the final trainer state.
+OnProgress = Callable[[Progress], None]
+OnCheckpoint = Callable[[TrainerState, bool], None]  # (state, best): write a checkpoint
 
-    Pass ``state`` (and it restores the optimizer and RNG) to resume a run exactly. With
-    ``dist`` (a torchrun job) the model trains as ``DistributedDataParallel``; the ranks
-    agree every ``report_every`` steps on the loss, the elapsed time and whether to stop.
+
+class Trainer:
+    """One training run, set up (or resumed from ``state``) by ``__init__``; :func:`fit` runs it.
+
+    :meth:`run` goes through the epochs batch by batch. Before each step :meth:`stop_reason` says whether
+    to stop (steps or epochs done, a signal, time up); else :meth:`train_step` takes one AdamW step. Every
+    ``report_every`` steps (and after the first) the mean training loss is reported; every ``eval_every``
+    steps :meth:`evaluate` validates and saves, else every ``save_every`` :meth:`save` checkpoints. At the
+    end the run is evaluated once more, unless it just was, or a signal stopped it (then it only saves).
     """
-    keep_freed_memory()
-    dist = dist or Dist()
-    device = next(model.parameters()).device
-    optimizer = optimizer or make_optimizer(model, cfg)
-    state = state or TrainerState()
-    state.stopped_by = None  # a resumed run goes on whatever stopped it
-    if state.optimizer is not None:
-        optimizer.load_state_dict(state.optimizer)
-    if state.rank_rng is not None and len(state.rank_rng) == dist.world:
-        restore_rng(state.rank_rng[dist.rank])
-    elif state.rng is not None:
-        restore_rng(state.rng)
-    amp_dtype = autocast_dtype(cfg.precision, device)
-    scaler = torch.amp.GradScaler("cuda") if amp_dtype == torch.float16 else None
-    if scaler is not None and state.scaler:
-        scaler.load_state_dict(state.scaler)
 
-    def autocast():
-        if amp_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(device.type, dtype=amp_dtype)
+    def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
+                 optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
+                 on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None):
+        self.model, self.task, self.cfg, self.report_every = model, task, cfg, report_every
+        self.on_progress, self.on_checkpoint = on_progress, on_checkpoint
+        self.dist = dist = dist or Dist()
+        self.device = next(model.parameters()).device
+        self.optimizer = optimizer = optimizer or make_optimizer(model, cfg)
+        self.state = state = state or TrainerState()
+        state.stopped_by = None  # a resumed run goes on whatever stopped it
+        if state.optimizer is not None:
+            optimizer.load_state_dict(state.optimizer)
+        if state.rank_rng is not None and len(state.rank_rng) == dist.world:
+            restore_rng(state.rank_rng[dist.rank])
+        elif state.rng is not None:
+            restore_rng(state.rng)
+        self.amp_dtype = autocast_dtype(cfg.precision, self.device)
+        self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
+        if self.scaler is not None and state.scaler:
+            self.scaler.load_state_dict(state.scaler)
+        self.train_model: nn.Module = model  # what the training steps call
+        if dist.active:
+            device_ids = [self.device] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(model, device_ids=device_ids)
+        if cfg.compile:
+            self.train_model = torch.compile(self.train_model)
+        if state.rank_carry is not None and len(state.rank_carry) == dist.world:
+            task.load_carry_state(state.rank_carry[dist.rank])
+        elif state.carry:
+            task.load_carry_state(state.carry)
+        steps_per_epoch = task.steps_per_epoch()
+        self.total_steps = math.inf
+        if cfg.epochs is not None:
+            self.total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
+        if cfg.max_steps is not None:
+            self.total_steps = min(self.total_steps, cfg.max_steps)
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.last_eval_s = 0.0  # how long an evaluation takes: reserved at the end of a timed run
+        self.start_elapsed, self.t0 = state.elapsed_s, time.perf_counter()
+        self.synced_elapsed = self.start_elapsed  # distributed: the ranks' common clock, read at sync points
+        self.window_t, self.window_tokens = self.t0, 0  # for tokens_per_s, since the last report
+        self.loss_sum = torch.tensor(state.loss_sum, device=self.device)  # (): losses since the last evaluation
+        self.loss_count = state.loss_count  # (the sum stays on the device: no sync per step)
+        self.train_loss: Optional[float] = state.loss_sum / state.loss_count if state.loss_count else None
+        self.val_loss, self.tokens_per_s = state.last_val_loss, 0.0
+        self.stop = _StopFlag()
 
-    train_model: nn.Module = model
-    if dist.active:
-        from torch.nn.parallel import DistributedDataParallel
+    def _autocast(self):
+        dtype = self.amp_dtype  # (None: float32, no autocast)
+        return contextlib.nullcontext() if dtype is None else torch.autocast(self.device.type, dtype=dtype)
 
-        train_model = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None)
-    if cfg.compile:
-        train_model = torch.compile(train_model)
-    if state.rank_carry is not None and len(state.rank_carry) == dist.world:
-        task.load_carry_state(state.rank_carry[dist.rank])
-    elif state.carry:
-        task.load_carry_state(state.carry)
+    def elapsed(self) -> float:
+        """Training seconds so far, earlier runs of a resumed one included."""
+        return self.start_elapsed + time.perf_counter() - self.t0
 
-    steps_per_epoch = task.steps_per_epoch()
-    total_steps = math.inf
-    if cfg.epochs is not None:
-        total_steps = max(1, int(round(cfg.epochs * steps_per_epoch)))
-    if cfg.max_steps is not None:
-        total_steps = min(total_steps, cfg.max_steps)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-
-    last_eval_s = 0.0  # how long an evaluation takes: reserved at the end of a timed run
-    start_elapsed = state.elapsed_s
-    t0 = time.perf_counter()
-    synced_elapsed = start_elapsed  # distributed: the ranks' common clock, read at sync points
-    window_t, window_tokens = t0, 0
-    # the mean training loss since the last evaluation, accumulated on the device (no sync per step)
-    loss_sum = torch.tensor(state.loss_sum, device=device)
-    loss_count = state.loss_count
-    train_loss: Optional[float] = state.loss_sum / state.loss_count if state.loss_count else None
-    val_loss = state.last_val_loss
-    tokens_per_s = 0.0
-
-    def elapsed() -> float:
-        return start_elapsed + time.perf_counter() - t0
-
-    def clock() -> float:
+    def _clock(self) -> float:
         """Elapsed time for decisions: every rank must take the same ones."""
-        return synced_elapsed if dist.active else elapsed()
+        return self.synced_elapsed if self.dist.active else self.elapsed()
 
-    def fraction() -> float:
-        f = state.step / total_steps if total_steps != math.inf else 0.0
-        if cfg.max_time is not None:
-            f = max(f, clock() / max(1e-9, cfg.max_time - last_eval_s))
+    def fraction(self) -> float:
+        """How much of the run is done, 0..1: of the steps, or of the time less the last evaluation's."""
+        f = self.state.step / self.total_steps if self.total_steps != math.inf else 0.0
+        if self.cfg.max_time is not None:
+            f = max(f, self._clock() / max(1e-9, self.cfg.max_time - self.last_eval_s))
         return min(1.0, f)
 
-    def time_or_signal() -> Optional[str]:
-        """Why to stop now, if a signal came or time is up (at sync points, in a distributed run)."""
-        nonlocal synced_elapsed, last_eval_s
-        signal_name = stop.signal
-        if dist.active:
-            if state.step % report_every:
+    def stop_reason(self) -> Optional[str]:
+        """Why to stop before the next step, if at all (distributed: time and signals at sync points)."""
+        if self.state.step >= self.total_steps:
+            return "max_steps" if self.cfg.max_steps == self.state.step else "epochs"
+        signal_name = self.stop.signal
+        if self.dist.active:
+            if self.state.step % self.report_every:
                 return None
-            synced_elapsed, code, last_eval_s = dist.all_max(
-                [elapsed(), _SIGNALS[signal_name], last_eval_s], device)
+            self.synced_elapsed, code, self.last_eval_s = self.dist.all_max(
+                [self.elapsed(), _SIGNALS[signal_name], self.last_eval_s], self.device)
             signal_name = _SIGNAL_NAMES[code]
         if signal_name:
             return signal_name
-        if cfg.max_time is not None and clock() + last_eval_s >= cfg.max_time:
+        if self.cfg.max_time is not None and self._clock() + self.last_eval_s >= self.cfg.max_time:
             return "max_time"
         return None
 
-    def snapshot(event: str, metrics=None) -> Progress:
-        return Progress(state.step, state.epoch, fraction(), elapsed(), train_loss, val_loss,
-                        tokens_per_s, optimizer.param_groups[0]["lr"], event, metrics)
+    def run(self) -> TrainerState:
+        """Train until a stop condition; returns the final trainer state."""
+        state = self.state
+        self.model.train()
+        with self.stop.installed():
+            while state.stopped_by is None:
+                self._run_epoch()
+        if state.stopped_by in ("interrupt", "terminate"):
+            self.save(best=False)  # stop promptly: no final evaluation
+        elif state.step == 0 or state.step % self.cfg.eval_every != 0:
+            self.evaluate()  # (a run that stopped right after an evaluation is already saved)
+        state.elapsed_s = self.elapsed()
+        if self.on_progress:
+            self.on_progress(self.snapshot("end", state.best))
+        return state
 
-    def evaluate() -> None:
-        nonlocal val_loss, last_eval_s, loss_count
-        if loss_count:
-            mean_train_loss()
+    def _run_epoch(self) -> None:
+        """Train on the rest of the current epoch, or until ``stop_reason`` sets ``state.stopped_by``."""
+        state = self.state
+        if state.batch_in_epoch == 0:
+            self.task.start_epoch(state.epoch)
+        for batch in self.task.batches(state.epoch, state.batch_in_epoch):
+            state.stopped_by = self.stop_reason()
+            if state.stopped_by:
+                return
+            self.train_step(batch)
+            if state.step % self.report_every == 0 or state.step == 1:
+                self._report()
+            if state.step % self.cfg.eval_every == 0:
+                self.evaluate()
+            elif state.step % self.cfg.save_every == 0:
+                self.save(best=False)
+        state.epoch += 1  # the epoch ran out
+        state.batch_in_epoch = 0
+
+    def train_step(self, batch: Any) -> None:
+        """One optimizer step on ``batch`` at the scheduled learning rate, and the counters."""
+        cfg, optimizer, scaler, state = self.cfg, self.optimizer, self.scaler, self.state
+        lr = lr_at(cfg, state.step, self.fraction())
+        for g in optimizer.param_groups:
+            g["lr"] = lr * g["lr_scale"]
+        with self._autocast():
+            loss, n_tokens = self.task.loss(self.train_model, batch)  # loss: () mean over the batch
+        n_tokens *= self.dist.world
+        optimizer.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(optimizer)
+        else:
+            loss.backward()
+        if cfg.clip:
+            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip, foreach=True)
+        if scaler is not None:
+            scaler.step(optimizer)
+            scaler.update()
+        else:
+            optimizer.step()
+        self.loss_sum += loss.detach().float()  # () float32, on the device
+        self.loss_count += 1
+        self.window_tokens += n_tokens
+        state.step += 1
+        state.batch_in_epoch += 1
+        state.tokens_seen += n_tokens
+
+    def _report(self) -> None:
+        """The mean training loss and the speed since the last report, to ``on_progress``."""
+        self._mean_train_loss()
+        now = time.perf_counter()
+        self.tokens_per_s = self.window_tokens / max(1e-9, now - self.window_t)
+        self.window_t, self.window_tokens = now, 0
+        if self.on_progress:
+            self.on_progress(self.snapshot("step"))
+
+    def snapshot(self, event: str, metrics: Optional[dict[str, float]] = None) -> Progress:
+        return Progress(self.state.step, self.state.epoch, self.fraction(), self.elapsed(), self.train_loss,
+                        self.val_loss, self.tokens_per_s, self.optimizer.param_groups[0]["lr"], event, metrics)
+
+    def evaluate(self) -> None:
+        """Validate, record the metrics (the best too), restart the training-loss mean, and save."""
+        state = self.state
+        if self.loss_count:
+            self._mean_train_loss()
         t = time.perf_counter()
-        model.eval()
-        with torch.inference_mode(), autocast():
-            metrics = task.evaluate(model)
-        model.train()
-        last_eval_s = time.perf_counter() - t
-        if dist.active:  # every rank reserves the same time for the last evaluation
-            last_eval_s = dist.all_max([last_eval_s], device)[0]
-        val_loss = state.last_val_loss = metrics["val_loss"]
-        metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(elapsed(), 3),
-                   "train_loss": train_loss, **metrics, "tokens_per_s": round(tokens_per_s, 1)}
-        better = task.is_better(metrics, state.best)
+        self.model.eval()
+        with torch.inference_mode(), self._autocast():
+            metrics = self.task.evaluate(self.model)
+        self.model.train()
+        self.last_eval_s = time.perf_counter() - t
+        if self.dist.active:  # every rank reserves the same time for the last evaluation
+            self.last_eval_s = self.dist.all_max([self.last_eval_s], self.device)[0]
+        self.val_loss = state.last_val_loss = metrics["val_loss"]
+        metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(self.elapsed(), 3),
+                   "train_loss": self.train_loss, **metrics, "tokens_per_s": round(self.tokens_per_s, 1)}
+        better = self.task.is_better(metrics, state.best)
         if better:
             state.best = metrics
-        loss_sum.zero_()
-        loss_count = 0
-        if on_progress:
-            on_progress(snapshot("eval", metrics))
-        save(best=better)
+        self.loss_sum.zero_()
+        self.loss_count = 0
+        if self.on_progress:
+            self.on_progress(self.snapshot("eval", metrics))
+        self.save(best=better)
 
-    def ranks_loss_sum() -> float:
+    def _ranks_loss_sum(self) -> float:
         """The running loss sum, averaged over the ranks (this rank's own in one process)."""
-        return dist.all_sum([float(loss_sum)], device)[0] / dist.world
+        return self.dist.all_sum([float(self.loss_sum)], self.device)[0] / self.dist.world
 
-    def mean_train_loss(summed: Optional[float] = None) -> None:
-        nonlocal train_loss
-        train_loss = (ranks_loss_sum() if summed is None else summed) / loss_count
-        if not math.isfinite(train_loss):
-            raise TextRNNError(
-                f"training diverged: the loss became {train_loss} by step {state.step}; "
-                "the last good checkpoint is kept; lower --lr or --clip and resume"
-            )
+    def _mean_train_loss(self, summed: Optional[float] = None) -> None:
+        """Set ``train_loss`` to the mean since the last evaluation; a non-finite one is an error."""
+        self.train_loss = (self._ranks_loss_sum() if summed is None else summed) / self.loss_count
+        if not math.isfinite(self.train_loss):
+            raise TextRNNError(f"training diverged: the loss became {self.train_loss} by step {self.state.step}; "
+                               "the last good checkpoint is kept; lower --lr or --clip and resume")
 
-    def save(best: bool) -> None:
-        if on_checkpoint is None:
+    def save(self, best: bool) -> None:
+        """Fill ``state`` with all that exact resume needs and hand it to ``on_checkpoint``."""
+        if self.on_checkpoint is None:
             return
+        state, dist = self.state, self.dist
         # (distributed: every rank resumes with the ranks' mean, so the reported mean stays exact)
-        state.loss_sum, state.loss_count = ranks_loss_sum(), loss_count
-        if loss_count:
-            mean_train_loss(state.loss_sum)  # never save weights that a non-finite loss has reached
-        state.elapsed_s = elapsed()
-        state.optimizer = optimizer.state_dict()
+        state.loss_sum, state.loss_count = self._ranks_loss_sum(), self.loss_count
+        if self.loss_count:
+            self._mean_train_loss(state.loss_sum)  # never save weights that a non-finite loss has reached
+        state.elapsed_s = self.elapsed()
+        state.optimizer = self.optimizer.state_dict()
         state.rng = capture_rng()
         state.rank_rng = dist.gather(state.rng) if dist.active else None
-        state.scaler = scaler.state_dict() if scaler is not None else None
-        state.carry = task.carry_state()
+        state.scaler = self.scaler.state_dict() if self.scaler is not None else None
+        state.carry = self.task.carry_state()
         state.rank_carry = dist.gather(state.carry) if dist.active else None
         if dist.active:  # a write that fails on rank 0 (disk full) stops every rank, with its message
-            dist.agree(lambda: on_checkpoint(state, best))
+            dist.agree(lambda: self.on_checkpoint(state, best))
         else:
-            on_checkpoint(state, best)
+            self.on_checkpoint(state, best)
         state.optimizer = None  # do not keep references to a copy around
 
-    model.train()
-    stop = _StopFlag()
-    with stop.installed():
-        while state.stopped_by is None:
-            if state.batch_in_epoch == 0:
-                task.start_epoch(state.epoch)
-            for batch in task.batches(state.epoch, state.batch_in_epoch):
-                if state.step >= total_steps:
-                    state.stopped_by = "max_steps" if cfg.max_steps == state.step else "epochs"
-                    break
-                why = time_or_signal()
-                if why:
-                    state.stopped_by = why
-                    break
-                lr = lr_at(cfg, state.step, fraction())
-                for g in optimizer.param_groups:
-                    g["lr"] = lr * g["lr_scale"]
-                with autocast():
-                    loss, n_tokens = task.loss(train_model, batch)
-                n_tokens *= dist.world
-                optimizer.zero_grad(set_to_none=True)
-                if scaler is not None:
-                    scaler.scale(loss).backward()
-                    scaler.unscale_(optimizer)
-                else:
-                    loss.backward()
-                if cfg.clip:
-                    torch.nn.utils.clip_grad_norm_(params, cfg.clip, foreach=True)
-                if scaler is not None:
-                    scaler.step(optimizer)
-                    scaler.update()
-                else:
-                    optimizer.step()
-                loss_sum += loss.detach().float()
-                loss_count += 1
-                window_tokens += n_tokens
-                state.step += 1
-                state.batch_in_epoch += 1
-                state.tokens_seen += n_tokens
 
-                if state.step % report_every == 0 or state.step == 1:
-                    mean_train_loss()
-                    now = time.perf_counter()
-                    tokens_per_s = window_tokens / max(1e-9, now - window_t)
-                    window_t, window_tokens = now, 0
-                    if on_progress:
-                        on_progress(snapshot("step"))
-                if state.step % cfg.eval_every == 0:
-                    evaluate()
-                elif state.step % cfg.save_every == 0:
-                    save(best=False)
-            else:  # the epoch ran out
-                state.epoch += 1
-                state.batch_in_epoch = 0
-                continue
-    if state.stopped_by in ("interrupt", "terminate"):
-        save(best=False)  # stop promptly: no final evaluation
-    elif state.step == 0 or state.step % cfg.eval_every != 0:
-        evaluate()  # (a run that stopped right after an evaluation is already saved)
-    state.elapsed_s = elapsed()
-    if on_progress:
-        on_progress(snapshot("end", state.best))
-    return state
+def fit(model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
+        optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
+        on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None
+        ) -> TrainerState:
+    """Train ``model`` on ``task`` until a stop condition (see :class:`Trainer`); returns the final state.
+
+    Pass ``state`` to resume a run exactly. With ``dist`` (a torchrun job) the model trains as DDP and the
+    ranks agree every ``report_every`` steps on the loss, the elapsed time and whether to stop."""
+    return Trainer(model, task, cfg, state=state, optimizer=optimizer, on_progress=on_progress,
+                   on_checkpoint=on_checkpoint, report_every=report_every, dist=dist).run()
