@@ -56,6 +56,9 @@ def cli() -> None:
       textrnn train corpus.txt          train a character-level language model
       textrnn generate --temp 0.8       sample text from the latest one
     """
+    from ..process import configure_process
+
+    configure_process()  # before any command runs (the library changes no process-wide state itself)
 
 
 def _stderr_console():
