@@ -135,16 +135,16 @@ class RunOptions:
 class DataOptions:
     """What the run reads and how (declarations of options)."""
 
-    tokenizer: str = option("char", "Tokens: char (Unicode code points), word, or bpe (byte-level).",
+    tokenizer: str = option("char", "How text becomes tokens: char (Unicode code points), word, or bpe (byte-level).",
                             classify="word", choices=TOKENIZERS)
     vocab_size: Optional[int] = option(None, "Vocabulary cap (word) or size (bpe).",
                                        default_text="20000 word, 4096 bpe")
     val_file: Optional[Path] = option(None, "Validate on this file instead of holding out --val-fraction.")
     text_column: Optional[str] = option(None, "Table input: the text column.",
-                                        default_text="auto: text, sentence, review, ...")
+                                        default_text="a column named text, sentence, review, ...")
     label_column: Optional[str] = option(None, "The label column.", only="classify",
-                                         default_text="auto: label, sentiment, ...")
-    format: Optional[str] = option(None, "Input format: csv | tsv | jsonl | txt.", only="classify",
+                                         default_text="a column named label, sentiment, ...")
+    format: Optional[str] = option(None, "Input format (csv | tsv | jsonl | txt).", only="classify",
                                    default_text="by extension")
     init_from: Optional[Path] = option(None, "Start from this language-model run (its tokenizer, embedding and "
                                              "recurrent layers).", only="classify")
