@@ -254,3 +254,35 @@ def test_macro_f1_ignores_classes_absent_from_gold_and_predictions():
     m = evaluate([0, 1], [0, 0], ["a", "b", "c"])  # b is in gold only: it counts (F1 0)
     assert m["macro_f1"] == pytest.approx((2 / 3 + 0) / 2, abs=1e-4)
     assert evaluate([], [], ["a", "b"])["macro_f1"] == 0.0
+
+
+def test_prediction_rows_add_label_and_score_or_predicted_columns():
+    import numpy as np
+
+    from textrnn.classify import prediction_rows
+
+    probs = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
+    rows = [{"text": "a", "id": 1}, {"text": "b", "id": 2}]
+    out, columns = prediction_rows(rows, ["text", "id"], ["neg", "pos"], probs)
+    assert columns == ["text", "id", "label", "score"]
+    assert [(r["label"], r["score"]) for r in out] == [("pos", 0.8), ("neg", 0.9)]
+    assert rows == [{"text": "a", "id": 1}, {"text": "b", "id": 2}]  # the input is not changed
+    # an input with a label column gets predicted_* columns; classifying the output again
+    # overwrites them in place
+    gold = [{"text": "a", "label": "pos"}, {"text": "b", "label": "pos"}]
+    first, cols1 = prediction_rows(gold, ["text", "label"], ["neg", "pos"], probs, with_probs=True)
+    assert cols1 == ["text", "label", "predicted_label", "predicted_score", "prob_neg", "prob_pos"]
+    assert first[1]["predicted_label"] == "neg" and first[1]["label"] == "pos" and first[0]["prob_neg"] == 0.2
+    again, cols2 = prediction_rows(first, cols1, ["neg", "pos"], probs[::-1], with_probs=True)
+    assert cols2 == cols1 and [r["predicted_label"] for r in again] == ["neg", "pos"]
+
+
+def test_score_against_gold_counts_unknown_and_unlabelled_rows():
+    from textrnn.classify import score_against_gold
+
+    score = score_against_gold([1, "0", None, " ", "maybe", 1.0], [1, 0, 0, 1, 1, 0], [0, 1])
+    assert (score["labelled"], score["unknown"], score["unlabelled"]) == (4, 1, 2)
+    assert score["metrics"] == evaluate([1, 0, 1], [1, 0, 0], [0, 1])
+    nothing = score_against_gold(["x", "y"], [0, 1], [0, 1])
+    assert nothing["metrics"] is None and (nothing["labelled"], nothing["unknown"]) == (2, 2)
+    assert score_against_gold(["", None], [0, 1], [0, 1])["labelled"] == 0

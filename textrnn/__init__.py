@@ -27,6 +27,7 @@ _EXPORTS = {
     "train_tokenizer": "textrnn.tokenizer",
     "LanguageModel": "textrnn.model",
     "fit": "textrnn.training.trainer",
+    "configure_process": "textrnn.process",
 }
 
 __all__ = ["__version__", *_EXPORTS]
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .config import ModelConfig, TrainConfig  # noqa: F401
     from .errors import TextRNNError  # noqa: F401
     from .model import LanguageModel  # noqa: F401
+    from .process import configure_process  # noqa: F401
     from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401
     from .training.trainer import fit  # noqa: F401
 

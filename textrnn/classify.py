@@ -70,3 +70,53 @@ def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequenc
     return {"accuracy": round(float((gold == predicted).mean()) if len(gold) else 0.0, 5),
             "macro_f1": round(float(np.mean(f1s)) if f1s else 0.0, 5), "per_class": per_class,
             "confusion": confusion.tolist()}
+
+
+# -- labelling the rows of a table, and scoring them against a gold column ----------------
+
+
+def prediction_rows(rows: Sequence[dict], columns: Sequence[str], names: Sequence[Any], probs: np.ndarray, *,
+                    with_probs: bool = False) -> tuple[list[dict], list[str]]:
+    """Each input row (a copy, in order) with its prediction, and the output columns.
+
+    ``probs`` is ``(N, C)``, its columns in the order of ``names``. The new columns are
+    ``label`` (the most likely name) and ``score`` (its probability), or
+    ``predicted_label`` and ``predicted_score`` when the input already has a ``label`` or
+    ``score`` column; with ``with_probs`` one ``prob_<name>`` column per class follows.
+    An input that already has these columns (an earlier run's output) gets them
+    overwritten in place, so classifying it again replaces the old predictions.
+    """
+    label_col, score_col = ("label", "score")
+    if label_col in columns or score_col in columns:
+        label_col, score_col = "predicted_label", "predicted_score"
+    prob_cols = [f"prob_{n}" for n in names] if with_probs else []
+    out = []
+    for row, row_p in zip(rows, probs):
+        i = int(row_p.argmax())
+        new = dict(row)
+        new[label_col], new[score_col] = names[i], round(float(row_p[i]), 6)
+        for c, v in zip(prob_cols, row_p):
+            new[c] = round(float(v), 6)
+        out.append(new)
+    return out, list(columns) + [c for c in [label_col, score_col, *prob_cols] if c not in columns]
+
+
+def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Sequence[Any]) -> dict[str, Any]:
+    """Score ``predicted`` (indices into ``names``) against the raw ``gold`` values of a
+    label column, over the rows whose gold label is one the model knows. Gold labels are
+    normalised as in training (``1``, ``1.0`` and ``"+1"`` are the same label).
+
+    Returns plain data: ``metrics`` (:func:`evaluate`'s, over the scored rows; None when no
+    row could be scored), ``labelled`` (rows with a gold label), ``unknown`` (labelled rows
+    whose label the model does not know: left out) and ``unlabelled`` (rows with a blank or
+    missing label: not scored).
+    """
+    from .data.tables import label_key
+
+    index = {label_key(n): k for k, n in enumerate(names)}
+    keys = [label_key(g) for g in gold]
+    labelled = sum(k is not None for k in keys)
+    known = [(index[k], int(i)) for k, i in zip(keys, predicted) if k is not None and k in index]
+    metrics = evaluate(*zip(*known), names) if known else None
+    return {"metrics": metrics, "labelled": labelled, "unknown": labelled - len(known),
+            "unlabelled": len(keys) - labelled}

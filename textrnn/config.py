@@ -1,8 +1,16 @@
-"""Typed, self-validating configuration.
+"""Typed, self-validating configuration, and the one declaration of every training option.
 
 :class:`ModelConfig` describes the network, :class:`TrainConfig` how it is trained. Both
 validate on construction and round-trip through plain dicts (they are saved in a
 checkpoint's ``config.json``). Defaults are the tuned ones: they are what users get.
+
+Every option of ``textrnn train`` is declared once, as a dataclass field made by
+:func:`option`: its type (the annotation), its default, the classifier's default where it
+differs, its help text, its choices, and whether a resumed run may change it. From these
+declarations come the command-line options and their help (:mod:`textrnn.cli.options`),
+the per-task defaults (:func:`task_defaults`), :data:`RESUMABLE` and the early checks of
+:func:`check_options`. :class:`RunOptions` and :class:`DataOptions` declare the options
+that are not part of the saved configs (the pipelines take them as keyword arguments).
 """
 
 from __future__ import annotations
@@ -10,14 +18,49 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 from .errors import TextRNNError
 
+TASKS = ("lm", "classify")
 CELLS = ("lstm", "gru", "rnn")
 TOKENIZERS = ("char", "word", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+
+
+def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING, resumable: bool = False,
+           choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
+           unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
+           short: Optional[str] = None, off: Optional[str] = None, metavar: Optional[str] = None,
+           misuse: Optional[str] = None) -> Any:
+    """Declare an option as a dataclass field (its type is the field's annotation).
+
+    ``default``: the language model's default; ``classify``: the classifier's, where it
+    differs. ``resumable``: a resumed run may change it. ``choices``: the allowed values.
+    ``only``: the one task (``lm`` / ``classify``) it is for; ``misuse`` replaces the error
+    given when it is used for the other. ``stop``: a limit on the run's length; stop
+    options take their defaults (``unlimited`` for the language model, ``classify``)
+    only when no stop option is given. ``parse``: turns (and checks) the text given on the
+    command line. ``default_text``: how the help describes a default computed at run time.
+    For the command line only: ``short`` (e.g. ``-o``), ``off`` (the name of a boolean's
+    off switch: default ``no-<name>``, ``""`` for a plain flag), ``metavar``.
+    """
+    defaults = {} if classify is dataclasses.MISSING else {"classify": classify}
+    return dataclasses.field(default=default, metadata={
+        "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,
+        "stop": stop, "unlimited": unlimited, "parse": parse, "default_text": default_text, "short": short,
+        "off": off, "metavar": metavar, "misuse": misuse})
+
+
+def options_of(cls: type) -> tuple[dataclasses.Field, ...]:
+    """The fields of ``cls`` that are options (declared with :func:`option`), in order."""
+    return tuple(f for f in dataclasses.fields(cls) if "help" in f.metadata)
+
+
+def _one_of(choices: tuple[str, ...]) -> str:
+    return " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
 
 
 def _positive(name: str, value: float) -> None:
@@ -27,9 +70,13 @@ def _positive(name: str, value: float) -> None:
 
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
-        raise TextRNNError(
-            f"--{name.replace('_', '-')} must be one of {', '.join(choices)}, got {value!r}"
-        )
+        raise TextRNNError(f"--{name.replace('_', '-')} must be {_one_of(choices)}, got {value!r}")
+
+
+def _check_choices(config: Any) -> None:
+    for f in options_of(type(config)):
+        if f.metadata["choices"]:
+            _choice(f.name, getattr(config, f.name), f.metadata["choices"])
 
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
@@ -73,13 +120,38 @@ class _DictMixin:
         return cls(**{k: v for k, v in d.items() if k in names})
 
 
-# Defaults that differ for the classifier (the dataclass defaults are the language model's).
-CLASSIFIER_DEFAULTS: dict[str, Any] = {
-    "hidden": 384, "embed": 256, "bidirectional": True, "dropout": 0.5, "embed_dropout": 0.1,
-    "batch_size": 256, "lr": 4e-3, "warmup_steps": 50, "eval_every": 100, "save_every": 100,
-    "weight_decay": 0.01,
-}  # tuned on SST-2 (dev accuracy); see benchmarks/sst2_recipe.sh
-CLASSIFIER_EPOCHS = 5.0  # when no --epochs / --max-steps / --max-time is given
+@dataclass
+class RunOptions:
+    """What ``textrnn train`` trains and where it writes (declarations of options)."""
+
+    task: Optional[str] = option(None, "What to train.", choices=TASKS,
+                                 default_text="classify for a .csv/.tsv/.jsonl input, else lm")
+    out: Optional[Path] = option(None, "Run directory.", short="-o", default_text="checkpoints/<input name>")
+    resume: bool = option(False, "Continue the run in --out from its last checkpoint.", off="")
+    force: bool = option(False, "Overwrite an existing run in --out.", off="")
+
+
+@dataclass
+class DataOptions:
+    """What the run reads and how (declarations of options)."""
+
+    tokenizer: str = option("char", "How text becomes tokens: char (Unicode code points), word, or bpe (byte-level).",
+                            classify="word", choices=TOKENIZERS)
+    vocab_size: Optional[int] = option(None, "Vocabulary cap (word) or size (bpe).",
+                                       default_text="20000 word, 4096 bpe")
+    val_file: Optional[Path] = option(None, "Validate on this file instead of holding out --val-fraction.")
+    text_column: Optional[str] = option(None, "Table input: the text column.",
+                                        default_text="a column named text, sentence, review, ...")
+    label_column: Optional[str] = option(None, "The label column.", only="classify",
+                                         default_text="a column named label, sentiment, ...")
+    format: Optional[str] = option(None, "Input format (csv | tsv | jsonl | txt).", only="classify",
+                                   default_text="by extension")
+    init_from: Optional[Path] = option(None, "Start from this language-model run (its tokenizer, embedding and "
+                                             "recurrent layers).", only="classify")
+    encoding: str = option("utf-8", "Text encoding of the input (on --resume: the run's own unless given).")
+    dataset: Optional[str] = option(None, "Train on a Hugging Face dataset (INPUTS are then its data files, for "
+                                          "builders such as text, csv, json).", only="lm", metavar="NAME[:CONFIG]",
+                                    misuse="--dataset trains language models; for a classifier give a labelled file")
 
 
 @dataclass
@@ -88,30 +160,25 @@ class ModelConfig(_DictMixin):
 
     vocab_size: int
     """Number of token ids (set from the tokenizer)."""
-    cell: str = "lstm"
-    """Recurrent cell: ``lstm``, ``gru`` or ``rnn`` (tanh)."""
-    layers: int = 1
-    """Stacked recurrent layers."""
-    hidden: int = 512
-    """Hidden units per layer."""
-    embed: int = 64
-    """Token embedding size."""
-    dropout: float = 0.0
-    """Dropout on the embedding and on the recurrent output (and between layers). The
-    default 0 suits short runs on small corpora (a 5-minute run underfits); raise it for
-    long runs or larger models."""
-    embed_dropout: float = 0.0
-    """Drop whole word types from the embedding while training (AWD-LSTM's embedding
-    dropout): every occurrence of a dropped token reads zeros in that step."""
-    tie_weights: bool = False
-    """Share the embedding matrix with the output layer (needs ``embed == hidden``)."""
-    bidirectional: bool = False
-    """Read the text both ways (classifier only: a language model must not see the future)."""
+    cell: str = option("lstm", "Recurrent cell (rnn: a plain tanh RNN).", choices=CELLS)
+    layers: int = option(1, "Stacked recurrent layers.")
+    hidden: int = option(512, "Hidden units per layer.", classify=384)
+    embed: int = option(64, "Token embedding size.", classify=256)
+    # the language model's 0 suits short runs on small corpora (a 5-minute run underfits);
+    # raise it for long runs or larger models
+    dropout: float = option(0.0, "Dropout on the embedding, between layers and on the recurrent output.",
+                            classify=0.5)
+    embed_dropout: float = option(0.0, "Drop whole tokens from the embedding while training (AWD-LSTM): "
+                                       "every occurrence of a dropped token reads zeros in that step.", classify=0.1)
+    tie_weights: bool = option(False, "Language model: share the embedding with the output layer (needs --embed "
+                                      "equal to --hidden).")
+    bidirectional: bool = option(False, "Read the text both ways (a language model must not see the future).",
+                                 classify=True, only="classify", off="unidirectional")
     num_classes: Optional[int] = None
     """Number of labels (classifier only; set from the data)."""
 
     def __post_init__(self) -> None:
-        _choice("cell", self.cell, CELLS)
+        _check_choices(self)
         for name in ("vocab_size", "layers", "hidden", "embed"):
             _positive(name, getattr(self, name))
         if self.num_classes is not None and self.num_classes < 2:
@@ -130,46 +197,35 @@ class ModelConfig(_DictMixin):
 class TrainConfig(_DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
 
-    batch_size: int = 32
-    """Number of parallel streams (LM) or texts per batch (classifier)."""
-    seq_len: int = 128
-    """Tokens per truncated-BPTT window (language model)."""
-    max_len: int = 512
-    """Classifier: texts are cut to their first ``max_len`` tokens."""
-    lr: float = 6e-3
-    """Peak learning rate (AdamW)."""
-    weight_decay: float = 0.01
-    """AdamW weight decay (not applied to biases and embeddings)."""
-    warmup_steps: int = 100
-    """Linear warm-up steps before the cosine decay."""
-    min_lr_ratio: float = 0.05
-    """The cosine schedule ends at ``lr * min_lr_ratio``."""
-    clip: float = 1.0
-    """Gradient-norm clipping threshold."""
-    epochs: Optional[float] = None
-    """Stop after this many passes over the training tokens (10 when no limit is given)."""
-    max_steps: Optional[int] = None
-    """Stop after this many optimizer steps."""
-    max_time: Optional[float] = None
-    """Stop after this many seconds of training (evaluation included)."""
-    eval_every: int = 500
-    """Evaluate on the validation set every this many steps (and at the end)."""
-    save_every: int = 500
-    """Write the ``last`` checkpoint every this many steps."""
-    val_fraction: float = 0.1
-    """Fraction of the corpus, taken from its end, held out for validation."""
-    val_max_bytes: Optional[int] = 2_000_000
-    """At most this many bytes are held out (so a 1 GB corpus does not spend 100 MB, and
-    minutes per evaluation, on validation); None for no cap."""
-    seed: int = 1234
-    """Seed for weights, data order and dropout."""
-    device: str = "auto"
-    """``auto`` (CUDA when present, else MPS, else CPU), ``cpu``, ``cuda`` or ``mps``."""
-    precision: str = "auto"
-    """``auto`` (bf16 autocast on CUDA GPUs that have it, else fp16; float32 elsewhere),
-    ``fp32``, ``bf16`` or ``fp16`` (CUDA only; with a gradient scaler)."""
-    compile: bool = False
-    """Run the training step through ``torch.compile``."""
+    batch_size: int = option(32, "Parallel streams (language model) or texts (classifier) per batch.",
+                             classify=256)
+    seq_len: int = option(128, "Language model: tokens per truncated-BPTT window.")
+    max_len: int = option(512, "Cut texts to their first this many tokens.", only="classify")
+    lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3)
+    weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and embeddings).")
+    warmup_steps: int = option(100, "Linear warm-up steps before the cosine decay.", classify=50)
+    min_lr_ratio: float = option(0.05, "The cosine schedule ends at --lr times this.")
+    clip: float = option(1.0, "Gradient-norm clipping threshold.")
+    epochs: Optional[float] = option(None, "Stop after this many passes over the training data.", stop=True,
+                                     unlimited=10.0, classify=5.0, resumable=True)
+    max_steps: Optional[int] = option(None, "Stop after this many optimizer steps.", stop=True, resumable=True)
+    max_time: Optional[float] = option(None, "Stop after this long, evaluation included: 45s, 5m, 1h30m or "
+                                             "seconds.", stop=True, parse=parse_duration, resumable=True)
+    eval_every: int = option(500, "Evaluate on the validation data every this many steps (and at the end).",
+                             classify=100, resumable=True)
+    save_every: int = option(500, "Write the last checkpoint every this many steps.", classify=100,
+                             resumable=True)
+    val_fraction: float = option(0.1, "Hold out this fraction for validation (a corpus's end; a table's "
+                                      "seeded random rows).")
+    # so a 1 GB corpus does not spend 100 MB, and minutes per evaluation, on validation
+    val_max_bytes: Optional[int] = option(2_000_000, "Language model: hold out at most this many bytes.")
+    seed: int = option(1234, "Seed for weights, data order and dropout.")
+    device: str = option("auto", "Where to train (auto: CUDA when present, else MPS, else CPU).",
+                         choices=DEVICES, resumable=True)
+    precision: str = option("auto", "auto: bf16 autocast on CUDA GPUs that have it (else fp16 with a gradient "
+                                    "scaler), fp32 elsewhere; bf16 and fp16 need CUDA.",
+                            choices=PRECISIONS, resumable=True)
+    compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
@@ -177,7 +233,9 @@ class TrainConfig(_DictMixin):
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:
                 _positive(name, getattr(self, name))
-        self.max_time = parse_duration(self.max_time)
+        for f in options_of(TrainConfig):  # max_time: "5m" -> 300.0
+            if f.metadata["parse"]:
+                setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
         if self.warmup_steps < 0:
             raise TextRNNError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.clip is not None and self.clip <= 0:
@@ -186,24 +244,46 @@ class TrainConfig(_DictMixin):
             raise TextRNNError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TextRNNError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        _choice("device", self.device, DEVICES)
-        _choice("precision", self.precision, PRECISIONS)
+        _check_choices(self)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if self.val_max_bytes is not None:
             _positive("val_max_bytes", self.val_max_bytes)
-        if self.epochs is None and self.max_steps is None and self.max_time is None:
-            self.epochs = 10.0  # about 5 minutes on tiny-shakespeare with a 2-core CPU
+        if all(getattr(self, name) is None for name in STOP_OPTIONS):  # 10 epochs: about 5 minutes on
+            for f in options_of(TrainConfig):                           # tiny-shakespeare with a 2-core CPU
+                if f.metadata["unlimited"] is not None:
+                    setattr(self, f.name, f.metadata["unlimited"])
 
 
-# -- what the pipelines ask of the options ---------------------------------------------
-MODEL_OPTIONS = frozenset(f.name for f in dataclasses.fields(ModelConfig)) - {"vocab_size", "num_classes"}
+# -- what the pipelines and the command line ask of the declarations ---------------------
+OPTIONS: dict[str, dataclasses.Field] = {
+    f.name: f for cls in (RunOptions, DataOptions, ModelConfig, TrainConfig) for f in options_of(cls)}
+"""Every declared option of ``textrnn train``, by name, in the order the help lists them."""
+MODEL_OPTIONS = frozenset(f.name for f in options_of(ModelConfig))
 """ModelConfig fields a user sets (the rest come from the tokenizer and the labels)."""
-TRAIN_OPTIONS = frozenset(f.name for f in dataclasses.fields(TrainConfig))
-STOP_OPTIONS = ("epochs", "max_steps", "max_time")
-RESUMABLE = frozenset({"epochs", "max_steps", "max_time", "eval_every", "save_every", "device", "precision",
-                       "compile"})
+TRAIN_OPTIONS = frozenset(f.name for f in options_of(TrainConfig))
+STOP_OPTIONS = tuple(f.name for f in options_of(TrainConfig) if f.metadata["stop"])
+RESUMABLE = frozenset(f.name for cls in (ModelConfig, TrainConfig) for f in options_of(cls) if f.metadata["resumable"])
 """Options a resumed run may change: when to stop, how often to report and save, where it runs."""
+
+
+def default(name: str, task: str = "lm") -> Any:
+    """The declared default of option ``name`` for ``task`` (what ``--help`` shows)."""
+    f = OPTIONS[name]
+    return f.metadata["defaults"].get(task, f.default)
+
+
+def check_options(options: dict[str, Any]) -> None:
+    """Check the given (not None) declared options against their choices and parsers;
+    cheap (no torch), so the command line answers at once. Other names are ignored."""
+    for name, value in options.items():
+        f = OPTIONS.get(name)
+        if f is None or value is None:
+            continue
+        if f.metadata["choices"]:
+            _choice(name, value, f.metadata["choices"])
+        if f.metadata["parse"]:
+            f.metadata["parse"](value)
 
 
 def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -219,16 +299,18 @@ def split_options(options: dict[str, Any]) -> tuple[dict[str, Any], dict[str, An
 
 def task_defaults(task: str, options: frozenset[str]) -> dict[str, Any]:
     """The defaults of ``task`` that differ from the dataclasses' (which are the language
-    model's), restricted to ``options``."""
-    defaults = CLASSIFIER_DEFAULTS if task == "classify" else {}
-    return {k: v for k, v in defaults.items() if k in options}
+    model's), restricted to ``options``. Stop options are left out (see :func:`train_config`)."""
+    return {name: OPTIONS[name].metadata["defaults"][task] for name in OPTIONS
+            if name in options and task in OPTIONS[name].metadata["defaults"] and not OPTIONS[name].metadata["stop"]}
 
 
 def train_config(task: str, given: dict[str, Any]) -> TrainConfig:
-    """A new run's TrainConfig: ``task``'s defaults overridden by the ``given`` options."""
+    """A new run's TrainConfig: ``task``'s defaults overridden by the ``given`` options. The
+    task's stop defaults apply only when no stop option is given."""
     defaults = task_defaults(task, TRAIN_OPTIONS)
-    if task == "classify" and not any(k in given for k in STOP_OPTIONS):
-        defaults["epochs"] = CLASSIFIER_EPOCHS
+    if not any(k in given for k in STOP_OPTIONS):
+        defaults.update({name: OPTIONS[name].metadata["defaults"][task] for name in STOP_OPTIONS
+                         if task in OPTIONS[name].metadata["defaults"]})
     return TrainConfig(**{**defaults, **given})
 
 

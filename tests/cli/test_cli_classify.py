@@ -81,3 +81,14 @@ def test_bad_input_format_names_the_option(tmp_path):
     (tmp_path / "x.dat").write_text("text\nhi\n")
     res = run(["classify", str(tmp_path / "x.dat")])
     assert res.exit_code == 2 and "pass --input-format (csv" in res.stderr
+
+
+def test_output_format_follows_the_table_extensions():
+    from textrnn.cli.classify import _output_format
+    from textrnn.data.tables import EXTENSIONS
+
+    for suffix, fmt in EXTENSIONS.items():
+        expected = fmt if fmt != "txt" else "jsonl"  # no text output: the input's format
+        assert _output_format(None, f"out{suffix}", "jsonl") == expected
+    assert _output_format(None, "-", "tsv") == "tsv" and _output_format(None, None, "txt") == "csv"
+    assert _output_format("table", "out.csv", "csv") == "table"

@@ -1,0 +1,91 @@
+"""Configuration: each option declared once; what the pipelines ask of options comes from the declarations."""
+
+import dataclasses
+
+import pytest
+
+from textrnn.config import (MODEL_OPTIONS, OPTIONS, RESUMABLE, STOP_OPTIONS, TRAIN_OPTIONS, DataOptions, ModelConfig,
+                            RunOptions, TrainConfig, check_options, default, model_config, option, options_of,
+                            split_options, task_defaults, train_config)
+from textrnn.errors import TextRNNError
+
+FIELDS = {f.name: f for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
+
+
+def test_every_config_field_a_user_sets_is_a_declared_option():
+    assert MODEL_OPTIONS == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "num_classes"}
+    assert TRAIN_OPTIONS == {f.name for f in dataclasses.fields(TrainConfig)}
+    assert set(OPTIONS) == MODEL_OPTIONS | TRAIN_OPTIONS | {f.name for c in (RunOptions, DataOptions)
+                                                            for f in dataclasses.fields(c)}
+    assert all(f.metadata["help"] for f in OPTIONS.values())
+
+
+def test_resumable_and_stop_options_come_from_the_declarations():
+    assert RESUMABLE == {name for name in MODEL_OPTIONS | TRAIN_OPTIONS if FIELDS[name].metadata["resumable"]}
+    assert STOP_OPTIONS == tuple(f.name for f in options_of(TrainConfig) if f.metadata["stop"])
+    assert set(STOP_OPTIONS) == {"epochs", "max_steps", "max_time"}
+    assert {"max_steps", "device", "compile"} <= RESUMABLE and not {"hidden", "lr", "seq_len"} & RESUMABLE
+
+
+def test_option_declares_a_dataclass_field():
+    @dataclasses.dataclass
+    class Toy:
+        width: int = option(3, "How wide.", classify=5, resumable=True)
+        shape: str = option("round", "Which shape.", choices=("round", "square"))
+        plain: int = 0
+
+    assert Toy().width == 3 and Toy().shape == "round"
+    assert [f.name for f in options_of(Toy)] == ["width", "shape"]
+    width = options_of(Toy)[0]
+    assert width.metadata["defaults"] == {"classify": 5} and width.metadata["resumable"]
+
+
+def test_task_defaults_are_the_declared_classifier_defaults():
+    declared = {n: f.metadata["defaults"]["classify"] for n, f in FIELDS.items()
+                if "classify" in f.metadata.get("defaults", {}) and not f.metadata["stop"]}
+    assert declared and task_defaults("classify", MODEL_OPTIONS | TRAIN_OPTIONS) == declared
+    assert task_defaults("lm", MODEL_OPTIONS | TRAIN_OPTIONS) == {}
+    clf = model_config("classify", {}, vocab_size=10)
+    assert clf.hidden == FIELDS["hidden"].metadata["defaults"]["classify"] != ModelConfig(vocab_size=10).hidden
+    assert model_config("classify", {"hidden": 12}, vocab_size=10).hidden == 12
+    assert default("hidden", "classify") == clf.hidden and default("hidden") == FIELDS["hidden"].default
+    assert default("tokenizer", "classify") == "word" and default("tokenizer") == "char"
+
+
+def test_stop_defaults_apply_only_when_no_limit_is_given():
+    epochs = FIELDS["epochs"].metadata
+    assert TrainConfig().epochs == epochs["unlimited"] and TrainConfig(max_steps=5).epochs is None
+    assert train_config("classify", {}).epochs == epochs["defaults"]["classify"]
+    limited = train_config("classify", {"max_time": "5m"})
+    assert limited.epochs is None and limited.max_time == 300.0
+    assert train_config("lm", {}).epochs == epochs["unlimited"]
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"cell": "lstmx"}, "--cell must be one of lstm, gru, rnn, got 'lstmx'"),
+    ({"tokenizer": "bytes"}, "--tokenizer must be one of char, word, bpe"),
+    ({"device": "tpu"}, "--device must be one of auto"),
+    ({"precision": "fp8"}, "--precision must be one of auto"),
+    ({"task": "tag"}, "--task must be lm or classify, got 'tag'"),
+    ({"max_time": "soon"}, "--max-time: cannot parse 'soon'"),
+])
+def test_check_options_uses_the_declared_choices_and_parsers(options, message):
+    with pytest.raises(TextRNNError, match=message):
+        check_options(options)
+
+
+def test_check_options_ignores_what_it_does_not_declare():
+    check_options({"cell": "gru", "max_time": "1h30m", "hidden": 3, "on_progress": None, "whatever": 1})
+
+
+def test_configs_check_their_declared_choices():
+    with pytest.raises(TextRNNError, match="--cell"):
+        ModelConfig(vocab_size=10, cell="lstmx")
+    with pytest.raises(TextRNNError, match="--precision"):
+        TrainConfig(precision="fp8")
+
+
+def test_split_options_rejects_unknown_names_and_drops_none():
+    assert split_options({"hidden": 3, "lr": 0.1, "seq_len": None}) == ({"hidden": 3}, {"lr": 0.1})
+    with pytest.raises(TypeError, match="frobs"):
+        split_options({"frobs": 1})

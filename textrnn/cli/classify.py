@@ -1,0 +1,226 @@
+"""``textrnn classify``: label the rows of a table (or one text) with a trained classifier.
+The rows and the scores come from :mod:`textrnn.classify`; this module reads the input,
+writes the rows and prints the scores."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any, Optional
+
+import click
+
+from ..config import DEVICES
+
+OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "table")
+
+
+@click.command("classify")
+@click.argument("file", required=False, type=click.Path(path_type=str))
+@click.option("--checkpoint", "-c", type=click.Path(),
+              help="Classifier run [default: latest classifier in ./checkpoints].")
+@click.option("--text", "text", help="Classify this one text instead of a file.")
+@click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
+@click.option("--format", "fmt", help="Output: csv | tsv | jsonl | table [by --output extension, else input's].")
+@click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option("--text-column", help="The text column [auto].")
+@click.option("--label-column", help="A gold-label column to score against [auto: label, sentiment, ...].")
+@click.option("--input-format", help="csv | tsv | jsonl | txt [by extension; csv for stdin].")
+@click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
+@click.option("--batch-size", default=256, show_default=True, type=int, help="Texts per inference batch.")
+@click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
+def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optional[str], output: Optional[str],
+                     fmt: Optional[str], probs: bool, text_column: Optional[str], label_column: Optional[str],
+                     input_format: Optional[str], encoding: str, batch_size: int, device: str) -> None:
+    """Label each row of FILE (CSV, TSV, JSONL or text, '-' for stdin) with a trained classifier.
+
+    Every input row is written back, in order, with two new columns: label and score (the
+    probability of that label; predicted_label and predicted_score when FILE has a label or
+    score column, overwritten in place if FILE already has them). When FILE has a label
+    column, accuracy, macro-F1 and a confusion matrix over its labelled rows are printed
+    to stderr.
+    """
+    from ..errors import TextRNNError
+
+    if (file is None) == (text is None):
+        raise TextRNNError("give a FILE to classify (or - for stdin), or --text \"...\"")
+    if batch_size <= 0:
+        raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
+    _check_output_path(output)
+    if fmt is not None and fmt not in OUTPUT_FORMATS:
+        raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    from ..api import load
+    from ..classify import prediction_rows
+    from ..data.tables import detect_label_column, detect_text_column
+
+    table = _read_input(file, text, input_format, encoding)
+    text_col = detect_text_column(table, text_column)
+    gold_col = detect_label_column(table, label_column, required=False) if text is None else None
+
+    clf = load(checkpoint, device=device, task="classify")
+    clf._require("classify", "classify")
+    names = clf.labels
+    texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
+    p = clf.predict_proba(texts, batch_size=batch_size)  # (N, C)
+    rows, columns = prediction_rows(table.rows, table.columns, names, p, with_probs=probs)
+    out_fmt = _output_format(fmt, output, table.format)
+    if out_fmt == "table":
+        rendered = _render_table(rows, columns, to_file=bool(output and output != "-"))
+    else:
+        rendered = _render_rows(rows, columns, out_fmt)
+    if rendered is not None:
+        _write(rendered, output)
+    if gold_col is not None:
+        _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, p.argmax(axis=1))
+
+
+def _read_input(file: Optional[str], text: Optional[str], input_format: Optional[str], encoding: str):
+    from ..data.tables import Table, read_table
+
+    if text is not None:
+        return Table(path="--text", format="txt", columns=["text"], rows=[{"text": text}], lines=[1])
+    if file == "-":
+        return read_table(sys.stdin.buffer.read(), format=input_format or "csv", encoding=encoding, name="<stdin>",
+                          option="--input-format")
+    return read_table(file, format=input_format, encoding=encoding, option="--input-format")
+
+
+def _output_format(fmt: Optional[str], output: Optional[str], input_format: str) -> str:
+    """--format, else the one --output's extension names, else the input's (or csv)."""
+    from ..data.tables import EXTENSIONS
+    from ..errors import TextRNNError
+
+    if fmt is None and output and output != "-":
+        fmt = EXTENSIONS.get("." + output.rsplit(".", 1)[-1].lower() if "." in output else "")
+        if fmt not in OUTPUT_FORMATS:  # e.g. .txt: text is an input format only
+            fmt = None
+    if fmt is None:
+        fmt = input_format if input_format in ("csv", "tsv", "jsonl") else "csv"
+    if fmt not in OUTPUT_FORMATS:
+        raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
+    return fmt
+
+
+def _check_output_path(output: Optional[str]) -> None:
+    """Fail before any work if OUT cannot be written (the file itself is written at the end)."""
+    import os
+    from pathlib import Path
+
+    from ..errors import TextRNNError
+
+    if not output or output == "-":
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise TextRNNError(f"--output {output}: is a directory; give a file name")
+    parent = path.parent if str(path.parent) else Path(".")
+    if not parent.is_dir():
+        raise TextRNNError(f"--output {output}: folder {parent} does not exist; create it or choose another path")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TextRNNError(f"--output {output}: not writable; choose another path")
+
+
+def _render_rows(rows: list[dict], columns: list[str], fmt: str) -> str:
+    import csv
+    import io
+    import json
+
+    buf = io.StringIO()
+    if fmt == "jsonl":
+        for r in rows:
+            buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+    elif fmt == "tsv":
+        # textrnn's TSV has no quoting and no escapes (``"`` and ``\`` are ordinary
+        # characters, as textrnn.tables reads them): a field cannot hold a tab or a line
+        # end, so each tab, \r and \n in a value is written as a space.
+        for values in [columns] + [[r.get(c) for c in columns] for r in rows]:
+            buf.write("\t".join(_tsv_field(v) for v in values) + "\n")
+    else:
+        writer = csv.writer(buf, lineterminator="\n")
+        writer.writerow(columns)
+        for r in rows:
+            writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
+    return buf.getvalue()
+
+
+def _tsv_field(value: Any) -> str:
+    """One TSV field: tabs and line ends become spaces (see _render_rows)."""
+    s = "" if value is None else str(value)
+    return s.replace("\r\n", " ").replace("\t", " ").replace("\r", " ").replace("\n", " ")
+
+
+def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Optional[str]:
+    """A rich table: rendered 200 columns wide for a file, else printed (returns None)."""
+    from rich.console import Console
+    from rich.table import Table as RichTable
+
+    view = RichTable()
+    for c in columns:
+        view.add_column(c, overflow="fold")
+    for r in rows:
+        view.add_row(*("" if r.get(c) is None else str(r.get(c)) for c in columns))
+    if not to_file:
+        Console().print(view)
+        return None
+    import io
+
+    buf = io.StringIO()
+    Console(file=buf, width=200).print(view)
+    return buf.getvalue()
+
+
+def _write(rendered: str, output: Optional[str]) -> None:
+    """To --output (whole, atomically) or to stdout."""
+    from ..errors import TextRNNError
+
+    if output and output != "-":
+        from ..files import atomic_write
+
+        try:
+            atomic_write(output, rendered)
+        except OSError as e:
+            raise TextRNNError(f"--output {output}: cannot write it ({e.strerror or e}); "
+                               "free disk space or choose another --output") from None
+    else:
+        sys.stdout.write(rendered)
+        sys.stdout.flush()
+
+
+def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:
+    """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
+    with a blank label are not scored. A note instead when no row can be scored."""
+    from ..classify import score_against_gold
+
+    score = score_against_gold(gold, picked, names)
+    if score["metrics"] is None:
+        if score["labelled"]:
+            why = (f"none of the labels in column {gold_col!r} is one the model knows "
+                   f"({', '.join(map(str, names))})")
+        else:
+            why = f"column {gold_col!r} has no labels"
+        click.echo(f"note: no rows could be scored: {why}", err=True)
+        return
+    _print_metrics(score["metrics"], names, score["unknown"])
+    if score["unlabelled"]:
+        click.echo(f"({score['unlabelled']} rows without a label were not scored)", err=True)
+
+
+def _print_metrics(metrics: dict, names: list, skipped: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(stderr=True)
+    console.print(f"accuracy {metrics['accuracy']:.2%}  macro-F1 {metrics['macro_f1']:.4f}"
+                  + (f"  ({skipped} rows with labels the model does not know were left out)" if skipped else ""))
+    per = Table(title="per class")
+    for col in ("label", "precision", "recall", "f1", "support"):
+        per.add_column(col, justify="left" if col == "label" else "right")
+    for name, m in metrics["per_class"].items():
+        per.add_row(name, f"{m['precision']:.4f}", f"{m['recall']:.4f}", f"{m['f1']:.4f}", str(m["support"]))
+    console.print(per)
+    conf = Table(title="confusion matrix (rows: true label, columns: predicted)")
+    conf.add_column("true \\ predicted")
+    for n in names:
+        conf.add_column(str(n), justify="right")
+    for n, row in zip(names, metrics["confusion"]):
+        conf.add_row(str(n), *map(str, row))
+    console.print(conf)
