@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__, checkpoint
 from ..classify import encode_texts
-from ..config import ModelConfig, TrainConfig, model_config, split_options, train_config
+from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data.batches import ClassBatches
 from ..data.tables import detect_label_column, detect_text_column, label_key, parse_labels, read_table
 from ..errors import TextRNNError
@@ -100,7 +100,7 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
     names, _ = parse_labels(train.labels, column=train.label_column, source=source)
     tcfg = train_config("classify", train_opts)
     if init_from is None:
-        tok = train_tokenizer(tokenizer or "word", train.texts, vocab_size)
+        tok = train_tokenizer(tokenizer or default("tokenizer", "classify"), train.texts, vocab_size)
         mcfg = model_config("classify", model_opts, vocab_size=tok.vocab_size, num_classes=len(names))
         return _Setup(tcfg, mcfg, tok, names, {})
     lm = checkpoint.load(init_from)
@@ -160,7 +160,7 @@ def train_classifier(
     out = Path(out) if out is not None else default_run_dir(train_file)
     with open_run(out, resume, force) as resuming:
         saved = checkpoint.read_config(out) if resuming else None
-        encoding = encoding or (saved["data"].get("encoding") if saved else None) or "utf-8"
+        encoding = encoding or (saved["data"].get("encoding") if saved else None) or default("encoding", "classify")
         read = dict(fmt=format, encoding=encoding, text_column=text_column, label_column=label_column)
         train = _read_labelled(train_file, **read)
         val = _read_labelled(val_file, **read) if val_file is not None else None

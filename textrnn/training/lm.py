@@ -19,7 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .. import __version__, checkpoint
-from ..config import ModelConfig, TrainConfig, model_config, split_options, train_config
+from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches, eval_batches
 from ..errors import TextRNNError
@@ -41,10 +41,10 @@ class _Inputs:
 
     corpus: list[Path]
     dataset: Optional[str]
-    tokenizer: Optional[str]  # the kind asked for (None: the run's own, else char)
+    tokenizer: Optional[str]  # the kind asked for (None: the run's own, else the default)
     vocab_size: Optional[int]
     val_file: Optional[Path]
-    encoding: Optional[str]  # None: the run's own, else utf-8
+    encoding: Optional[str]  # None: the run's own, else the default (utf-8)
     text_column: Optional[str]
     cache: Path
 
@@ -58,11 +58,11 @@ class _Inputs:
 
     @property
     def kind(self) -> str:
-        return self.tokenizer or "char"
+        return self.tokenizer or default("tokenizer", "lm")
 
     @property
     def codec(self) -> str:
-        return self.encoding or "utf-8"
+        return self.encoding or default("encoding", "lm")
 
 
 def train_language_model(
