@@ -100,3 +100,10 @@ _BPE = train_tokenizer("bpe", [MIXED * 5], vocab_size=320)
 @given(text_strategy)
 def test_property_bpe_round_trip(text):
     assert _BPE.decode(_BPE.encode(text)) == text
+
+
+def test_char_tokenizer_encodes_without_python_objects_per_char():
+    tok = train_tokenizer("char", ["abc 我"])
+    ids = tok.encode("abcz我", dtype=np.uint16)
+    assert ids.dtype == np.uint16 and ids.tolist()[-2] == tok.unk_id
+    assert tok.decode(ids) == "abc\ufffd我"

@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textrnn.errors import TextRNNError
-from textrnn.data.tables import Table, detect_label_column, detect_text_column, label_key, parse_labels, read_table
+from textrnn.data.labels import detect_label_column, detect_text_column, parse_labels
+from textrnn.data.tables import read_table
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -146,89 +147,6 @@ def test_non_utf8_names_file_and_line_and_encoding_fixes_it(tmp_path):
     assert read_table(p, encoding="latin-1").values("text") == ["good", "café noir"]
 
 
-# --- columns -------------------------------------------------------------------------
-
-
-def table(columns: list[str], *rows: list) -> Table:
-    return Table("t.csv", "csv", columns, [dict(zip(columns, r)) for r in rows], list(range(2, 2 + len(rows))))
-
-
-def test_text_column_by_name_any_case():
-    t = table(["id", "Reviews", "note"], ["1", "good", "x"])
-    assert detect_text_column(t) == "Reviews"
-
-
-def test_text_column_by_only_string_column():
-    t = table(["id", "tweet", "score", "sentiment"],
-              ["1", "loved it", "4.5", "positive"], ["2", "hated it", "1", "negative"], ["3", "", "", "neutral"])
-    assert detect_text_column(t) == "tweet"  # 'sentiment' is named like a label, so not a candidate
-
-
-def test_text_column_ambiguous_or_absent_lists_columns():
-    with pytest.raises(TextRNNError, match=r"t\.csv: .*'title', 'body' all hold text.*--text-column"):
-        detect_text_column(table(["title", "body"], ["a", "b"]))
-    with pytest.raises(TextRNNError, match=r"no column holds text; the columns are 'a', 'b'.*--text-column"):
-        detect_text_column(table(["a", "b"], ["1", "2.5"]))
-
-
-def test_requested_columns():
-    t = table(["body", "stars"], ["good", "5"], ["bad", "1"])
-    assert detect_text_column(t, "body") == "body"
-    assert detect_label_column(t, "stars") == "stars"
-    with pytest.raises(TextRNNError, match=r"no column 'text' \(the columns are 'body', 'stars'\); pass --text-column"):
-        detect_text_column(t, "text")
-    expected = r"no column 'label' \(the columns are 'body', 'stars'\); pass --label-column"
-    with pytest.raises(TextRNNError, match=expected):
-        detect_label_column(t, "label", required=False)
-
-
-def test_label_column_by_name_or_none():
-    assert detect_label_column(table(["text", "Polarity"], ["a", "1"])) == "Polarity"
-    t = table(["text", "stars"], ["a", "1"])
-    assert detect_label_column(t, required=False) is None
-    with pytest.raises(TextRNNError, match=r"no label column.*'text', 'stars'.*--label-column"):
-        detect_label_column(t)
-
-
-def test_empty_label_cell_names_the_line(tmp_path):
-    t = read_table(write(tmp_path, "gap.csv", "text,label\ngood,1\nbad, \n"))
-    with pytest.raises(TextRNNError, match=r"gap\.csv: line 3: empty label in column 'label'"):
-        detect_label_column(t)
-
-
-# --- labels --------------------------------------------------------------------------
-
-
-def test_string_labels_sorted_alphabetically():
-    names, idx = parse_labels(["positive", "negative", "neutral ", "positive"])
-    assert names == ["negative", "neutral", "positive"]
-    assert idx == [2, 0, 1, 2]
-
-
-def test_integer_labels_sorted_numerically():
-    assert parse_labels(["1", "10", " 2", "0", "-1"]) == ([-1, 0, 1, 2, 10], [2, 4, 3, 1, 0])
-    assert parse_labels([1, 0, 1.0]) == ([0, 1], [1, 0, 1])
-    assert parse_labels([1, "0"]) == ([0, 1], [1, 0])
-
-
-def test_mixed_labels_are_strings():
-    assert parse_labels(["1", "pos", 2]) == (["1", "2", "pos"], [0, 2, 1])
-    assert parse_labels([True, False]) == (["false", "true"], [1, 0])
-
-
-def test_bad_labels():
-    with pytest.raises(TextRNNError, match="^d.csv: labels column 'y' has only one class 'pos'; .*at least two"):
-        parse_labels(["pos", " pos"], column="y", source="d.csv")
-    with pytest.raises(TextRNNError, match="only one class '1'"):
-        parse_labels([1, "1"])
-    with pytest.raises(TextRNNError, match="row 2 has the label 0.5; labels must be strings or integers"):
-        parse_labels(["1", 0.5])
-    with pytest.raises(TextRNNError, match="row 1 has no label"):
-        parse_labels([None, "a"])
-    with pytest.raises(TextRNNError, match="is empty"):
-        parse_labels([])
-
-
 # --- robustness ----------------------------------------------------------------------
 
 table_bytes = st.one_of(
@@ -266,15 +184,6 @@ def test_shipped_sst2_files_load_to_exact_row_counts():
         assert detect_label_column(table) == "label"
     assert counts == {"train": 67349, "dev": 872, "test": 1821}
     assert detect_text_column(read_table(root / "dev.tsv")) == "content"
-
-
-def test_label_key_is_the_normalisation_of_parse_labels():
-    assert [label_key(v) for v in (True, False, 1.0, "+1", " 0 ", "-2", 3, " pos ")] == \
-        ["true", "false", 1, 1, 0, -2, 3, "pos"]
-    assert [label_key(v) for v in (None, "", "  ", 0.5, [1])] == [None] * 5
-    assert parse_labels(["+1", 0.0, True]) == (["0", "1", "true"], [1, 0, 2])
-    with pytest.raises(TextRNNError, match="row 1 has no label"):
-        parse_labels([" ", "a"])
 
 
 @pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])

@@ -28,7 +28,7 @@ from ..errors import TextRNNError
 
 
 class ArrayTokens:
-    """An in-memory id array with the ``read`` interface of :class:`textrnn.corpus.TokenFile`."""
+    """An in-memory id array with the ``read`` interface of :class:`textrnn.data.cache.TokenFile`."""
 
     def __init__(self, ids: np.ndarray):
         self.ids = np.asarray(ids)

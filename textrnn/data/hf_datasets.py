@@ -17,7 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
-from .corpus import FileHashes, Report, _key, cache_error, expand_inputs
+from .cache import FileHashes, cache_error, cache_key
+from .corpus import Report, expand_inputs
 from ..errors import TextRNNError
 from ..files import atomic_file
 
@@ -120,7 +121,7 @@ def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str
         if data_files:
             files = [str(p) for p in paths]
     folder = Path(cache_dir) / "datasets"
-    key = _key("dataset", identity)
+    key = cache_key("dataset", identity)
     train = folder / f"{key}.train.txt"
     val_marker = folder / f"{key}.no-validation"
     val = folder / f"{key}.validation.txt"

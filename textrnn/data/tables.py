@@ -35,13 +35,14 @@ import csv
 import io
 import json
 import os
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TextRNNError
+from .labels import quoted_names
+from .labels import detect_label_column, detect_text_column, label_key  # noqa: F401 (textrnn.cli imports these)
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
@@ -67,11 +68,6 @@ def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
         raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
     return text
 
-
-TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
-              "content", "contents", "comment", "comments")
-LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")
-_INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit strings stay strings
 
 # csv's default cap of 128 KiB per field would reject long documents; lift it (bounded so
 # that the C long it is stored in cannot overflow on any platform)
@@ -229,7 +225,7 @@ def _width_error(name: str, fmt: str, line: int, n: int, header: list[str]) -> T
         fix = "fill in the missing fields (a text must not be broken across lines)"
     return TextRNNError(
         f"{name}: line {line}: {n} field{'s' if n != 1 else ''} but the header has {len(header)} "
-        f"({_names(header)}); {fix}"
+        f"({quoted_names(header)}); {fix}"
     )
 
 
@@ -271,169 +267,3 @@ def _parse_txt(text: str) -> Parsed:
             rows.append({"text": doc})
             lines.append(number)
     return ["text"], rows, lines
-
-
-# --- columns -------------------------------------------------------------------------
-
-
-def detect_text_column(table: Table, requested: str | None = None) -> str:
-    """The column holding the texts.
-
-    ``requested`` if given (it must exist); else the first column named like a text
-    (text, sentence, review, content, comment, or their plurals; any case); else the one
-    column, not named like a label, whose values are mostly non-numeric strings.
-    """
-    if requested is not None:
-        return _require_column(table, requested, "--text-column")
-    named = _first_named(table.columns, TEXT_NAMES)
-    if named is not None:
-        return named
-    texty = [c for c in table.columns if c.strip().lower() not in LABEL_NAMES and _mostly_text(table, c)]
-    if len(texty) == 1:
-        return texty[0]
-    why = f"columns {_names(texty)} all hold text" if texty else "no column holds text"
-    raise TextRNNError(
-        f"{table.path}: cannot tell which column is the text ({why}; the columns are "
-        f"{_names(table.columns)}{_format_hint(table)}); pass --text-column NAME"
-    )
-
-
-def detect_label_column(table: Table, requested: str | None = None, *, required: bool = True) -> str | None:
-    """The column holding the labels.
-
-    ``requested`` if given (it must exist); else the first column named label(s),
-    sentiment, polarity, class or target (any case); else ``None`` if not ``required``.
-    When ``required`` (training), the column must have a label in every row; when not
-    (classifying), blank labels are allowed: those rows are just not scored.
-    """
-    if requested is not None:
-        column = _require_column(table, requested, "--label-column")
-    else:
-        column = _first_named(table.columns, LABEL_NAMES)
-        if column is None:
-            if not required:
-                return None
-            raise _no_label_column(table)
-    if not required:
-        return column
-    for row, line in zip(table.rows, table.lines):
-        value = row[column]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise TextRNNError(
-                f"{table.path}: line {line}: empty label in column {column!r}; "
-                f"give every row a label or remove the row"
-            )
-    return column
-
-
-def _no_label_column(table: Table) -> TextRNNError:
-    if table.format == "txt":
-        return TextRNNError(
-            f"{table.path}: a txt file holds one text per line and no labels; "
-            f"give a csv, tsv or jsonl table with a label column"
-        )
-    return TextRNNError(
-        f"{table.path}: no label column (none is named {', '.join(LABEL_NAMES)}; the columns are "
-        f"{_names(table.columns)}{_format_hint(table)}); pass --label-column NAME"
-    )
-
-
-def _require_column(table: Table, requested: str, option: str) -> str:
-    if requested not in table.columns:
-        raise TextRNNError(
-            f"{table.path}: no column {requested!r} (the columns are {_names(table.columns)}"
-            f"{_format_hint(table)}); pass {option} with one of them"
-        )
-    return requested
-
-
-def _first_named(columns: list[str], names: tuple[str, ...]) -> str | None:
-    return next((c for c in columns if c.strip().lower() in names), None)
-
-
-def _mostly_text(table: Table, column: str) -> bool:
-    """More than half the rows hold a non-blank string that is not a number."""
-    texts = sum(isinstance(v, str) and v.strip() != "" and not _is_number(v) for v in table.values(column))
-    return texts * 2 > len(table.rows)
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _names(columns: list[str]) -> str:
-    return ", ".join(repr(c) for c in columns) if columns else "(none)"
-
-
-def _format_hint(table: Table) -> str:
-    """A single csv/tsv column whose name holds the other separator: wrong --format."""
-    if len(table.columns) != 1 or table.format not in ("csv", "tsv"):
-        return ""
-    other, sep = ("tsv", "\t") if table.format == "csv" else ("csv", ",")
-    if sep not in table.columns[0]:
-        return ""
-    return f"; read as {table.format}, is it {other}? if so pass --format {other}"
-
-
-# --- labels --------------------------------------------------------------------------
-
-
-def parse_labels(values: list, *, column: str = "label", source: str | None = None) -> tuple[list, list[int]]:
-    """Label names in a stable order, and each value's index into them.
-
-    If every value is an int (or an integral float, or a string like ``"0"``, ``" 1 "``,
-    ``"-1"``), the names are ints sorted numerically; otherwise they are strings
-    (stripped; ints written in decimal, JSON booleans as ``"true"``/``"false"``) sorted
-    alphabetically. ``column`` and ``source`` only name things in error messages.
-    """
-    prefix = f"{source}: " if source else ""
-    keys = [_label_key(v, i, column, prefix) for i, v in enumerate(values)]
-    if not all(isinstance(k, int) for k in keys):
-        keys = [str(k) for k in keys]
-    names = sorted(set(keys))
-    if not names:
-        raise TextRNNError(f"{prefix}labels column {column!r} is empty; a classifier needs labelled rows")
-    if len(names) == 1:
-        raise TextRNNError(
-            f"{prefix}labels column {column!r} has only one class {str(names[0])!r}; "
-            f"a classifier needs at least two"
-        )
-    index = {name: i for i, name in enumerate(names)}
-    return names, [index[k] for k in keys]
-
-
-def label_key(value: Any) -> int | str | None:
-    """The normal form of one label value, the one :func:`parse_labels` uses.
-
-    JSON booleans become ``"true"``/``"false"``; ints, integral floats and int-looking
-    strings (``"+1"``, ``" 0 "``) become ints; other strings are stripped. ``None`` for a
-    value that is no label: ``None``, a blank string, or anything else (``0.5``, a list).
-    To match a label against a classifier's label names, compare ``label_key(value)``
-    with ``label_key(name)``: a model trained on mixed labels has string names like ``"1"``.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip():
-        s = value.strip()
-        return int(s) if _INT.fullmatch(s) else s
-    return None
-
-
-def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
-    key = label_key(value)
-    if key is not None:
-        return key
-    if value is None or isinstance(value, str):
-        raise TextRNNError(f"{prefix}labels column {column!r}: row {i + 1} has no label; give every row a label")
-    raise TextRNNError(
-        f"{prefix}labels column {column!r}: row {i + 1} has the label {value!r:.40}; "
-        f"labels must be strings or integers"
-    )

@@ -27,7 +27,7 @@ import torch
 
 from .. import __version__, checkpoint
 from ..config import RESUMABLE, ModelConfig, TrainConfig, model_config, split_options, train_config
-from ..data import corpus as corpus_mod
+from ..data import cache as cache_mod, corpus as corpus_mod
 from . import distributed
 from ..data.batches import LMBatches, eval_batches
 from .distributed import Dist
@@ -228,7 +228,7 @@ def train_language_model(
 
     dist.agree(check_inputs)
     out = Path(out) if out is not None else default_run_dir(first)
-    cache = Path(cache_dir) if cache_dir is not None else corpus_mod.default_cache_dir(out)
+    cache = Path(cache_dir) if cache_dir is not None else cache_mod.default_cache_dir(out)
     try:
         with _open_run(out, resume, force, dist) as resuming:
             saved, run_tok = None, None
@@ -251,8 +251,8 @@ def train_language_model(
                 val_file = val_file or dataset_val
                 read_as = "utf-8"  # the dataset's text, exported
 
-            def prep(tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
-                return corpus_mod.prepare(
+            def prep(tok: Optional[Tokenizer]) -> cache_mod.Prepared:
+                return cache_mod.prepare(
                     corpus, cache_dir=cache, kind=tokenizer or "char", vocab_size=vocab_size, encoding=read_as,
                     text_column=text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
                     val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
@@ -303,8 +303,8 @@ def train_language_model(
         distributed.shutdown(wait=False)  # after an error: do not wait for ranks that may be gone
 
 
-def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus_mod.Prepared],
-                        tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], cache_mod.Prepared],
+                        tok: Optional[Tokenizer]) -> cache_mod.Prepared:
     """Prepare the corpus on rank 0 (training or reusing the tokenizer), then on every
     other rank with rank 0's tokenizer: the first rank of each machine fills that
     machine's cache (a shared file system already has it), the others read it."""
@@ -338,7 +338,8 @@ def _dataset_files(dist: Dist, spec: str, data_files: Optional[Sequence[Path]], 
 
 def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_column: Optional[str],
               label_column: Optional[str]) -> tuple[list[str], list[Any], str, str]:
-    from ..data.tables import detect_label_column, detect_text_column, read_table
+    from ..data.labels import detect_label_column, detect_text_column
+    from ..data.tables import read_table
 
     table = read_table(path, format=fmt, encoding=encoding)
     text_col = detect_text_column(table, text_column)
@@ -349,7 +350,7 @@ def _labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_colum
 
 def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str) -> np.ndarray:
     """Each value's index into the training label ``names`` (compared in normal form)."""
-    from ..data.tables import label_key
+    from ..data.labels import label_key
 
     lookup = {label_key(n): i for i, n in enumerate(names)}
     out = np.empty(len(values), dtype=np.int64)
@@ -389,7 +390,7 @@ def train_classifier(
     LM's. ``options`` are :class:`ModelConfig` / :class:`TrainConfig` fields; the
     classifier's defaults are :func:`textrnn.config.task_defaults` ``("classify", ...)``.
     """
-    from ..data.tables import parse_labels
+    from ..data.labels import parse_labels
 
     model_opts, train_opts = split_options(options)
     out = Path(out) if out is not None else default_run_dir(train_file)

@@ -1,0 +1,299 @@
+"""The token cache: a corpus's tokenizer and token files, built once and reused.
+
+::
+
+    inputs (see textrnn.data.corpus) ─> tokenizer ─> tokenizers/<key>.json
+                                                 └─> tokens/<key>/train.bin, val.bin
+
+The tokenizer is trained on the training part of the stream, streamed, and both parts are
+encoded, streamed, to flat files of token ids (``uint16`` when the vocabulary fits, else
+``uint32``; ``np.memmap(path, dtype)`` maps them).
+
+Everything lands in a cache folder beside the runs (``checkpoints/.textrnn-cache``, or
+``$TEXTRNN_CACHE``), keyed by the SHA-256 of the inputs' bytes and the options that shape
+the result, so a second run on the same text starts at once. File hashes are remembered
+by path, size, modification and change time and inode, so unchanged files are not read
+again either. The cache can be deleted at any time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import TextRNNError
+from ..files import atomic_write, temp_dir
+from ..memory import keep_freed_memory
+from . import corpus
+from .corpus import Report, Segment, cut_stream, expand_inputs, nonblank, read_stream, segments, stream_codec, \
+    total_bytes
+from .tables import TABLE_SUFFIXES
+
+FORMAT = 1  # bump when the cache layout or the encoding rules change
+
+
+# -- keys and file hashes -------------------------------------------------------------------
+class FileHashes:
+    """SHA-256 of files, remembered by (path, size, mtime, inode, ctime) so unchanged files
+    are not re-read."""
+
+    def __init__(self, cache_dir: Path):
+        self.path = cache_dir / "file-hashes.json"
+        try:
+            self.known: dict[str, list] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def sha256(self, path: Path, report: Report = None) -> str:
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+        key = str(path.resolve())
+        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]  # (ctime: a copy that kept mtime)
+        hit = self.known.get(key)
+        if hit and hit[:-1] == stamp:
+            return hit[-1]
+        h = hashlib.sha256()
+        done = 0
+        try:
+            with open(path, "rb") as f:
+                while block := f.read(corpus.CHUNK_BYTES):
+                    h.update(block)
+                    done += len(block)
+                    if report:
+                        report("hash", done, st.st_size)
+        except OSError as e:
+            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+        self.known[key] = [*stamp, h.hexdigest()]
+        self.changed = True
+        return h.hexdigest()
+
+    def save(self) -> None:
+        if self.changed:
+            try:
+                atomic_write(self.path, json.dumps(self.known))
+            except OSError:
+                pass  # only a speed-up for the next run
+
+
+def cache_error(cache_dir: Path, e: OSError) -> TextRNNError:
+    """The one-line error for a cache folder that cannot be written."""
+    return TextRNNError(f"{cache_dir}: cannot write the corpus cache ({e.strerror or e}); free disk space "
+                        "or set TEXTRNN_CACHE to another folder")
+
+
+def cache_key(*parts: Any) -> str:
+    return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True).encode()).hexdigest()[:32]
+
+
+def default_cache_dir(run_dir: Path) -> Path:
+    env = os.environ.get("TEXTRNN_CACHE")
+    return Path(env) if env else Path(run_dir).resolve().parent / ".textrnn-cache"
+
+
+# -- token files ------------------------------------------------------------------------
+class TokenFile:
+    """A flat array of token ids on disk: raw little-endian ``uint16`` or ``uint32``.
+
+    ``read`` uses ``pread`` so the training process's memory does not grow with the file
+    (pages of a memory map would count as resident); :meth:`memmap` maps it for analysis.
+    """
+
+    def __init__(self, path: str | os.PathLike, dtype: str):
+        self.path, self.dtype = Path(path), np.dtype(dtype)
+        self.size = self.path.stat().st_size // self.dtype.itemsize
+        self._fd: Optional[int] = None
+
+    def __len__(self) -> int:
+        return self.size
+
+    def read(self, start: int, count: int) -> np.ndarray:
+        if self._fd is None:
+            self._fd = os.open(self.path, os.O_RDONLY)
+        count = max(0, min(count, self.size - start))
+        raw = os.pread(self._fd, count * self.dtype.itemsize, start * self.dtype.itemsize)
+        return np.frombuffer(raw, dtype=self.dtype)
+
+    def memmap(self) -> np.ndarray:
+        return np.memmap(self.path, dtype=self.dtype, mode="r")
+
+    def __getstate__(self):
+        return {**self.__dict__, "_fd": None}
+
+    def __del__(self):
+        if self._fd is not None:
+            os.close(self._fd)
+
+
+def token_dtype(vocab_size: int) -> str:
+    return "uint16" if vocab_size <= 1 << 16 else "uint32"
+
+
+def encode_stream(tok, texts: Iterable[str], dest: Path) -> tuple[int, int]:
+    """Encode text chunks to the token file ``dest``; returns (tokens, characters)."""
+    dtype = token_dtype(tok.vocab_size)
+    n_tokens = n_chars = 0
+    with open(dest, "wb") as f:
+        for chunk in texts:
+            n_chars += len(chunk)
+            ids = tok.encode(chunk, dtype=dtype)
+            f.write(ids.tobytes())
+            n_tokens += len(ids)
+        f.flush()
+        os.fsync(f.fileno())
+    return n_tokens, n_chars
+
+
+# -- preparing a corpus -----------------------------------------------------------------
+@dataclass
+class Prepared:
+    """A corpus ready to train on."""
+
+    tokenizer: Any  # textrnn.tokenizer.Tokenizer
+    train: TokenFile
+    val: TokenFile
+    meta: dict[str, Any]  # files, sha256, byte/char/token counts, cache paths, reused flags
+
+
+def materialize_table(path: Path, encoding: str, text_column: Optional[str], cache: Path,
+                      hashes: FileHashes) -> Path:
+    """A table's text column as a text file in the cache (one row per line)."""
+    from .tables import detect_text_column, read_table
+
+    dest = cache / "texts" / f"{cache_key('table', hashes.sha256(path), encoding, text_column)}.txt"
+    if not dest.exists():
+        table = read_table(path, encoding=encoding)
+        column = detect_text_column(table, text_column)
+        text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
+        atomic_write(dest, text)
+    return dest
+
+
+def prepare(
+    inputs: Sequence[str | os.PathLike],
+    *,
+    cache_dir: Path,
+    kind: str = "char",
+    vocab_size: Optional[int] = None,
+    encoding: str = "utf-8",
+    text_column: Optional[str] = None,
+    val_file: Optional[str | os.PathLike] = None,
+    val_fraction: float = 0.1,
+    val_max_bytes: Optional[int] = None,
+    tokenizer: Any = None,
+    report: Report = None,
+) -> Prepared:
+    """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
+
+    Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
+    of training one.
+    """
+    from ..tokenizer import Tokenizer, train_tokenizer
+
+    codec = stream_codec(encoding)
+    keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones
+    cache_dir = Path(cache_dir)
+    aligned = kind != "char"
+    hashes = FileHashes(cache_dir)
+
+    def resolve(paths: Sequence[Path]) -> list[tuple[Path, str]]:
+        """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
+        out = []
+        for p in paths:
+            if str(p).lower().endswith(TABLE_SUFFIXES):
+                out.append((materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8"))
+            else:
+                out.append((p, codec))
+        return out
+
+    files = expand_inputs(inputs)
+    val_paths = expand_inputs([val_file]) if val_file is not None else []
+    try:
+        train_files, val_files = resolve(files), resolve(val_paths)
+    except OSError as e:
+        raise cache_error(cache_dir, e) from None
+    segs = segments(train_files)
+    hashed, hash_total = 0, sum(p.stat().st_size for p, _ in train_files + val_files)
+
+    def fingerprint(path: Path, codec_name: str) -> list[str]:
+        nonlocal hashed
+        sha = hashes.sha256(path, report and (lambda stage, done, _: report(stage, hashed + done, hash_total)))
+        hashed += path.stat().st_size
+        return [sha, codec_name]
+
+    shas = [fingerprint(p, c) for p, c in train_files]
+    if val_file is not None:
+        shas.append(["val", *(fingerprint(p, c) for p, c in val_files)])
+        train_segs, val_segs = segs, segments(val_files)
+        split = ["file"]
+    else:
+        total = total_bytes(segs)
+        held = int(round(total * val_fraction))
+        if val_max_bytes:
+            held = min(held, val_max_bytes)
+        train_segs, val_segs = cut_stream(segs, total - held)
+        split = ["tail", val_fraction, val_max_bytes]
+    hashes.save()
+    names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
+    if not any(nonblank(s) for s in train_segs):
+        raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
+    data_sha = cache_key("data", shas, split)  # (a table's column is in its cached text's hash)
+
+    reused = {"tokenizer": tokenizer is not None, "tokens": False}
+    try:
+        if tokenizer is None:
+            tok_path = cache_dir / "tokenizers" / f"{cache_key('tok', data_sha, kind, vocab_size)}.json"
+            if tok_path.exists():
+                tokenizer = Tokenizer.load(tok_path, kind)
+                reused["tokenizer"] = True
+            else:
+                chunks = read_stream(train_segs, report, "tokenizer", aligned)
+                tokenizer = train_tokenizer(kind, chunks, vocab_size)
+                atomic_write(tok_path, tokenizer.to_json())
+        tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
+        ids_dir = cache_dir / "tokens" / cache_key("ids", data_sha, tok_sha)
+        if (ids_dir / "meta.json").exists():
+            meta = json.loads((ids_dir / "meta.json").read_text())
+            reused["tokens"] = True
+        else:
+            meta = _encode_to_cache(tokenizer, train_segs, val_segs, aligned, ids_dir, report)
+    except OSError as e:
+        raise cache_error(cache_dir, e) from None
+    dtype = meta["dtype"]
+    meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
+            "val_file": str(val_file) if val_file is not None else None,
+            "token_dir": str(ids_dir), "reused": reused}
+    return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
+
+
+def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], aligned: bool,
+                     ids_dir: Path, report: Report) -> dict[str, Any]:
+    """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
+    ids_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_dir(ids_dir.parent, f".{ids_dir.name}.")
+    try:
+        train_tokens, train_chars = encode_stream(
+            tokenizer, read_stream(train_segs, report, "encode", aligned), tmp / "train.bin")
+        val_tokens, val_chars = encode_stream(
+            tokenizer, read_stream(val_segs, report, "encode val", aligned), tmp / "val.bin")
+        meta = {"dtype": token_dtype(tokenizer.vocab_size), "train_tokens": train_tokens, "val_tokens": val_tokens,
+                "train_chars": train_chars, "val_chars": val_chars,
+                "train_bytes": total_bytes(train_segs), "val_bytes": total_bytes(val_segs)}
+        (tmp / "meta.json").write_text(json.dumps(meta))
+        try:
+            os.rename(tmp, ids_dir)
+        except OSError:  # another process prepared the same corpus meanwhile
+            if not (ids_dir / "meta.json").exists():
+                raise
+        return meta
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
