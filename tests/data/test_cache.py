@@ -2,9 +2,12 @@
 
 import json
 import os
+import shutil
 
 import numpy as np
+import pytest
 
+from textrnn.data import corpus
 from textrnn.data.cache import TokenFile, prepare, token_dtype
 
 MIXED = "Café déjà vu 我们今天去公园 🙂🚀 naïve\nline two ends here\n" * 40
@@ -77,3 +80,19 @@ def test_a_rewritten_file_with_the_same_size_and_mtime_is_hashed_again(tmp_path)
     second = _prep(tmp_path, [p])
     assert second.meta["sha256"] != first.meta["sha256"]
     assert second.tokenizer.decode(second.train.memmap()).startswith("xyz")
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_a_given_tokenizer_encodes_as_a_fresh_preparation_after_the_tokens_are_deleted(tmp_path, monkeypatch, kind):
+    """Resume after the token cache was deleted: the run's tokenizer alone must decide how
+    the stream is cut (aligned to lines for word and BPE), not ``kind``'s default."""
+    p = tmp_path / "c.txt"
+    p.write_text(MIXED)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 16)  # chunk edges inside words
+    fresh = _prep(tmp_path, [p], kind=kind, vocab_size=300)
+    train, val = np.array(fresh.train.memmap()), np.array(fresh.val.memmap())
+    shutil.rmtree(tmp_path / "cache" / "tokens")
+    again = _prep(tmp_path, [p], tokenizer=fresh.tokenizer)
+    assert again.meta["reused"] == {"tokenizer": True, "tokens": False}
+    np.testing.assert_array_equal(again.train.memmap(), train)
+    np.testing.assert_array_equal(again.val.memmap(), val)

@@ -32,7 +32,7 @@ from ..errors import TextRNNError
 from ..files import atomic_write, temp_dir
 from ..memory import keep_freed_memory
 from . import corpus
-from .corpus import Report, Segment, cut_stream, expand_inputs, nonblank, read_stream, segments, stream_codec, \
+from .corpus import Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec, \
     total_bytes
 from .tables import TABLE_SUFFIXES
 
@@ -195,89 +195,98 @@ def prepare(
     """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
 
     Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
-    of training one.
+    of training one of ``kind``; the tokenizer's own kind then decides how the text is
+    read, so the ids are those a fresh preparation with it gives (``kind`` is ignored).
     """
-    from ..tokenizer import Tokenizer, train_tokenizer
-
     codec = stream_codec(encoding)
     keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones
     cache_dir = Path(cache_dir)
-    aligned = kind != "char"
     hashes = FileHashes(cache_dir)
-
-    def resolve(paths: Sequence[Path]) -> list[tuple[Path, str]]:
-        """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
-        out = []
-        for p in paths:
-            if str(p).lower().endswith(TABLE_SUFFIXES):
-                out.append((materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8"))
-            else:
-                out.append((p, codec))
-        return out
-
     files = expand_inputs(inputs)
     val_paths = expand_inputs([val_file]) if val_file is not None else []
     try:
-        train_files, val_files = resolve(files), resolve(val_paths)
+        train_files = _text_files(files, codec, encoding, text_column, cache_dir, hashes)
+        val_files = _text_files(val_paths, codec, encoding, text_column, cache_dir, hashes)
     except OSError as e:
         raise cache_error(cache_dir, e) from None
     segs = segments(train_files)
-    hashed, hash_total = 0, sum(p.stat().st_size for p, _ in train_files + val_files)
-
-    def fingerprint(path: Path, codec_name: str) -> list[str]:
-        nonlocal hashed
-        sha = hashes.sha256(path, report and (lambda stage, done, _: report(stage, hashed + done, hash_total)))
-        hashed += path.stat().st_size
-        return [sha, codec_name]
-
-    shas = [fingerprint(p, c) for p, c in train_files]
     if val_file is not None:
-        shas.append(["val", *(fingerprint(p, c) for p, c in val_files)])
+        split: list[Any] = ["file"]
         train_segs, val_segs = segs, segments(val_files)
-        split = ["file"]
     else:
-        total = total_bytes(segs)
-        held = int(round(total * val_fraction))
-        if val_max_bytes:
-            held = min(held, val_max_bytes)
-        train_segs, val_segs = cut_stream(segs, total - held)
         split = ["tail", val_fraction, val_max_bytes]
-    hashes.save()
-    names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
+        train_segs, val_segs = split_tail(segs, val_fraction, val_max_bytes)
+    data_sha = _data_key(train_files, val_files if val_file is not None else None, split, hashes, report)
     if not any(nonblank(s) for s in train_segs):
         raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
-    data_sha = cache_key("data", shas, split)  # (a table's column is in its cached text's hash)
 
     reused = {"tokenizer": tokenizer is not None, "tokens": False}
     try:
         if tokenizer is None:
-            tok_path = cache_dir / "tokenizers" / f"{cache_key('tok', data_sha, kind, vocab_size)}.json"
-            if tok_path.exists():
-                tokenizer = Tokenizer.load(tok_path, kind)
-                reused["tokenizer"] = True
-            else:
-                chunks = read_stream(train_segs, report, "tokenizer", aligned)
-                tokenizer = train_tokenizer(kind, chunks, vocab_size)
-                atomic_write(tok_path, tokenizer.to_json())
+            tokenizer, reused["tokenizer"] = _tokenizer(cache_dir, data_sha, kind, vocab_size, train_segs, report)
         tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
         ids_dir = cache_dir / "tokens" / cache_key("ids", data_sha, tok_sha)
         if (ids_dir / "meta.json").exists():
             meta = json.loads((ids_dir / "meta.json").read_text())
             reused["tokens"] = True
         else:
-            meta = _encode_to_cache(tokenizer, train_segs, val_segs, aligned, ids_dir, report)
+            meta = _encode_to_cache(tokenizer, train_segs, val_segs, ids_dir, report)
     except OSError as e:
         raise cache_error(cache_dir, e) from None
     dtype = meta["dtype"]
+    names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
     meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
             "val_file": str(val_file) if val_file is not None else None,
             "token_dir": str(ids_dir), "reused": reused}
     return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
 
 
-def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], aligned: bool,
-                     ids_dir: Path, report: Report) -> dict[str, Any]:
-    """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
+def _text_files(paths: Sequence[Path], codec: str, encoding: str, text_column: Optional[str], cache_dir: Path,
+                hashes: FileHashes) -> list[tuple[Path, str]]:
+    """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
+    return [(materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8")
+            if str(p).lower().endswith(TABLE_SUFFIXES) else (p, codec) for p in paths]
+
+
+def _data_key(train_files: list[tuple[Path, str]], val_files: Optional[list[tuple[Path, str]]], split: list[Any],
+              hashes: FileHashes, report: Report) -> str:
+    """The corpus's key: its files' SHA-256 and codecs (and the validation file's, if any) and
+    how it is split. (A table's column is in its cached text's hash.)"""
+    done, total = 0, sum(p.stat().st_size for p, _ in train_files + (val_files or []))
+
+    def fingerprint(path: Path, codec: str) -> list[str]:
+        nonlocal done
+        sha = hashes.sha256(path, report and (lambda stage, part, _: report(stage, done + part, total)))
+        done += path.stat().st_size
+        return [sha, codec]
+
+    shas: list[Any] = [fingerprint(p, c) for p, c in train_files]
+    if val_files is not None:
+        shas.append(["val", *(fingerprint(p, c) for p, c in val_files)])
+    hashes.save()
+    return cache_key("data", shas, split)
+
+
+def _tokenizer(cache_dir: Path, data_sha: str, kind: str, vocab_size: Optional[int], train_segs: list[Segment],
+               report: Report) -> tuple[Any, bool]:
+    """The tokenizer of ``kind`` trained on the training part, from the cache if it is there;
+    and whether it was."""
+    from ..tokenizer import Tokenizer, train_tokenizer
+
+    tok_path = cache_dir / "tokenizers" / f"{cache_key('tok', data_sha, kind, vocab_size)}.json"
+    if tok_path.exists():
+        return Tokenizer.load(tok_path, kind), True
+    tokenizer = train_tokenizer(kind, read_stream(train_segs, report, "tokenizer", aligned=kind != "char"),
+                                vocab_size)
+    atomic_write(tok_path, tokenizer.to_json())
+    return tokenizer, False
+
+
+def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], ids_dir: Path,
+                     report: Report) -> dict[str, Any]:
+    """Encode both parts into ``ids_dir`` (built beside it and renamed into place), read as
+    ``tokenizer``'s kind needs (see :func:`textrnn.data.corpus.read_stream`)."""
+    aligned = tokenizer.kind != "char"
     ids_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_dir(ids_dir.parent, f".{ids_dir.name}.")
     try:

@@ -113,7 +113,18 @@ def total_bytes(segs: Sequence[Segment]) -> int:
     return sum(s.size for s in segs)
 
 
-def cut_stream(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
+def split_tail(segs: list[Segment], val_fraction: float,
+               val_max_bytes: Optional[int] = None) -> tuple[list[Segment], list[Segment]]:
+    """The stream cut into its training part and its validation part: the last
+    ``val_fraction`` of its bytes (at most ``val_max_bytes``), cut at a character boundary."""
+    total = total_bytes(segs)
+    held = int(round(total * val_fraction))
+    if val_max_bytes:
+        held = min(held, val_max_bytes)
+    return _cut(segs, total - held)
+
+
+def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
     """Split the stream at byte ``at``, moved forward to a character boundary: past UTF-8
     continuation bytes, or in other codecs (where a byte inside a multi-byte character
     can look like anything but a newline) to just after the next newline."""
