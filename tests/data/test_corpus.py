@@ -150,3 +150,32 @@ def test_default_run_directory_names():
     assert default_run_dir("books/*.txt").as_posix() == "checkpoints/books"
     assert default_run_dir("books/**/x.md").as_posix() == "checkpoints/books"
     assert default_run_dir(".").name not in ("", ".", "checkpoints")
+
+
+def test_offsets_stay_exact_when_a_block_ends_inside_a_character(tmp_path, monkeypatch):
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 3)  # blocks end inside the two- and four-byte characters
+    for codec, good, bad in (("utf-8", "我们🙂\n", b"ab\xe6\n"), ("gbk", "我们今天\n", b"ab\x81\x20\n")):
+        p = tmp_path / f"{codec}.txt"
+        raw = good.encode(codec) * 3 + bad  # (the lead byte ends a block: held back, then found invalid)
+        p.write_bytes(raw)
+        with pytest.raises(TextRNNError, match=rf"not valid {codec} at byte {len(raw) - len(bad) + 2} \(line 4\)"):
+            _prep(tmp_path, [p], encoding=codec)
+
+
+def test_stream_and_table_reader_give_the_same_decoding_errors(tmp_path):
+    from textrnn.data.tables import read_table
+
+    cases = {"bad.txt": "ok\ncaf\xe9\n".encode("latin-1"), "nul.txt": b"text\x00\n" * 3}
+    for name, raw in cases.items():
+        p = tmp_path / name
+        p.write_bytes(raw)
+        with pytest.raises(TextRNNError) as streamed:
+            _prep(tmp_path, [p])
+        with pytest.raises(TextRNNError) as whole:
+            read_table(p)
+        assert str(streamed.value) == str(whole.value)
+    with pytest.raises(TextRNNError) as whole:
+        read_table(p, encoding="klingon")
+    with pytest.raises(TextRNNError) as streamed:
+        _prep(tmp_path, [p], encoding="klingon")
+    assert str(streamed.value) == str(whole.value)

@@ -57,15 +57,68 @@ def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def stream_codec(encoding: str) -> str:
+# -- decoding -----------------------------------------------------------------------------
+def lookup_codec(encoding: str) -> str:
+    """The canonical name of ``encoding`` (``utf8`` -> ``utf-8``); unknown ones are a user error."""
     try:
-        name = codecs.lookup(encoding).name
+        return codecs.lookup(encoding).name
     except LookupError:
         raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+
+
+def stream_codec(encoding: str) -> str:
+    """The codec to read a corpus in: an ASCII-compatible one, as the stream is cut by bytes."""
+    name = lookup_codec(encoding)
     if "16" in name or "32" in name:
         raise TextRNNError(f"--encoding {encoding}: corpora are read as a byte stream and must use an "
                            f"ASCII-compatible encoding; convert the files to UTF-8 (iconv -f {name} -t utf-8)")
     return name
+
+
+def binary_error(name: str) -> TextRNNError:
+    return TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
+
+
+def decode_error(name: str, codec: str, offset: int, line: int) -> TextRNNError:
+    return TextRNNError(f"{name}: not valid {codec} at byte {offset} (line {line}); "
+                        f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
+
+
+def decoded_blocks(path: Path, codec: str, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[str, int]]:
+    """The text of bytes ``[start, end)`` (default: to the end) of ``path``, decoded block by
+    block, with the bytes each block read. A character cut by a block's end is held back
+    for the next; invalid bytes and NUL characters are user errors naming the place."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        end = os.fstat(f.fileno()).st_size if end is None else end
+        f.seek(start)
+        pos = start
+        while pos < end and (block := f.read(min(CHUNK_BYTES, end - pos))):
+            held = len(decoder.getstate()[0])  # bytes of a character begun in the block before
+            try:
+                text = decoder.decode(block, final=pos + len(block) >= end)
+            except UnicodeDecodeError as e:  # (e.start counts from the held bytes)
+                offset = pos - held + e.start
+                raise decode_error(str(path), codec, offset, _line_at(path, offset)) from None
+            if "\x00" in text:
+                raise binary_error(str(path))
+            pos += len(block)
+            yield text, len(block)
+
+
+def _line_at(path: Path, offset: int) -> int:
+    """The 1-based line of byte ``offset`` of ``path`` (read only on the error path)."""
+    line = 1
+    with open(path, "rb") as f:
+        left = offset
+        while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
+            line += block.count(b"\n")
+            left -= len(block)
+    return line
 
 
 # -- the byte stream ----------------------------------------------------------------------
@@ -99,7 +152,7 @@ def segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
         except OSError as e:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
         if b"\x00" in head:
-            raise TextRNNError(f"{path}: looks like a binary file (NUL bytes); give a text file")
+            raise binary_error(str(path))
         start = 3 if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
         if size <= start:
             continue
@@ -169,49 +222,12 @@ def _single_byte(codec: str) -> bool:
     return len(bytes(range(256)).decode(codec, "replace")) == 256
 
 
-def _decode_error(seg: Segment, offset: int) -> TextRNNError:
-    line = 1
-    with open(seg.path, "rb") as f:  # only on the error path: count the lines before the bad byte
-        left = offset
-        while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
-            line += block.count(b"\n")
-            left -= len(block)
-    return TextRNNError(f"{seg.name}: not valid {seg.codec} at byte {offset} (line {line}); "
-                        f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
-
-
 def _decoded(seg: Segment) -> Iterator[tuple[str, int]]:
-    """Decoded text of one segment, block by block, with the bytes each block consumed."""
+    """Decoded text of one segment, block by block, with the bytes each block read."""
     if seg.path is None:
         yield seg.data.decode(seg.codec), seg.size
-        return
-    decoder = codecs.getincrementaldecoder(seg.codec)()
-    buffered = hasattr(decoder, "_buffer_decode")  # utf-8: we keep the carry, so offsets stay exact
-    carry = b""
-    try:
-        f = open(seg.path, "rb")
-    except OSError as e:
-        raise TextRNNError(f"{seg.path}: cannot read ({e.strerror})") from None
-    with f:
-        f.seek(seg.start)
-        pos = seg.start
-        while pos < seg.end:
-            block = f.read(min(CHUNK_BYTES, seg.end - pos))
-            if not block:
-                break
-            data, final = carry + block, pos + len(block) >= seg.end
-            try:
-                if buffered:
-                    text, used = decoder._buffer_decode(data, "strict", final)
-                else:
-                    text, used = decoder.decode(data, final), len(data)
-            except UnicodeDecodeError as e:
-                raise _decode_error(seg, pos - len(carry) + e.start) from None
-            if "\x00" in text:
-                raise TextRNNError(f"{seg.name}: looks like a binary file (NUL bytes); give a text file")
-            carry = data[used:]
-            pos += len(block)
-            yield text, len(block)
+    else:
+        yield from decoded_blocks(seg.path, seg.codec, seg.start, seg.end)
 
 
 def read_stream(segs: Sequence[Segment], report: Report = None, stage: str = "read",

@@ -31,6 +31,7 @@ line, where there is one) and what to do.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
@@ -41,6 +42,7 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from ..errors import TextRNNError
+from .corpus import binary_error, decode_error, lookup_codec
 from .labels import quoted_names
 from .labels import detect_label_column, detect_text_column, label_key  # noqa: F401 (textrnn.cli imports these)
 
@@ -50,23 +52,20 @@ TABLE_SUFFIXES = tuple(k for k, v in EXTENSIONS.items() if v != "txt")  # what c
 
 
 def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Decode ``raw`` read from ``name``; the error names the byte offset and the fix."""
+    """Decode ``raw`` read from ``name`` (a UTF-8 BOM dropped); the error names the byte
+    offset and the fix."""
+    codec = lookup_codec(encoding)
+    start = len(codecs.BOM_UTF8) if codec == "utf-8" and raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        codecs_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-        text = raw.decode(codecs_name)
-    except LookupError:
-        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+        text = str(memoryview(raw)[start:], codec)
     except UnicodeDecodeError as e:
         if b"\x00" in raw[:8192]:
-            raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file") from None
-        line = raw[: e.start].count(b"\n") + 1
-        raise TextRNNError(
-            f"{name}: not valid {encoding} at byte {e.start} (line {line}); "
-            f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)"
-        ) from None
+            raise binary_error(name) from None
+        offset = start + e.start
+        raise decode_error(name, codec, offset, raw.count(b"\n", 0, offset) + 1) from None
     if "\x00" in text[:8192]:
-        raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
-    return text
+        raise binary_error(name)
+    return text.removeprefix("\ufeff")
 
 
 # csv's default cap of 128 KiB per field would reject long documents; lift it (bounded so
@@ -116,7 +115,7 @@ def read_table(
         name = name or str(path)
         raw = _read_bytes(path, name)
         fmt = fmt or _format_from_extension(path, name, option)
-    text = decode_bytes(raw, name, encoding).removeprefix("\ufeff")
+    text = decode_bytes(raw, name, encoding)
     if fmt == "jsonl":
         columns, rows, lines = _parse_jsonl(text, name)
     elif fmt == "txt":
