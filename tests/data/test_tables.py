@@ -189,8 +189,17 @@ def test_shipped_sst2_files_load_to_exact_row_counts():
     assert detect_text_column(read_table(root / "dev.tsv")) == "content"
 
 
+@pytest.fixture
+def csv_field_limit():
+    """Sets the csv module's field limit (process-wide) for one test, and restores it."""
+    saved = csv.field_size_limit()
+    yield csv.field_size_limit
+    csv.field_size_limit(saved)
+
+
 @pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
-def test_fields_over_128_kib(tmp_path, ext, sep):
+def test_fields_over_128_kib(tmp_path, ext, sep, csv_field_limit):
+    csv_field_limit(2**31 - 1)  # as textrnn.configure_process() (the textrnn command) does
     long = "word " * 60_000  # 300 KB
     p = tmp_path / f"long.{ext}"
     p.write_text(f"text{sep}label\n{long}{sep}1\nshort{sep}0\n")
@@ -219,3 +228,12 @@ def test_a_lone_carriage_return_keeps_its_row():
     out = render_rows([{"text": "line one\rline two", "label": 1}], ["text", "label"], "csv")
     assert list(csv.reader(io.StringIO(out, newline=""))) == [["text", "label"], ["line one\rline two", "1"]]
     assert read_table(out.encode(), name="out").rows == [{"text": "line one\rline two", "label": "1"}]
+
+
+@pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
+def test_a_field_over_the_csv_limit_names_the_line_and_the_fix(tmp_path, ext, sep, csv_field_limit):
+    csv_field_limit(1000)
+    p = write(tmp_path, f"long.{ext}", f"text{sep}label\nshort{sep}0\n{'word ' * 300}{sep}1\n")
+    fix = r"call textrnn\.configure_process\(\) first"
+    with pytest.raises(TextRNNError, match=rf"long\.{ext}: line 3: .*limit of 1000 characters; {fix}"):
+        read_table(p)

@@ -30,7 +30,6 @@ import numpy as np
 
 from ..errors import TextRNNError
 from ..files import atomic_write, temp_dir
-from ..memory import keep_freed_memory
 from . import corpus
 from .corpus import Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec, \
     total_bytes
@@ -199,7 +198,6 @@ def prepare(
     read, so the ids are those a fresh preparation with it gives (``kind`` is ignored).
     """
     codec = stream_codec(encoding)
-    keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones
     cache_dir = Path(cache_dir)
     hashes = FileHashes(cache_dir)
     files = expand_inputs(inputs)

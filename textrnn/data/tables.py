@@ -37,7 +37,6 @@ import csv
 import io
 import json
 import os
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -67,11 +66,6 @@ def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
     if "\x00" in text[:8192]:
         raise binary_error(name)
     return text.removeprefix("\ufeff")
-
-
-# csv's default cap of 128 KiB per field would reject long documents; lift it (bounded so
-# that the C long it is stored in cannot overflow on any platform)
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
 
 
 @dataclass
@@ -195,6 +189,11 @@ def _records(reader: Any, name: str, fmt: str) -> Iterator[tuple[int, list[str]]
         except StopIteration:
             return
         except csv.Error as e:
+            if str(e).startswith("field larger than field limit"):  # (csv tells it by its message only)
+                raise TextRNNError(
+                    f"{name}: line {line}: a field is longer than the csv module's limit of "
+                    f"{csv.field_size_limit()} characters; call textrnn.configure_process() first, "
+                    f"as the textrnn command does, or raise csv.field_size_limit()") from None
             hint = "check for a quote that is never closed" if fmt == "csv" else "check the row"
             raise TextRNNError(f"{name}: line {line}: cannot read the {fmt} row ({e}); {hint}") from None
         yield line, fields
