@@ -96,3 +96,24 @@ def test_a_given_tokenizer_encodes_as_a_fresh_preparation_after_the_tokens_are_d
     assert again.meta["reused"] == {"tokenizer": True, "tokens": False}
     np.testing.assert_array_equal(again.train.memmap(), train)
     np.testing.assert_array_equal(again.val.memmap(), val)
+
+
+def test_a_table_corpus_is_streamed_not_read_whole(tmp_path, monkeypatch):
+    import tracemalloc
+
+    from textrnn.data import tables
+    from textrnn.data.cache import FileHashes, materialize_table
+
+    row = 'id,"a review, with ""quotes""\r\nand a second line",pos\r\n'
+    p = tmp_path / "big.csv"
+    p.write_text("id,review,label\r\n" + row * 60_000, newline="")  # 3.6 MB
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 16 << 10)
+    monkeypatch.setattr(tables, "read_table", None)  # (reading the table whole is not an option)
+    tracemalloc.start()
+    try:
+        text_file = materialize_table(p, "utf-8", None, tmp_path / "cache", FileHashes(tmp_path / "cache"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < p.stat().st_size / 16  # (a few blocks)
+    assert text_file.read_bytes() == 'a review, with "quotes"\r\nand a second line\n'.encode() * 60_000

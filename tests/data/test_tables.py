@@ -3,13 +3,14 @@ import io
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textrnn.errors import TextRNNError
 from textrnn.data.labels import detect_label_column, detect_text_column, parse_labels
 
-from textrnn.data.tables import read_table, render_rows
+from textrnn.data import corpus
+from textrnn.data.tables import read_table, render_rows, text_column_lines
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -204,6 +205,53 @@ def test_fields_over_128_kib(tmp_path, ext, sep, csv_field_limit):
     p = tmp_path / f"long.{ext}"
     p.write_text(f"text{sep}label\n{long}{sep}1\nshort{sep}0\n")
     assert read_table(p).values("text") == [long, "short"]
+
+
+# --- a text column, streamed --------------------------------------------------------
+
+
+def _outcome(get):
+    try:
+        return get()
+    except TextRNNError as e:
+        return f"error: {e}"
+
+
+def _whole_column_text(path, **options):
+    """The text a corpus took from a table before it was streamed: read whole, then joined."""
+    table = read_table(path)
+    column = detect_text_column(table, options.get("text_column"))
+    return "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
+
+
+cell = st.one_of(st.none(), st.integers(-5, 5), st.text(alphabet=' ,"\t\r\nab1é\ufeff', max_size=8))
+tables = st.builds(
+    lambda names, cells, fmt: (render_rows([dict(zip(names, row)) for row in cells], names, fmt), fmt),
+    st.lists(st.sampled_from(["text", "review", "id", "label", "body", "score"]), min_size=1, max_size=3,
+             unique=True),
+    st.lists(st.lists(cell, min_size=3, max_size=3), max_size=5), st.sampled_from(["csv", "jsonl"]))
+junk = st.tuples(st.text(alphabet=',"\t\n\r :{}[]ab1é\ufeff'), st.sampled_from(["csv", "tsv", "jsonl"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.one_of(tables, junk), chunk=st.integers(1, 9))
+def test_a_streamed_text_column_is_that_of_the_whole_table(tmp_path, monkeypatch, table, chunk):
+    text, fmt = table
+    p = write(tmp_path, f"t.{fmt}", text)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk)  # blocks end inside lines, \r\n pairs and characters
+    streamed = _outcome(lambda: "".join(text_column_lines(p)))
+    assert streamed == _outcome(lambda: _whole_column_text(p))
+
+
+def test_a_streamed_column_keeps_quotes_and_multiline_fields(tmp_path, monkeypatch):
+    p = write(tmp_path, "r.csv", 'id,review,label\r\n1,"say ""hi"",\r\nthen\rgo",pos\r\n2,,neg\r\n3,"a\nb",pos\r\n')
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 4)
+    assert "".join(text_column_lines(p)) == _whole_column_text(p) == 'say "hi",\r\nthen\rgo\n\na\nb\n'
+    late = write(tmp_path, "late.jsonl", '{"id": 1}\n{"id": 2, "body": "x"}\n{"text": "t", "body": "y"}\n')
+    assert "".join(text_column_lines(late)) == _whole_column_text(late) == "t\n"  # text is a text-like name
+    for requested in ("body", "nope"):
+        assert _outcome(lambda: "".join(text_column_lines(late, text_column=requested))) == \
+            _outcome(lambda: _whole_column_text(late, text_column=requested))
 
 
 # --- writing -------------------------------------------------------------------------

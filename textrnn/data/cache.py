@@ -29,11 +29,11 @@ from typing import Any, Iterable, Optional, Sequence
 import numpy as np
 
 from ..errors import TextRNNError
-from ..files import atomic_write, temp_dir
+from ..files import atomic_file, atomic_write, temp_dir
 from . import corpus
 from .corpus import Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec, \
     total_bytes
-from .tables import TABLE_SUFFIXES
+from .tables import TABLE_SUFFIXES, text_column_lines
 
 FORMAT = 1  # bump when the cache layout or the encoding rules change
 
@@ -165,15 +165,12 @@ class Prepared:
 
 def materialize_table(path: Path, encoding: str, text_column: Optional[str], cache: Path,
                       hashes: FileHashes) -> Path:
-    """A table's text column as a text file in the cache (one row per line)."""
-    from .tables import detect_text_column, read_table
-
+    """A table's text column as a UTF-8 text file in the cache (one row per line), streamed."""
     dest = cache / "texts" / f"{cache_key('table', hashes.sha256(path), encoding, text_column)}.txt"
     if not dest.exists():
-        table = read_table(path, encoding=encoding)
-        column = detect_text_column(table, text_column)
-        text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
-        atomic_write(dest, text)
+        with atomic_file(dest, "wb") as f:
+            for line in text_column_lines(path, encoding=encoding, text_column=text_column):
+                f.write(line.encode("utf-8"))
     return dest
 
 

@@ -143,23 +143,33 @@ def segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
     between files that do not end with one."""
     segs: list[Segment] = []
     for path, codec in files:
+        start = text_start(path, codec)
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
-                head = f.read(8192)
                 f.seek(max(0, size - 1))
                 last = f.read(1)
         except OSError as e:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
-        if b"\x00" in head:
-            raise binary_error(str(path))
-        start = 3 if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
         if size <= start:
             continue
         segs.append(Segment(str(path), path, start, size, codec))
         if last != b"\n":
             segs.append(Segment(str(path), None, 0, 1, codec, b"\n"))
     return segs
+
+
+def text_start(path: Path, codec: str) -> int:
+    """Where the text of ``path`` starts: past a UTF-8 BOM, if any. A file with NUL bytes near
+    its start is a binary file, a user error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+    if b"\x00" in head:
+        raise binary_error(str(path))
+    return len(codecs.BOM_UTF8) if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
 
 
 def total_bytes(segs: Sequence[Segment]) -> int:

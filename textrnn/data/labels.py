@@ -8,7 +8,7 @@ with a one-line message naming the file and the option that fixes it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import TextRNNError
 
@@ -24,19 +24,23 @@ _INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit string
 # --- columns -------------------------------------------------------------------------
 
 
-def detect_text_column(table: Table, requested: str | None = None) -> str:
+def detect_text_column(table: Table, requested: str | None = None,
+                       mostly_text: Callable[[str], bool] | None = None) -> str:
     """The column holding the texts.
 
     ``requested`` if given (it must exist); else the first column named like a text
     (text, sentence, review, content, comment, or their plurals; any case); else the one
-    column, not named like a label, whose values are mostly non-numeric strings.
+    column, not named like a label, whose values are mostly non-numeric strings
+    (``mostly_text(column)`` tells, by default from ``table.rows``; a reader that streams
+    the rows counts :func:`is_text_value` itself).
     """
     if requested is not None:
         return _require_column(table, requested, "--text-column")
-    named = _first_named(table.columns, TEXT_NAMES)
+    named = text_column_by_name(table.columns)
     if named is not None:
         return named
-    texty = [c for c in table.columns if c.strip().lower() not in LABEL_NAMES and _mostly_text(table, c)]
+    mostly_text = mostly_text or (lambda column: _mostly_text(table, column))
+    texty = [c for c in table.columns if c.strip().lower() not in LABEL_NAMES and mostly_text(c)]
     if len(texty) == 1:
         return texty[0]
     why = f"columns {quoted_names(texty)} all hold text" if texty else "no column holds text"
@@ -99,10 +103,22 @@ def _first_named(columns: list[str], names: tuple[str, ...]) -> str | None:
     return next((c for c in columns if c.strip().lower() in names), None)
 
 
+def text_column_by_name(columns: list[str], requested: str | None = None) -> str | None:
+    """The text column if the names tell (as :func:`detect_text_column` decides): ``requested``
+    if ``columns`` has it, else the first column named like a text; otherwise ``None``."""
+    if requested is not None:
+        return requested if requested in columns else None
+    return _first_named(columns, TEXT_NAMES)
+
+
+def is_text_value(value: Any) -> bool:
+    """A non-blank string that is not a number (what a text column mostly holds)."""
+    return isinstance(value, str) and value.strip() != "" and not _is_number(value)
+
+
 def _mostly_text(table: Table, column: str) -> bool:
-    """More than half the rows hold a non-blank string that is not a number."""
-    texts = sum(isinstance(v, str) and v.strip() != "" and not _is_number(v) for v in table.values(column))
-    return texts * 2 > len(table.rows)
+    """More than half the rows hold a text value."""
+    return sum(map(is_text_value, table.values(column))) * 2 > len(table.rows)
 
 
 def _is_number(s: str) -> bool:

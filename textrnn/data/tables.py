@@ -24,8 +24,10 @@ as many fields as the header. A row with *fewer* fields is an error, not padded 
 never closed, and padding would silently train on an empty text or label. Values are
 kept as strings, unstripped.
 
-The file is decoded whole first (:func:`decode_bytes`), so a wrong encoding
-is reported with its byte offset and line. Every mistake in the input raises
+:func:`read_table` decodes the file whole first (:func:`decode_bytes`), so a wrong encoding
+is reported with its byte offset and line; :func:`text_column_lines` (a table given as a
+language-model corpus) streams it instead, with the same text and errors. Every mistake in
+the input raises
 :class:`~textrnn.errors.TextRNNError` with a one-line message naming the file (and the
 line, where there is one) and what to do.
 """
@@ -37,13 +39,15 @@ import csv
 import io
 import json
 import os
+import re
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import TextRNNError
-from .corpus import binary_error, decode_error, lookup_codec
-from .labels import quoted_names
+from .corpus import binary_error, decode_error, decoded_blocks, lookup_codec, text_start
+from .labels import is_text_value, quoted_names, text_column_by_name
 from .labels import detect_label_column, detect_text_column, label_key  # noqa: F401 (textrnn.cli imports these)
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
@@ -111,12 +115,15 @@ def read_table(
         raw = _read_bytes(path, name)
         fmt = fmt or _format_from_extension(path, name, option)
     text = decode_bytes(raw, name, encoding)
-    if fmt == "jsonl":
-        columns, rows, lines = _parse_jsonl(text, name)
-    elif fmt == "txt":
+    if fmt == "txt":
         columns, rows, lines = _parse_txt(text)
     else:
-        columns, rows, lines = _parse_delimited(text, name, fmt)
+        columns = []
+        numbered = list(_rows(io.StringIO(text, newline=_NEWLINE[fmt]), name, fmt, columns))
+        lines = [line for line, _ in numbered]
+        rows = [row for _, row in numbered]
+        if fmt == "jsonl":  # every row gets every column
+            rows = [{c: row.get(c) for c in columns} for row in rows]
     if not rows:
         raise _no_rows(name, fmt, columns)
     return Table(name, fmt, columns, rows, lines)
@@ -159,25 +166,33 @@ def _no_rows(name: str, fmt: str, columns: list[str]) -> TextRNNError:
 
 
 Parsed = tuple[list[str], list[dict[str, Any]], list[int]]
+_NEWLINE = {"csv": "", "tsv": "", "jsonl": "\n"}  # where lines end (io's newline=): csv's \r, \r\n too
 
 
-def _parse_delimited(text: str, name: str, fmt: str) -> Parsed:
-    """csv or tsv: the first non-blank row is the header; blank rows are skipped."""
+def _rows(lines: Iterable[str], name: str, fmt: str, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a csv, tsv or jsonl text given line by line (line ends kept), each with
+    the line it starts on. ``columns`` is filled in as they are found: the header's names,
+    or the JSON objects' keys so far in the order first seen (a jsonl row has its own keys)."""
+    if fmt == "jsonl":
+        seen = set(columns)
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                obj = _json_object(line.strip(), name, number)
+                if new := [k for k in obj if k not in seen]:
+                    columns.extend(new)
+                    seen.update(new)
+                yield number, obj
+        return
     dialect: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
-    header: list[str] | None = None
-    rows, lines = [], []
-    for line, fields in _records(reader, name, fmt):
-        if all(not f.strip() for f in fields):
+    for line, fields in _records(csv.reader(lines, **dialect), name, fmt):
+        if all(not f.strip() for f in fields):  # blank rows are skipped
             continue
-        if header is None:
-            header = _header(fields, name, line)
+        if not columns:  # the first non-blank row is the header
+            columns.extend(_header(fields, name, line))
             continue
-        if len(fields) != len(header):
-            raise _width_error(name, fmt, line, len(fields), header)
-        rows.append(dict(zip(header, fields)))
-        lines.append(line)
-    return header or [], rows, lines
+        if len(fields) != len(columns):
+            raise _width_error(name, fmt, line, len(fields), columns)
+        yield line, dict(zip(columns, fields))
 
 
 def _records(reader: Any, name: str, fmt: str) -> Iterator[tuple[int, list[str]]]:
@@ -228,19 +243,6 @@ def _width_error(name: str, fmt: str, line: int, n: int, header: list[str]) -> T
     )
 
 
-def _parse_jsonl(text: str, name: str) -> Parsed:
-    seen: dict[str, None] = {}  # ordered set of keys
-    objects, lines = [], []
-    for number, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            obj = _json_object(line.strip(), name, number)
-            seen.update(dict.fromkeys(obj))
-            objects.append(obj)
-            lines.append(number)
-    columns = list(seen)
-    return columns, [{c: obj.get(c) for c in columns} for obj in objects], lines
-
-
 def _json_object(line: str, name: str, number: int) -> dict[str, Any]:
     try:
         obj = json.loads(line)
@@ -266,6 +268,73 @@ def _parse_txt(text: str) -> Parsed:
             rows.append({"text": doc})
             lines.append(number)
     return ["text"], rows, lines
+
+
+# --- a text column, streamed --------------------------------------------------------
+
+
+def text_column_lines(path: str | os.PathLike, *, encoding: str = "utf-8",
+                      text_column: str | None = None) -> Iterator[str]:
+    """The texts of the csv, tsv or jsonl table at ``path``, each followed by a newline
+    (``None`` values left out): what a language-model corpus takes from a table.
+
+    The same text, and the same errors, as :func:`read_table` then :func:`detect_text_column`,
+    but the file is streamed a block at a time, never held whole: the column is found by
+    name from the header (jsonl: from the keys as they come), or, when only the values can
+    tell, after a first pass that counts them.
+    """
+    path = Path(path)
+    name, codec = str(path), lookup_codec(encoding)
+    fmt = _format_from_extension(path, name)
+    columns: list[str] = []
+    column, counts, n_rows, written = None, Counter(), 0, False
+    for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, columns):
+        n_rows += 1
+        if column is None:
+            column = text_column_by_name(columns, text_column)
+            if column is None and fmt != "jsonl" and text_column is not None:  # (a header's names are all)
+                detect_text_column(Table(name, fmt, columns, [], []), text_column)  # raises
+        if column is None:
+            counts.update(c for c, v in row.items() if is_text_value(v))
+        elif (value := row.get(column)) is not None:
+            yield f"{value}\n"
+            written = True
+    if not n_rows:
+        raise _no_rows(name, fmt, columns)
+    if column is None:  # no name told: the values do (or a --text-column the file lacks, an error)
+        column = detect_text_column(Table(name, fmt, columns, [], []), text_column,
+                                    mostly_text=lambda c: counts[c] * 2 > n_rows)
+        for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, []):
+            if (value := row.get(column)) is not None:
+                yield f"{value}\n"
+                written = True
+    if not written:
+        yield "\n"
+
+
+def _file_lines(path: Path, codec: str, newline: str) -> Iterator[str]:
+    """The lines of the file at ``path`` (line ends kept), as ``io.StringIO(text,
+    newline=newline)`` cuts its decoded text, read a block at a time; a BOM is dropped."""
+    ends = _LINE_ENDS[newline]
+    first, pending = True, []  # (pending: the start of a line that may go on)
+    for text, _ in decoded_blocks(path, codec, text_start(path, codec)):
+        if first and text:
+            text, first = text.removeprefix("\ufeff"), False  # (a BOM in another codec, or a second one)
+        if not ends.search(text) and not (pending and pending[-1].endswith("\r")):
+            pending.append(text)  # (a line longer than a block)
+            continue
+        text, start = "".join(pending) + text, 0
+        for end in ends.finditer(text):
+            if end.group() == "\r" and end.end() == len(text):  # (maybe the first half of a \r\n)
+                break
+            yield text[start:end.end()]
+            start = end.end()
+        pending = [text[start:]] if start < len(text) else []
+    if pending:
+        yield "".join(pending)
+
+
+_LINE_ENDS = {"": re.compile(r"\r\n?|\n"), "\n": re.compile(r"\n")}  # (io's newline="" and "\n")
 
 
 # --- writing -------------------------------------------------------------------------
