@@ -18,10 +18,7 @@ from .tokenizer import Tokenizer
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> list[np.ndarray]:
     """Token ids of each text, cut to ``max_len``."""
-    if tokenizer.kind == "char":
-        return [tokenizer.encode(t)[:max_len] for t in texts]
-    return [np.asarray(e.ids[:max_len], dtype=np.int64)
-            for e in tokenizer.hf.encode_batch(list(texts), add_special_tokens=False)]
+    return tokenizer.encode_many(texts, max_len)
 
 
 def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import codecs
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -34,6 +34,13 @@ _NO_SPACE_BEFORE = set(".,;:!?)]}'\n")
 _NO_SPACE_AFTER = set("([{\n")
 
 
+def check_kind(kind: str) -> str:
+    """``kind`` if it names a tokenizer kind (``config.TOKENIZERS``); else a user error."""
+    if kind not in TOKENIZERS:
+        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    return kind
+
+
 class Tokenizer:
     """A trained tokenizer: ``encode`` text to ids, ``decode`` ids to text.
 
@@ -41,9 +48,7 @@ class Tokenizer:
     """
 
     def __init__(self, kind: str, hf: HFTokenizer):
-        if kind not in TOKENIZERS:
-            raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
-        self.kind = kind
+        self.kind = check_kind(kind)
         self.hf = hf
         vocab = hf.get_vocab()
         self.vocab_size = len(vocab)
@@ -77,9 +82,19 @@ class Tokenizer:
         pieces = split_pieces(text)
         if len(pieces) == 1:
             return np.asarray(self.hf.encode(pieces[0], add_special_tokens=False).ids, dtype=dtype)
-        batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)  # (no offsets: faster)
-        encodings = batch(pieces, add_special_tokens=False)
-        return np.fromiter((i for e in encodings for i in e.ids), dtype=dtype)
+        return np.fromiter((i for e in self._encode_batch(pieces) for i in e.ids), dtype=dtype)
+
+    def encode_many(self, texts: Sequence[str], max_len: Optional[int] = None) -> list[np.ndarray]:
+        """Token ids (int64) of each of many short texts (a classifier's rows), each cut to
+        ``max_len`` tokens. Word and BPE texts are encoded together, on every core."""
+        if self.kind == "char":  # (one token per character)
+            return [self._encode_chars(t[:max_len]).astype(np.int64) for t in texts]
+        return [np.asarray(e.ids[:max_len], dtype=np.int64) for e in self._encode_batch(list(texts))]
+
+    def _encode_batch(self, texts: list[str]) -> list:
+        """HF encodings of ``texts``, in parallel (and without offsets, where HF can)."""
+        batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+        return batch(texts, add_special_tokens=False)
 
     def _encode_chars(self, text: str) -> np.ndarray:
         if self._lut is None:  # code point -> id, for every code point (4.4 MB, built once)
@@ -105,9 +120,6 @@ class Tokenizer:
         return StreamDecoder(self)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
-
     def to_json(self) -> str:
         data = json.loads(self.hf.to_str())
         data["textrnn_kind"] = self.kind  # ignored by HF, lets tokenizer.json stand alone
@@ -184,8 +196,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
     ``vocab_size`` caps word vocabularies (default 20,000) and sets the BPE size (default
     4096); the char vocabulary is every code point seen.
     """
-    if kind not in TOKENIZERS:
-        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    check_kind(kind)
     if vocab_size is not None and vocab_size <= 0:
         raise TextRNNError(f"--vocab-size must be positive, got {vocab_size}")
     if kind == "char":

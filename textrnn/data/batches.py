@@ -1,4 +1,4 @@
-"""Reading corpora and cutting them into batches.
+"""Cutting token ids into batches: language models' windows, classifiers' padded batches.
 
 Language-model batching (truncated BPTT over contiguous streams). The token array is cut
 into ``B`` equal streams laid side by side; each step reads the next window of ``T``
@@ -80,10 +80,6 @@ class LMBatches:
 
     def windows_in_epoch(self, epoch: int) -> int:
         return (self.stream_len - 1 - self.offset(epoch)) // self.seq_len
-
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.batch_size * self.seq_len * self.windows_in_epoch(0)
 
     def _span(self, lo: int, hi: int) -> np.ndarray:
         """Ids ``[lo, hi)`` of every stream, ``(B, hi - lo)``, read a block at a time."""

@@ -125,9 +125,6 @@ class TokenFile:
     def memmap(self) -> np.ndarray:
         return np.memmap(self.path, dtype=self.dtype, mode="r")
 
-    def __getstate__(self):
-        return {**self.__dict__, "_fd": None}
-
     def __del__(self):
         if self._fd is not None:
             os.close(self._fd)
