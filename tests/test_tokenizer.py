@@ -124,3 +124,20 @@ def test_a_tokenizer_of_unknown_kind_is_refused():
     tok = train_tokenizer("char", ["abc"])
     with pytest.raises(TextRNNError, match="--tokenizer must be one of char, word, bpe, got 'bytes'"):
         Tokenizer.from_json(tok.to_json(), kind="bytes")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, _BPE.vocab_size - 1), max_size=12), st.integers(0, 12))
+def test_property_bpe_stream_of_any_ids_is_hf_decoding(ids, cut):
+    """Any ids, even bytes that never make a character: the streamed pieces, flushed at
+    ``cut`` and at the end, are HF's decoding of each part (U+FFFD for bad bytes)."""
+    dec = _BPE.stream_decoder()
+    first = "".join(dec(i) for i in ids[:cut]) + dec.flush()
+    second = "".join(dec(i) for i in ids[cut:]) + dec.flush()
+    assert (first, second) == (_BPE.hf.decode(ids[:cut]), _BPE.hf.decode(ids[cut:]))
+
+
+def test_stream_decoder_flushes_an_unfinished_character():
+    dec = _BPE.stream_decoder()
+    assert [dec(int(i)) for i in _BPE.encode("a😀")[:-1]] == ["a", "", ""]
+    assert dec.flush() == REPLACEMENT and dec.flush() == ""

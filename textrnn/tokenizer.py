@@ -16,7 +16,6 @@ Every kind is a ``tokenizers.Tokenizer`` underneath and is saved as one ``tokeni
 
 from __future__ import annotations
 
-import codecs
 import json
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
@@ -64,11 +63,8 @@ class Tokenizer:
             self._cp_ids = np.array([p[1] for p in pairs], dtype=np.int64)
             self._pieces = [REPLACEMENT if t == UNK else t for t in itos]
             self._lut: Optional[np.ndarray] = None
-        elif kind == "bpe":
-            byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-            self._pieces = [bytes(byte_of[c] for c in t if c in byte_of) for t in itos]
         else:
-            self._pieces = itos
+            self._pieces = itos  # (word's; BPE decodes through HF)
 
     # -- encoding -----------------------------------------------------------------------
     def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int64) -> np.ndarray:
@@ -149,8 +145,10 @@ class Tokenizer:
 class StreamDecoder:
     """Incremental decoding: ``dec(id)`` returns the text that id completes.
 
-    BPE tokens are byte sequences and may end inside a multi-byte character; the
-    incremental UTF-8 decoder holds such bytes back until the character is complete.
+    BPE tokens are byte sequences and may end inside a multi-byte character; HF's
+    ``DecodeStream`` holds such tokens back until the character is complete (``""`` until
+    then), and :meth:`flush` gives what is still held (bytes that never completed a
+    character decode to U+FFFD).
     """
 
     def __init__(self, tok: Tokenizer):
@@ -158,36 +156,33 @@ class StreamDecoder:
         self.pieces = tok._pieces
         self.prev = None
         if tok.kind == "bpe":
-            self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            self.hf = tok.hf
+            self.stream = decoders.DecodeStream(skip_special_tokens=False)
+            self.held: list[int] = []  # ids fed since the stream last gave text
 
     def __call__(self, i: int) -> str:
-        piece = self.pieces[i]
         if self.kind == "char":
-            return piece
+            return self.pieces[i]
         if self.kind == "bpe":
-            return self.utf8.decode(piece)
+            text = self.stream.step(self.hf, i)
+            if text is None:
+                self.held.append(i)
+                return ""
+            self.held.clear()
+            return text
         # word: rebuild spaces between words by rule
+        piece = self.pieces[i]
         prev, self.prev = self.prev, piece
         if prev is None or piece[:1] in _NO_SPACE_BEFORE or prev[-1:] in _NO_SPACE_AFTER:
             return piece
         return " " + piece
 
     def flush(self) -> str:
-        return self.utf8.decode(b"", final=True) if self.kind == "bpe" else ""
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table (what HF's ByteLevel uses)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
+        if self.kind != "bpe" or not self.held:
+            return ""
+        text = self.hf.decode(self.held, skip_special_tokens=False)
+        self.stream, self.held = decoders.DecodeStream(skip_special_tokens=False), []
+        return text
 
 
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:

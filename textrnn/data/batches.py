@@ -23,6 +23,7 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import TextRNNError
 
@@ -129,11 +130,9 @@ def eval_batches(ids, seq_len: int, max_streams: int = 16, name: str = "validati
 def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id sequences into ``(B, T)`` int64 and their lengths ``(B,)``.
     An empty sequence counts as one padding token (recurrent layers need length >= 1)."""
-    lengths = torch.tensor([max(1, len(s)) for s in seqs], dtype=torch.long)
-    ids = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
-    return ids, lengths
+    rows = [torch.from_numpy(np.asarray(s, dtype=np.int64)) if len(s) else torch.full((1,), pad_id) for s in seqs]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # (B,)
+    return pad_sequence(rows, batch_first=True, padding_value=pad_id), lengths  # (B, T), (B,)
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, order: np.ndarray,
