@@ -285,3 +285,5 @@ def test_a_field_over_the_csv_limit_names_the_line_and_the_fix(tmp_path, ext, se
     fix = r"call textrnn\.configure_process\(\) first"
     with pytest.raises(TextRNNError, match=rf"long\.{ext}: line 3: .*limit of 1000 characters; {fix}"):
         read_table(p)
+    with pytest.raises(TextRNNError, match=rf"long\.{ext}: line 3: .*limit of 1000 characters; {fix}"):
+        "".join(text_column_lines(p))  # (a table given as a corpus)

@@ -31,8 +31,8 @@ import numpy as np
 from ..errors import TextRNNError
 from ..files import atomic_file, atomic_write, temp_dir
 from . import corpus
-from .corpus import Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec, \
-    total_bytes
+from .corpus import (Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec,
+                     total_bytes)
 from .tables import TABLE_SUFFIXES, text_column_lines
 
 FORMAT = 1  # bump when the cache layout or the encoding rules change

@@ -126,7 +126,6 @@ def _line_at(path: Path, offset: int) -> int:
 class Segment:
     """Bytes ``[start, end)`` of ``path`` (or the literal ``data``) in the corpus stream."""
 
-    name: str
     path: Optional[Path]
     start: int
     end: int
@@ -153,9 +152,9 @@ def segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
         if size <= start:
             continue
-        segs.append(Segment(str(path), path, start, size, codec))
+        segs.append(Segment(path, start, size, codec))
         if last != b"\n":
-            segs.append(Segment(str(path), None, 0, 1, codec, b"\n"))
+            segs.append(Segment(None, 0, 1, codec, b"\n"))
     return segs
 
 
@@ -202,9 +201,9 @@ def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
             if s.path is not None:
                 k = _boundary(s, k)
             if k > s.start:
-                before.append(Segment(s.name, s.path, s.start, k, s.codec, s.data[: k - s.start]))
+                before.append(Segment(s.path, s.start, k, s.codec, s.data[: k - s.start]))
             if k < s.end:
-                after.append(Segment(s.name, s.path, k, s.end, s.codec, s.data[k - s.start:]))
+                after.append(Segment(s.path, k, s.end, s.codec, s.data[k - s.start:]))
         pos += s.size
     return before, after
 
