@@ -32,7 +32,8 @@ def main() -> None:
     import torch
 
     import textrnn
-    from textrnn.data.tables import detect_label_column, detect_text_column, read_table
+    from textrnn.data.labels import detect_label_column, detect_text_column
+    from textrnn.data.tables import read_table
 
     torch.set_num_threads(torch.get_num_threads())
     clf = textrnn.load(args.checkpoint, task="classify")

@@ -74,7 +74,7 @@ def build_corpus(path: Path, size: int, seed: int = 0) -> None:
 CHILD = r"""
 import json, resource, sys, time
 from pathlib import Path
-from textrnn.data.corpus import prepare
+from textrnn.data.cache import prepare
 args = json.loads(sys.argv[1])
 t = time.perf_counter()
 data = prepare([args["corpus"]], cache_dir=Path(args["cache"]), kind=args["kind"], vocab_size=args.get("vocab"))

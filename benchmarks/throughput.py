@@ -38,7 +38,7 @@ PLAIN = r'''
 import sys, time, torch, numpy as np
 steps, corpus = int(sys.argv[1]), sys.argv[2]
 if sys.argv[3:] == ["tuned"]:  # the one process-wide setting textrnn applies (glibc malloc thresholds)
-    from textrnn.memory import keep_freed_memory
+    from textrnn.process import keep_freed_memory
     keep_freed_memory()
 L, H, E, B, T = %d, %d, %d, %d, %d
 text = open(corpus, encoding="utf-8").read()

@@ -23,15 +23,8 @@ def test_configure_process_raises_the_csv_field_limit():
 
 @pytest.mark.parametrize("module", [
     "textrnn", "textrnn.cli", "textrnn.config", "textrnn.process",
-    pytest.param("textrnn.data.tables", marks=pytest.mark.xfail(
-        reason="data/tables.py still lifts the limit at import; the data restructure (wt-data) removes it")),
+    "textrnn.data.tables",
 ])
 def test_importing_changes_no_csv_limit(module):
     before, after = _limits(f"import {module}")
     assert after == before
-
-
-def test_memory_shim_is_the_process_function():
-    from textrnn import memory, process
-
-    assert memory.keep_freed_memory is process.keep_freed_memory

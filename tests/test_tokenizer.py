@@ -4,6 +4,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from textrnn.errors import TextRNNError
+from textrnn.files import atomic_write
 from textrnn.tokenizer import REPLACEMENT, Tokenizer, train_tokenizer
 
 MIXED = "Hello, world!\nCafé naïve — 中文字符 and emoji 😀🎉 e\u0301\r\n\ttabs"
@@ -54,7 +55,7 @@ def test_bpe_encodes_anything():
 @pytest.mark.parametrize("kind", ["char", "word", "bpe"])
 def test_save_load_same_ids(tmp_path, kind):
     tok = train_tokenizer(kind, [MIXED * 4], vocab_size=300 if kind == "bpe" else None)
-    tok.save(tmp_path / "tokenizer.json")
+    atomic_write(tmp_path / "tokenizer.json", tok.to_json())
     again = Tokenizer.load(tmp_path / "tokenizer.json")
     assert again.kind == kind
     np.testing.assert_array_equal(again.encode(MIXED), tok.encode(MIXED))
@@ -100,3 +101,43 @@ _BPE = train_tokenizer("bpe", [MIXED * 5], vocab_size=320)
 @given(text_strategy)
 def test_property_bpe_round_trip(text):
     assert _BPE.decode(_BPE.encode(text)) == text
+
+
+def test_char_tokenizer_encodes_without_python_objects_per_char():
+    tok = train_tokenizer("char", ["abc 我"])
+    ids = tok.encode("abcz我", dtype=np.uint16)
+    assert ids.dtype == np.uint16 and ids.tolist()[-2] == tok.unk_id
+    assert tok.decode(ids) == "abc\ufffd我"
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_encode_many_is_encode_of_each_text_cut_to_max_len(kind):
+    tok = train_tokenizer(kind, [MIXED * 4], vocab_size=300 if kind == "bpe" else None)
+    texts = ["", "Hello, world!", MIXED, "中文字符 😀\n" * 20]
+    many = tok.encode_many(texts, max_len=7)
+    assert [ids.tolist() for ids in many] == [tok.encode(t)[:7].tolist() for t in texts]
+    assert all(ids.dtype == np.int64 for ids in many)
+    assert [len(ids) for ids in tok.encode_many(texts)] == [len(tok.encode(t)) for t in texts]
+
+
+def test_a_tokenizer_of_unknown_kind_is_refused():
+    tok = train_tokenizer("char", ["abc"])
+    with pytest.raises(TextRNNError, match="--tokenizer must be one of char, word, bpe, got 'bytes'"):
+        Tokenizer.from_json(tok.to_json(), kind="bytes")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(0, _BPE.vocab_size - 1), max_size=12), st.integers(0, 12))
+def test_property_bpe_stream_of_any_ids_is_hf_decoding(ids, cut):
+    """Any ids, even bytes that never make a character: the streamed pieces, flushed at
+    ``cut`` and at the end, are HF's decoding of each part (U+FFFD for bad bytes)."""
+    dec = _BPE.stream_decoder()
+    first = "".join(dec(i) for i in ids[:cut]) + dec.flush()
+    second = "".join(dec(i) for i in ids[cut:]) + dec.flush()
+    assert (first, second) == (_BPE.hf.decode(ids[:cut]), _BPE.hf.decode(ids[cut:]))
+
+
+def test_stream_decoder_flushes_an_unfinished_character():
+    dec = _BPE.stream_decoder()
+    assert [dec(int(i)) for i in _BPE.encode("a😀")[:-1]] == ["a", "", ""]
+    assert dec.flush() == REPLACEMENT and dec.flush() == ""

@@ -18,10 +18,7 @@ from .tokenizer import Tokenizer
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> list[np.ndarray]:
     """Token ids of each text, cut to ``max_len``."""
-    if tokenizer.kind == "char":
-        return [tokenizer.encode(t)[:max_len] for t in texts]
-    return [np.asarray(e.ids[:max_len], dtype=np.int64)
-            for e in tokenizer.hf.encode_batch(list(texts), add_special_tokens=False)]
+    return tokenizer.encode_many(texts, max_len)
 
 
 def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
@@ -111,7 +108,7 @@ def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Seq
     whose label the model does not know: left out) and ``unlabelled`` (rows with a blank or
     missing label: not scored).
     """
-    from .data.tables import label_key
+    from .data.labels import label_key
 
     index = {label_key(n): k for k, n in enumerate(names)}
     keys = [label_key(g) for g in gold]

@@ -16,10 +16,9 @@ Every kind is a ``tokenizers.Tokenizer`` underneath and is saved as one ``tokeni
 
 from __future__ import annotations
 
-import codecs
 import json
 from pathlib import Path
-from typing import Iterable, Iterator, Optional
+from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
@@ -34,6 +33,13 @@ _NO_SPACE_BEFORE = set(".,;:!?)]}'\n")
 _NO_SPACE_AFTER = set("([{\n")
 
 
+def check_kind(kind: str) -> str:
+    """``kind`` if it names a tokenizer kind (``config.TOKENIZERS``); else a user error."""
+    if kind not in TOKENIZERS:
+        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    return kind
+
+
 class Tokenizer:
     """A trained tokenizer: ``encode`` text to ids, ``decode`` ids to text.
 
@@ -41,9 +47,7 @@ class Tokenizer:
     """
 
     def __init__(self, kind: str, hf: HFTokenizer):
-        if kind not in TOKENIZERS:
-            raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
-        self.kind = kind
+        self.kind = check_kind(kind)
         self.hf = hf
         vocab = hf.get_vocab()
         self.vocab_size = len(vocab)
@@ -59,11 +63,8 @@ class Tokenizer:
             self._cp_ids = np.array([p[1] for p in pairs], dtype=np.int64)
             self._pieces = [REPLACEMENT if t == UNK else t for t in itos]
             self._lut: Optional[np.ndarray] = None
-        elif kind == "bpe":
-            byte_of = {c: b for b, c in _bytes_to_unicode().items()}
-            self._pieces = [bytes(byte_of[c] for c in t if c in byte_of) for t in itos]
         else:
-            self._pieces = itos
+            self._pieces = itos  # (word's; BPE decodes through HF)
 
     # -- encoding -----------------------------------------------------------------------
     def encode(self, text: str, dtype: "np.typing.DTypeLike" = np.int64) -> np.ndarray:
@@ -77,9 +78,19 @@ class Tokenizer:
         pieces = split_pieces(text)
         if len(pieces) == 1:
             return np.asarray(self.hf.encode(pieces[0], add_special_tokens=False).ids, dtype=dtype)
-        batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)  # (no offsets: faster)
-        encodings = batch(pieces, add_special_tokens=False)
-        return np.fromiter((i for e in encodings for i in e.ids), dtype=dtype)
+        return np.fromiter((i for e in self._encode_batch(pieces) for i in e.ids), dtype=dtype)
+
+    def encode_many(self, texts: Sequence[str], max_len: Optional[int] = None) -> list[np.ndarray]:
+        """Token ids (int64) of each of many short texts (a classifier's rows), each cut to
+        ``max_len`` tokens. Word and BPE texts are encoded together, on every core."""
+        if self.kind == "char":  # (one token per character)
+            return [self._encode_chars(t[:max_len]).astype(np.int64) for t in texts]
+        return [np.asarray(e.ids[:max_len], dtype=np.int64) for e in self._encode_batch(list(texts))]
+
+    def _encode_batch(self, texts: list[str]) -> list:
+        """HF encodings of ``texts``, in parallel (and without offsets, where HF can)."""
+        batch = getattr(self.hf, "encode_batch_fast", self.hf.encode_batch)
+        return batch(texts, add_special_tokens=False)
 
     def _encode_chars(self, text: str) -> np.ndarray:
         if self._lut is None:  # code point -> id, for every code point (4.4 MB, built once)
@@ -105,9 +116,6 @@ class Tokenizer:
         return StreamDecoder(self)
 
     # -- persistence --------------------------------------------------------------------
-    def save(self, path: str | Path) -> None:
-        Path(path).write_text(self.to_json(), encoding="utf-8")
-
     def to_json(self) -> str:
         data = json.loads(self.hf.to_str())
         data["textrnn_kind"] = self.kind  # ignored by HF, lets tokenizer.json stand alone
@@ -137,8 +145,10 @@ class Tokenizer:
 class StreamDecoder:
     """Incremental decoding: ``dec(id)`` returns the text that id completes.
 
-    BPE tokens are byte sequences and may end inside a multi-byte character; the
-    incremental UTF-8 decoder holds such bytes back until the character is complete.
+    BPE tokens are byte sequences and may end inside a multi-byte character; HF's
+    ``DecodeStream`` holds such tokens back until the character is complete (``""`` until
+    then), and :meth:`flush` gives what is still held (bytes that never completed a
+    character decode to U+FFFD).
     """
 
     def __init__(self, tok: Tokenizer):
@@ -146,36 +156,33 @@ class StreamDecoder:
         self.pieces = tok._pieces
         self.prev = None
         if tok.kind == "bpe":
-            self.utf8 = codecs.getincrementaldecoder("utf-8")(errors="replace")
+            self.hf = tok.hf
+            self.stream = decoders.DecodeStream(skip_special_tokens=False)
+            self.held: list[int] = []  # ids fed since the stream last gave text
 
     def __call__(self, i: int) -> str:
-        piece = self.pieces[i]
         if self.kind == "char":
-            return piece
+            return self.pieces[i]
         if self.kind == "bpe":
-            return self.utf8.decode(piece)
+            text = self.stream.step(self.hf, i)
+            if text is None:
+                self.held.append(i)
+                return ""
+            self.held.clear()
+            return text
         # word: rebuild spaces between words by rule
+        piece = self.pieces[i]
         prev, self.prev = self.prev, piece
         if prev is None or piece[:1] in _NO_SPACE_BEFORE or prev[-1:] in _NO_SPACE_AFTER:
             return piece
         return " " + piece
 
     def flush(self) -> str:
-        return self.utf8.decode(b"", final=True) if self.kind == "bpe" else ""
-
-
-def _bytes_to_unicode() -> dict[int, str]:
-    """GPT-2's byte -> printable character table (what HF's ByteLevel uses)."""
-    bs = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1))
-    bs += list(range(ord("®"), ord("ÿ") + 1))
-    cs = bs[:]
-    n = 0
-    for b in range(256):
-        if b not in bs:
-            bs.append(b)
-            cs.append(256 + n)
-            n += 1
-    return dict(zip(bs, map(chr, cs)))
+        if self.kind != "bpe" or not self.held:
+            return ""
+        text = self.hf.decode(self.held, skip_special_tokens=False)
+        self.stream, self.held = decoders.DecodeStream(skip_special_tokens=False), []
+        return text
 
 
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
@@ -184,8 +191,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
     ``vocab_size`` caps word vocabularies (default 20,000) and sets the BPE size (default
     4096); the char vocabulary is every code point seen.
     """
-    if kind not in TOKENIZERS:
-        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    check_kind(kind)
     if vocab_size is not None and vocab_size <= 0:
         raise TextRNNError(f"--vocab-size must be positive, got {vocab_size}")
     if kind == "char":

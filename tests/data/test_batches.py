@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+import torch
 
 from textrnn.data.batches import LMBatches, eval_batches
 from textrnn.errors import TextRNNError
@@ -61,3 +62,13 @@ def test_windows_cross_block_reads():
         x, y = b.window(0, w)
         assert x[0, 0].item() == 7 * w and x[1, 0].item() == b.stream_len + 7 * w
         assert (y[:, :-1] == x[:, 1:]).all()
+
+
+def test_pad_batch_pads_right_and_counts_an_empty_text_as_one_pad():
+    from textrnn.data.batches import pad_batch
+
+    ids, lengths = pad_batch([np.array([1, 2, 3], dtype=np.uint16), np.array([], dtype=np.int64), [4]], pad_id=9)
+    assert ids.tolist() == [[1, 2, 3], [9, 9, 9], [4, 9, 9]] and ids.dtype == torch.long
+    assert lengths.tolist() == [3, 1, 1] and lengths.dtype == torch.long
+    ids, lengths = pad_batch([[], []])
+    assert ids.tolist() == [[0], [0]] and lengths.tolist() == [1, 1]

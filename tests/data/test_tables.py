@@ -1,11 +1,16 @@
+import csv
+import io
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from textrnn.errors import TextRNNError
-from textrnn.data.tables import Table, detect_label_column, detect_text_column, label_key, parse_labels, read_table
+from textrnn.data.labels import detect_label_column, detect_text_column, parse_labels
+
+from textrnn.data import corpus
+from textrnn.data.tables import read_table, render_rows, text_column_lines
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:
@@ -146,89 +151,6 @@ def test_non_utf8_names_file_and_line_and_encoding_fixes_it(tmp_path):
     assert read_table(p, encoding="latin-1").values("text") == ["good", "café noir"]
 
 
-# --- columns -------------------------------------------------------------------------
-
-
-def table(columns: list[str], *rows: list) -> Table:
-    return Table("t.csv", "csv", columns, [dict(zip(columns, r)) for r in rows], list(range(2, 2 + len(rows))))
-
-
-def test_text_column_by_name_any_case():
-    t = table(["id", "Reviews", "note"], ["1", "good", "x"])
-    assert detect_text_column(t) == "Reviews"
-
-
-def test_text_column_by_only_string_column():
-    t = table(["id", "tweet", "score", "sentiment"],
-              ["1", "loved it", "4.5", "positive"], ["2", "hated it", "1", "negative"], ["3", "", "", "neutral"])
-    assert detect_text_column(t) == "tweet"  # 'sentiment' is named like a label, so not a candidate
-
-
-def test_text_column_ambiguous_or_absent_lists_columns():
-    with pytest.raises(TextRNNError, match=r"t\.csv: .*'title', 'body' all hold text.*--text-column"):
-        detect_text_column(table(["title", "body"], ["a", "b"]))
-    with pytest.raises(TextRNNError, match=r"no column holds text; the columns are 'a', 'b'.*--text-column"):
-        detect_text_column(table(["a", "b"], ["1", "2.5"]))
-
-
-def test_requested_columns():
-    t = table(["body", "stars"], ["good", "5"], ["bad", "1"])
-    assert detect_text_column(t, "body") == "body"
-    assert detect_label_column(t, "stars") == "stars"
-    with pytest.raises(TextRNNError, match=r"no column 'text' \(the columns are 'body', 'stars'\); pass --text-column"):
-        detect_text_column(t, "text")
-    expected = r"no column 'label' \(the columns are 'body', 'stars'\); pass --label-column"
-    with pytest.raises(TextRNNError, match=expected):
-        detect_label_column(t, "label", required=False)
-
-
-def test_label_column_by_name_or_none():
-    assert detect_label_column(table(["text", "Polarity"], ["a", "1"])) == "Polarity"
-    t = table(["text", "stars"], ["a", "1"])
-    assert detect_label_column(t, required=False) is None
-    with pytest.raises(TextRNNError, match=r"no label column.*'text', 'stars'.*--label-column"):
-        detect_label_column(t)
-
-
-def test_empty_label_cell_names_the_line(tmp_path):
-    t = read_table(write(tmp_path, "gap.csv", "text,label\ngood,1\nbad, \n"))
-    with pytest.raises(TextRNNError, match=r"gap\.csv: line 3: empty label in column 'label'"):
-        detect_label_column(t)
-
-
-# --- labels --------------------------------------------------------------------------
-
-
-def test_string_labels_sorted_alphabetically():
-    names, idx = parse_labels(["positive", "negative", "neutral ", "positive"])
-    assert names == ["negative", "neutral", "positive"]
-    assert idx == [2, 0, 1, 2]
-
-
-def test_integer_labels_sorted_numerically():
-    assert parse_labels(["1", "10", " 2", "0", "-1"]) == ([-1, 0, 1, 2, 10], [2, 4, 3, 1, 0])
-    assert parse_labels([1, 0, 1.0]) == ([0, 1], [1, 0, 1])
-    assert parse_labels([1, "0"]) == ([0, 1], [1, 0])
-
-
-def test_mixed_labels_are_strings():
-    assert parse_labels(["1", "pos", 2]) == (["1", "2", "pos"], [0, 2, 1])
-    assert parse_labels([True, False]) == (["false", "true"], [1, 0])
-
-
-def test_bad_labels():
-    with pytest.raises(TextRNNError, match="^d.csv: labels column 'y' has only one class 'pos'; .*at least two"):
-        parse_labels(["pos", " pos"], column="y", source="d.csv")
-    with pytest.raises(TextRNNError, match="only one class '1'"):
-        parse_labels([1, "1"])
-    with pytest.raises(TextRNNError, match="row 2 has the label 0.5; labels must be strings or integers"):
-        parse_labels(["1", 0.5])
-    with pytest.raises(TextRNNError, match="row 1 has no label"):
-        parse_labels([None, "a"])
-    with pytest.raises(TextRNNError, match="is empty"):
-        parse_labels([])
-
-
 # --- robustness ----------------------------------------------------------------------
 
 table_bytes = st.one_of(
@@ -268,18 +190,100 @@ def test_shipped_sst2_files_load_to_exact_row_counts():
     assert detect_text_column(read_table(root / "dev.tsv")) == "content"
 
 
-def test_label_key_is_the_normalisation_of_parse_labels():
-    assert [label_key(v) for v in (True, False, 1.0, "+1", " 0 ", "-2", 3, " pos ")] == \
-        ["true", "false", 1, 1, 0, -2, 3, "pos"]
-    assert [label_key(v) for v in (None, "", "  ", 0.5, [1])] == [None] * 5
-    assert parse_labels(["+1", 0.0, True]) == (["0", "1", "true"], [1, 0, 2])
-    with pytest.raises(TextRNNError, match="row 1 has no label"):
-        parse_labels([" ", "a"])
+@pytest.fixture
+def csv_field_limit():
+    """Sets the csv module's field limit (process-wide) for one test, and restores it."""
+    saved = csv.field_size_limit()
+    yield csv.field_size_limit
+    csv.field_size_limit(saved)
 
 
 @pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
-def test_fields_over_128_kib(tmp_path, ext, sep):
+def test_fields_over_128_kib(tmp_path, ext, sep, csv_field_limit):
+    csv_field_limit(2**31 - 1)  # as textrnn.configure_process() (the textrnn command) does
     long = "word " * 60_000  # 300 KB
     p = tmp_path / f"long.{ext}"
     p.write_text(f"text{sep}label\n{long}{sep}1\nshort{sep}0\n")
     assert read_table(p).values("text") == [long, "short"]
+
+
+# --- a text column, streamed --------------------------------------------------------
+
+
+def _outcome(get):
+    try:
+        return get()
+    except TextRNNError as e:
+        return f"error: {e}"
+
+
+def _whole_column_text(path, **options):
+    """The text a corpus took from a table before it was streamed: read whole, then joined."""
+    table = read_table(path)
+    column = detect_text_column(table, options.get("text_column"))
+    return "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
+
+
+cell = st.one_of(st.none(), st.integers(-5, 5), st.text(alphabet=' ,"\t\r\nab1é\ufeff', max_size=8))
+tables = st.builds(
+    lambda names, cells, fmt: (render_rows([dict(zip(names, row)) for row in cells], names, fmt), fmt),
+    st.lists(st.sampled_from(["text", "review", "id", "label", "body", "score"]), min_size=1, max_size=3,
+             unique=True),
+    st.lists(st.lists(cell, min_size=3, max_size=3), max_size=5), st.sampled_from(["csv", "jsonl"]))
+junk = st.tuples(st.text(alphabet=',"\t\n\r :{}[]ab1é\ufeff'), st.sampled_from(["csv", "tsv", "jsonl"]))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(table=st.one_of(tables, junk), chunk=st.integers(1, 9))
+def test_a_streamed_text_column_is_that_of_the_whole_table(tmp_path, monkeypatch, table, chunk):
+    text, fmt = table
+    p = write(tmp_path, f"t.{fmt}", text)
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", chunk)  # blocks end inside lines, \r\n pairs and characters
+    streamed = _outcome(lambda: "".join(text_column_lines(p)))
+    assert streamed == _outcome(lambda: _whole_column_text(p))
+
+
+def test_a_streamed_column_keeps_quotes_and_multiline_fields(tmp_path, monkeypatch):
+    p = write(tmp_path, "r.csv", 'id,review,label\r\n1,"say ""hi"",\r\nthen\rgo",pos\r\n2,,neg\r\n3,"a\nb",pos\r\n')
+    monkeypatch.setattr(corpus, "CHUNK_BYTES", 4)
+    assert "".join(text_column_lines(p)) == _whole_column_text(p) == 'say "hi",\r\nthen\rgo\n\na\nb\n'
+    late = write(tmp_path, "late.jsonl", '{"id": 1}\n{"id": 2, "body": "x"}\n{"text": "t", "body": "y"}\n')
+    assert "".join(text_column_lines(late)) == _whole_column_text(late) == "t\n"  # text is a text-like name
+    for requested in ("body", "nope"):
+        assert _outcome(lambda: "".join(text_column_lines(late, text_column=requested))) == \
+            _outcome(lambda: _whole_column_text(late, text_column=requested))
+
+
+# --- writing -------------------------------------------------------------------------
+
+line_breaking_text = st.text(st.one_of(st.sampled_from(list('\r\n,"\t ;a')), st.characters(
+    exclude_categories=("Cs",), exclude_characters="\x00")), max_size=40)  # (NUL: read_table refuses it)
+
+
+@settings(max_examples=300, deadline=None)
+@given(texts=st.lists(line_breaking_text, min_size=1, max_size=6), fmt=st.sampled_from(["csv", "tsv", "jsonl"]))
+def test_rendered_rows_read_back_as_the_same_rows(texts, fmt):
+    rows = [{"text": t, "label": "pos" if i % 2 else "neg"} for i, t in enumerate(texts)]
+    out = render_rows(rows, ["text", "label"], fmt)
+    if fmt == "tsv":  # no quoting in tsv: tabs and line ends become spaces
+        rows = [{**r, "text": r["text"].replace("\r\n", " ").translate(str.maketrans("\t\r\n", "   "))} for r in rows]
+    if fmt == "csv":
+        assert list(csv.reader(io.StringIO(out, newline=""))) == [["text", "label"]] + [list(r.values()) for r in rows]
+    assert read_table(out.encode(), format=fmt, name="out").rows == rows
+
+
+def test_a_lone_carriage_return_keeps_its_row():
+    out = render_rows([{"text": "line one\rline two", "label": 1}], ["text", "label"], "csv")
+    assert list(csv.reader(io.StringIO(out, newline=""))) == [["text", "label"], ["line one\rline two", "1"]]
+    assert read_table(out.encode(), name="out").rows == [{"text": "line one\rline two", "label": "1"}]
+
+
+@pytest.mark.parametrize("ext,sep", [("csv", ","), ("tsv", "\t")])
+def test_a_field_over_the_csv_limit_names_the_line_and_the_fix(tmp_path, ext, sep, csv_field_limit):
+    csv_field_limit(1000)
+    p = write(tmp_path, f"long.{ext}", f"text{sep}label\nshort{sep}0\n{'word ' * 300}{sep}1\n")
+    fix = r"call textrnn\.configure_process\(\) first"
+    with pytest.raises(TextRNNError, match=rf"long\.{ext}: line 3: .*limit of 1000 characters; {fix}"):
+        read_table(p)
+    with pytest.raises(TextRNNError, match=rf"long\.{ext}: line 3: .*limit of 1000 characters; {fix}"):
+        "".join(text_column_lines(p))  # (a table given as a corpus)

@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from conftest import TINY, run_cli
+from conftest import TINY, needs_cpu_bf16, run_cli
 from textrnn.errors import TextRNNError
 from textrnn.training import runtime
 
@@ -53,3 +53,16 @@ def test_the_bf16_probe_leaves_the_global_rng_alone():
     torch.manual_seed(3)
     runtime.cpu_trains_bf16("gru")
     assert torch.equal(torch.rand(2), expected)
+
+
+@needs_cpu_bf16
+def test_precision_options(tmp_path, tiny_corpus):
+    from textrnn.training.lm import train_language_model
+
+    opts = dict(hidden=16, embed=8, batch_size=2, seq_len=8, max_steps=2, eval_every=2)
+    with pytest.raises(TextRNNError, match="fp16 needs a CUDA GPU"):
+        train_language_model([tiny_corpus], out=tmp_path / "a", precision="fp16", device="cpu", **opts)
+    with pytest.raises(TextRNNError, match="--precision must be one of"):
+        train_language_model([tiny_corpus], out=tmp_path / "b", precision="fp8", **opts)
+    run = train_language_model([tiny_corpus], out=tmp_path / "c", precision="bf16", device="cpu", **opts)
+    assert run.best["val_loss"] < 10  # bf16 autocast on the CPU runs (slowly on most CPUs)

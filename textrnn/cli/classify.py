@@ -5,7 +5,7 @@ writes the rows and prints the scores."""
 from __future__ import annotations
 
 import sys
-from typing import Any, Optional
+from typing import Optional
 
 import click
 
@@ -50,7 +50,8 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
         raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     from ..api import load
     from ..classify import prediction_rows
-    from ..data.tables import detect_label_column, detect_text_column
+    from ..data.labels import detect_label_column, detect_text_column
+    from ..data.tables import render_rows
 
     table = _read_input(file, text, input_format, encoding)
     text_col = detect_text_column(table, text_column)
@@ -66,7 +67,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     if out_fmt == "table":
         rendered = _render_table(rows, columns, to_file=bool(output and output != "-"))
     else:
-        rendered = _render_rows(rows, columns, out_fmt)
+        rendered = render_rows(rows, columns, out_fmt)
     if rendered is not None:
         _write(rendered, output)
     if gold_col is not None:
@@ -117,35 +118,6 @@ def _check_output_path(output: Optional[str]) -> None:
         raise TextRNNError(f"--output {output}: folder {parent} does not exist; create it or choose another path")
     if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
         raise TextRNNError(f"--output {output}: not writable; choose another path")
-
-
-def _render_rows(rows: list[dict], columns: list[str], fmt: str) -> str:
-    import csv
-    import io
-    import json
-
-    buf = io.StringIO()
-    if fmt == "jsonl":
-        for r in rows:
-            buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
-    elif fmt == "tsv":
-        # textrnn's TSV has no quoting and no escapes (``"`` and ``\`` are ordinary
-        # characters, as textrnn.tables reads them): a field cannot hold a tab or a line
-        # end, so each tab, \r and \n in a value is written as a space.
-        for values in [columns] + [[r.get(c) for c in columns] for r in rows]:
-            buf.write("\t".join(_tsv_field(v) for v in values) + "\n")
-    else:
-        writer = csv.writer(buf, lineterminator="\n")
-        writer.writerow(columns)
-        for r in rows:
-            writer.writerow(["" if r.get(c) is None else r.get(c) for c in columns])
-    return buf.getvalue()
-
-
-def _tsv_field(value: Any) -> str:
-    """One TSV field: tabs and line ends become spaces (see _render_rows)."""
-    s = "" if value is None else str(value)
-    return s.replace("\r\n", " ").replace("\t", " ").replace("\r", " ").replace("\n", " ")
 
 
 def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Optional[str]:

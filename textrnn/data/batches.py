@@ -1,4 +1,4 @@
-"""Reading corpora and cutting them into batches.
+"""Cutting token ids into batches: language models' windows, classifiers' padded batches.
 
 Language-model batching (truncated BPTT over contiguous streams). The token array is cut
 into ``B`` equal streams laid side by side; each step reads the next window of ``T``
@@ -23,12 +23,13 @@ from typing import Iterator, Optional, Sequence
 
 import numpy as np
 import torch
+from torch.nn.utils.rnn import pad_sequence
 
 from ..errors import TextRNNError
 
 
 class ArrayTokens:
-    """An in-memory id array with the ``read`` interface of :class:`textrnn.corpus.TokenFile`."""
+    """An in-memory id array with the ``read`` interface of :class:`textrnn.data.cache.TokenFile`."""
 
     def __init__(self, ids: np.ndarray):
         self.ids = np.asarray(ids)
@@ -81,10 +82,6 @@ class LMBatches:
     def windows_in_epoch(self, epoch: int) -> int:
         return (self.stream_len - 1 - self.offset(epoch)) // self.seq_len
 
-    @property
-    def tokens_per_epoch(self) -> int:
-        return self.batch_size * self.seq_len * self.windows_in_epoch(0)
-
     def _span(self, lo: int, hi: int) -> np.ndarray:
         """Ids ``[lo, hi)`` of every stream, ``(B, hi - lo)``, read a block at a time."""
         if self._block is None or not (self._block[0] <= lo and hi <= self._block[1]):
@@ -133,11 +130,9 @@ def eval_batches(ids, seq_len: int, max_streams: int = 16, name: str = "validati
 def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id sequences into ``(B, T)`` int64 and their lengths ``(B,)``.
     An empty sequence counts as one padding token (recurrent layers need length >= 1)."""
-    lengths = torch.tensor([max(1, len(s)) for s in seqs], dtype=torch.long)
-    ids = torch.full((len(seqs), int(lengths.max())), pad_id, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        ids[i, : len(s)] = torch.from_numpy(np.asarray(s, dtype=np.int64))
-    return ids, lengths
+    rows = [torch.from_numpy(np.asarray(s, dtype=np.int64)) if len(s) else torch.full((1,), pad_id) for s in seqs]
+    lengths = torch.tensor([len(r) for r in rows], dtype=torch.long)  # (B,)
+    return pad_sequence(rows, batch_first=True, padding_value=pad_id), lengths  # (B, T), (B,)
 
 
 def length_buckets(lengths: Sequence[int], batch_size: int, order: np.ndarray,

@@ -1,23 +1,15 @@
-"""Corpora larger than memory: inputs -> streamed text -> tokenizer -> token files on disk.
+"""Corpora larger than memory: the inputs, read as one stream of decoded text.
 
 ::
 
-    files, directories, globs ─┐                       ┌─ tokenizers/<key>.json
-    tables' text column ───────┼─> one byte stream ─>  │
-    HF datasets (--dataset) ───┘   (split by bytes)    └─ tokens/<key>/train.bin, val.bin
+    files, directories, globs ─┐
+    tables' text column ───────┼─> one byte stream ─> train part | validation part
+    HF datasets (--dataset) ───┘   (split by bytes)
 
 The inputs are read in chunks of a few MB and never held whole. Their concatenation is
 one stream of bytes (a newline goes between files that lack one); the validation part is
 its last ``val_fraction`` of the bytes (at most ``val_max_bytes``), cut at a character
-boundary. The tokenizer is trained on the training part, streamed, and both parts are
-encoded, streamed, to flat files of token ids (``uint16`` when the vocabulary fits, else
-``uint32``; ``np.memmap(path, dtype)`` maps them).
-
-Everything lands in a cache folder beside the runs (``checkpoints/.textrnn-cache``, or
-``$TEXTRNN_CACHE``), keyed by the SHA-256 of the inputs' bytes and the options that shape
-the result, so a second run on the same text starts at once. File hashes are remembered
-by path, size, modification and change time and inode, so unchanged files are not read
-again either. The cache can be deleted at any time.
+boundary. :mod:`textrnn.data.cache` turns the parts into token files.
 """
 
 from __future__ import annotations
@@ -25,23 +17,14 @@ from __future__ import annotations
 import codecs
 import functools
 import glob
-import hashlib
-import json
 import os
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
-
-import numpy as np
+from typing import Callable, Iterator, Optional, Sequence
 
 from ..errors import TextRNNError
-from ..files import atomic_write, temp_dir
-from ..memory import keep_freed_memory
-from .tables import TABLE_SUFFIXES
 
 CHUNK_BYTES = 8 << 20  # read size: small enough for memory, large enough for numpy to be fast
-FORMAT = 1  # bump when the cache layout or the encoding rules change
 GLOB_CHARS = set("*?[")  # a path with these is a glob pattern
 
 Report = Optional[Callable[[str, int, int], None]]  # (stage, bytes done, bytes total)
@@ -74,75 +57,68 @@ def expand_inputs(specs: Sequence[str | os.PathLike]) -> list[Path]:
     return files
 
 
-def default_cache_dir(run_dir: Path) -> Path:
-    env = os.environ.get("TEXTRNN_CACHE")
-    return Path(env) if env else Path(run_dir).resolve().parent / ".textrnn-cache"
-
-
-def _codec(encoding: str) -> str:
+# -- decoding -----------------------------------------------------------------------------
+def lookup_codec(encoding: str) -> str:
+    """The canonical name of ``encoding`` (``utf8`` -> ``utf-8``); unknown ones are a user error."""
     try:
-        name = codecs.lookup(encoding).name
+        return codecs.lookup(encoding).name
     except LookupError:
         raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+
+
+def stream_codec(encoding: str) -> str:
+    """The codec to read a corpus in: an ASCII-compatible one, as the stream is cut by bytes."""
+    name = lookup_codec(encoding)
     if "16" in name or "32" in name:
         raise TextRNNError(f"--encoding {encoding}: corpora are read as a byte stream and must use an "
                            f"ASCII-compatible encoding; convert the files to UTF-8 (iconv -f {name} -t utf-8)")
     return name
 
 
-class FileHashes:
-    """SHA-256 of files, remembered by (path, size, mtime, inode, ctime) so unchanged files
-    are not re-read."""
+def binary_error(name: str) -> TextRNNError:
+    return TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
 
-    def __init__(self, cache_dir: Path):
-        self.path = cache_dir / "file-hashes.json"
-        try:
-            self.known: dict[str, list] = json.loads(self.path.read_text())
-        except (OSError, ValueError):
-            self.known = {}
-        self.changed = False
 
-    def sha256(self, path: Path, report: Report = None) -> str:
-        try:
-            st = path.stat()
-        except OSError as e:
-            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
-        key = str(path.resolve())
-        stamp = [st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns]  # (ctime: a copy that kept mtime)
-        hit = self.known.get(key)
-        if hit and hit[:-1] == stamp:
-            return hit[-1]
-        h = hashlib.sha256()
-        done = 0
-        try:
-            with open(path, "rb") as f:
-                while block := f.read(CHUNK_BYTES):
-                    h.update(block)
-                    done += len(block)
-                    if report:
-                        report("hash", done, st.st_size)
-        except OSError as e:
-            raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
-        self.known[key] = [*stamp, h.hexdigest()]
-        self.changed = True
-        return h.hexdigest()
+def decode_error(name: str, codec: str, offset: int, line: int) -> TextRNNError:
+    return TextRNNError(f"{name}: not valid {codec} at byte {offset} (line {line}); "
+                        f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
 
-    def save(self) -> None:
-        if self.changed:
+
+def decoded_blocks(path: Path, codec: str, start: int = 0, end: Optional[int] = None) -> Iterator[tuple[str, int]]:
+    """The text of bytes ``[start, end)`` (default: to the end) of ``path``, decoded block by
+    block, with the bytes each block read. A character cut by a block's end is held back
+    for the next; invalid bytes and NUL characters are user errors naming the place."""
+    decoder = codecs.getincrementaldecoder(codec)()
+    try:
+        f = open(path, "rb")
+    except OSError as e:
+        raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+    with f:
+        end = os.fstat(f.fileno()).st_size if end is None else end
+        f.seek(start)
+        pos = start
+        while pos < end and (block := f.read(min(CHUNK_BYTES, end - pos))):
+            held = len(decoder.getstate()[0])  # bytes of a character begun in the block before
             try:
-                atomic_write(self.path, json.dumps(self.known))
-            except OSError:
-                pass  # only a speed-up for the next run
+                text = decoder.decode(block, final=pos + len(block) >= end)
+            except UnicodeDecodeError as e:  # (e.start counts from the held bytes)
+                offset = pos - held + e.start
+                raise decode_error(str(path), codec, offset, _line_at(path, offset)) from None
+            if "\x00" in text:
+                raise binary_error(str(path))
+            pos += len(block)
+            yield text, len(block)
 
 
-def cache_error(cache_dir: Path, e: OSError) -> TextRNNError:
-    """The one-line error for a cache folder that cannot be written."""
-    return TextRNNError(f"{cache_dir}: cannot write the corpus cache ({e.strerror or e}); free disk space "
-                        "or set TEXTRNN_CACHE to another folder")
-
-
-def _key(*parts: Any) -> str:
-    return hashlib.sha256(json.dumps([FORMAT, *parts], sort_keys=True).encode()).hexdigest()[:32]
+def _line_at(path: Path, offset: int) -> int:
+    """The 1-based line of byte ``offset`` of ``path`` (read only on the error path)."""
+    line = 1
+    with open(path, "rb") as f:
+        left = offset
+        while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
+            line += block.count(b"\n")
+            left -= len(block)
+    return line
 
 
 # -- the byte stream ----------------------------------------------------------------------
@@ -150,7 +126,6 @@ def _key(*parts: Any) -> str:
 class Segment:
     """Bytes ``[start, end)`` of ``path`` (or the literal ``data``) in the corpus stream."""
 
-    name: str
     path: Optional[Path]
     start: int
     end: int
@@ -162,32 +137,53 @@ class Segment:
         return self.end - self.start
 
 
-def _segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
+def segments(files: Sequence[tuple[Path, str]]) -> list[Segment]:
     """The corpus as one byte stream: each file (BOM dropped) in its codec, a newline
     between files that do not end with one."""
     segs: list[Segment] = []
     for path, codec in files:
+        start = text_start(path, codec)
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
-                head = f.read(8192)
                 f.seek(max(0, size - 1))
                 last = f.read(1)
         except OSError as e:
             raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
-        if b"\x00" in head:
-            raise TextRNNError(f"{path}: looks like a binary file (NUL bytes); give a text file")
-        start = 3 if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
         if size <= start:
             continue
-        segs.append(Segment(str(path), path, start, size, codec))
+        segs.append(Segment(path, start, size, codec))
         if last != b"\n":
-            segs.append(Segment(str(path), None, 0, 1, codec, b"\n"))
+            segs.append(Segment(None, 0, 1, codec, b"\n"))
     return segs
 
 
-def _total(segs: Sequence[Segment]) -> int:
+def text_start(path: Path, codec: str) -> int:
+    """Where the text of ``path`` starts: past a UTF-8 BOM, if any. A file with NUL bytes near
+    its start is a binary file, a user error."""
+    try:
+        with open(path, "rb") as f:
+            head = f.read(8192)
+    except OSError as e:
+        raise TextRNNError(f"{path}: cannot read ({e.strerror})") from None
+    if b"\x00" in head:
+        raise binary_error(str(path))
+    return len(codecs.BOM_UTF8) if codec == "utf-8" and head.startswith(codecs.BOM_UTF8) else 0
+
+
+def total_bytes(segs: Sequence[Segment]) -> int:
     return sum(s.size for s in segs)
+
+
+def split_tail(segs: list[Segment], val_fraction: float,
+               val_max_bytes: Optional[int] = None) -> tuple[list[Segment], list[Segment]]:
+    """The stream cut into its training part and its validation part: the last
+    ``val_fraction`` of its bytes (at most ``val_max_bytes``), cut at a character boundary."""
+    total = total_bytes(segs)
+    held = int(round(total * val_fraction))
+    if val_max_bytes:
+        held = min(held, val_max_bytes)
+    return _cut(segs, total - held)
 
 
 def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
@@ -205,9 +201,9 @@ def _cut(segs: list[Segment], at: int) -> tuple[list[Segment], list[Segment]]:
             if s.path is not None:
                 k = _boundary(s, k)
             if k > s.start:
-                before.append(Segment(s.name, s.path, s.start, k, s.codec, s.data[: k - s.start]))
+                before.append(Segment(s.path, s.start, k, s.codec, s.data[: k - s.start]))
             if k < s.end:
-                after.append(Segment(s.name, s.path, k, s.end, s.codec, s.data[k - s.start:]))
+                after.append(Segment(s.path, k, s.end, s.codec, s.data[k - s.start:]))
         pos += s.size
     return before, after
 
@@ -235,49 +231,12 @@ def _single_byte(codec: str) -> bool:
     return len(bytes(range(256)).decode(codec, "replace")) == 256
 
 
-def _decode_error(seg: Segment, offset: int) -> TextRNNError:
-    line = 1
-    with open(seg.path, "rb") as f:  # only on the error path: count the lines before the bad byte
-        left = offset
-        while left > 0 and (block := f.read(min(CHUNK_BYTES, left))):
-            line += block.count(b"\n")
-            left -= len(block)
-    return TextRNNError(f"{seg.name}: not valid {seg.codec} at byte {offset} (line {line}); "
-                        f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)")
-
-
 def _decoded(seg: Segment) -> Iterator[tuple[str, int]]:
-    """Decoded text of one segment, block by block, with the bytes each block consumed."""
+    """Decoded text of one segment, block by block, with the bytes each block read."""
     if seg.path is None:
         yield seg.data.decode(seg.codec), seg.size
-        return
-    decoder = codecs.getincrementaldecoder(seg.codec)()
-    buffered = hasattr(decoder, "_buffer_decode")  # utf-8: we keep the carry, so offsets stay exact
-    carry = b""
-    try:
-        f = open(seg.path, "rb")
-    except OSError as e:
-        raise TextRNNError(f"{seg.path}: cannot read ({e.strerror})") from None
-    with f:
-        f.seek(seg.start)
-        pos = seg.start
-        while pos < seg.end:
-            block = f.read(min(CHUNK_BYTES, seg.end - pos))
-            if not block:
-                break
-            data, final = carry + block, pos + len(block) >= seg.end
-            try:
-                if buffered:
-                    text, used = decoder._buffer_decode(data, "strict", final)
-                else:
-                    text, used = decoder.decode(data, final), len(data)
-            except UnicodeDecodeError as e:
-                raise _decode_error(seg, pos - len(carry) + e.start) from None
-            if "\x00" in text:
-                raise TextRNNError(f"{seg.name}: looks like a binary file (NUL bytes); give a text file")
-            carry = data[used:]
-            pos += len(block)
-            yield text, len(block)
+    else:
+        yield from decoded_blocks(seg.path, seg.codec, seg.start, seg.end)
 
 
 def read_stream(segs: Sequence[Segment], report: Report = None, stage: str = "read",
@@ -285,7 +244,7 @@ def read_stream(segs: Sequence[Segment], report: Report = None, stage: str = "re
     """Decoded text of ``segs`` in chunks of about ``CHUNK_BYTES``. With ``aligned`` they end
     after a newline (but for the last, or a line longer than a chunk), so word and BPE
     pieces never split a word; chars need no alignment (and skip its copies)."""
-    total, done, pending = _total(segs), 0, ""
+    total, done, pending = total_bytes(segs), 0, ""
     for seg in segs:
         for text, used in _decoded(seg):
             done += used
@@ -309,206 +268,7 @@ def read_stream(segs: Sequence[Segment], report: Report = None, stage: str = "re
         report(stage, done, total)
 
 
-# -- token files ------------------------------------------------------------------------
-class TokenFile:
-    """A flat array of token ids on disk: raw little-endian ``uint16`` or ``uint32``.
-
-    ``read`` uses ``pread`` so the training process's memory does not grow with the file
-    (pages of a memory map would count as resident); :meth:`memmap` maps it for analysis.
-    """
-
-    def __init__(self, path: str | os.PathLike, dtype: str):
-        self.path, self.dtype = Path(path), np.dtype(dtype)
-        self.size = self.path.stat().st_size // self.dtype.itemsize
-        self._fd: Optional[int] = None
-
-    def __len__(self) -> int:
-        return self.size
-
-    def read(self, start: int, count: int) -> np.ndarray:
-        if self._fd is None:
-            self._fd = os.open(self.path, os.O_RDONLY)
-        count = max(0, min(count, self.size - start))
-        raw = os.pread(self._fd, count * self.dtype.itemsize, start * self.dtype.itemsize)
-        return np.frombuffer(raw, dtype=self.dtype)
-
-    def memmap(self) -> np.ndarray:
-        return np.memmap(self.path, dtype=self.dtype, mode="r")
-
-    def __getstate__(self):
-        return {**self.__dict__, "_fd": None}
-
-    def __del__(self):
-        if self._fd is not None:
-            os.close(self._fd)
-
-
-def token_dtype(vocab_size: int) -> str:
-    return "uint16" if vocab_size <= 1 << 16 else "uint32"
-
-
-def encode_stream(tok, texts: Iterable[str], dest: Path) -> tuple[int, int]:
-    """Encode text chunks to the token file ``dest``; returns (tokens, characters)."""
-    dtype = token_dtype(tok.vocab_size)
-    n_tokens = n_chars = 0
-    with open(dest, "wb") as f:
-        for chunk in texts:
-            n_chars += len(chunk)
-            ids = tok.encode(chunk, dtype=dtype)
-            f.write(ids.tobytes())
-            n_tokens += len(ids)
-        f.flush()
-        os.fsync(f.fileno())
-    return n_tokens, n_chars
-
-
-# -- preparing a corpus -----------------------------------------------------------------
-@dataclass
-class Prepared:
-    """A corpus ready to train on."""
-
-    tokenizer: Any  # textrnn.tokenizer.Tokenizer
-    train: TokenFile
-    val: TokenFile
-    meta: dict[str, Any]  # files, sha256, byte/char/token counts, cache paths, reused flags
-
-
-def materialize_table(path: Path, encoding: str, text_column: Optional[str], cache: Path,
-                      hashes: FileHashes) -> Path:
-    """A table's text column as a text file in the cache (one row per line)."""
-    from .tables import detect_text_column, read_table
-
-    dest = cache / "texts" / f"{_key('table', hashes.sha256(path), encoding, text_column)}.txt"
-    if not dest.exists():
-        table = read_table(path, encoding=encoding)
-        column = detect_text_column(table, text_column)
-        text = "\n".join(str(v) for v in table.values(column) if v is not None) + "\n"
-        atomic_write(dest, text)
-    return dest
-
-
-def prepare(
-    inputs: Sequence[str | os.PathLike],
-    *,
-    cache_dir: Path,
-    kind: str = "char",
-    vocab_size: Optional[int] = None,
-    encoding: str = "utf-8",
-    text_column: Optional[str] = None,
-    val_file: Optional[str | os.PathLike] = None,
-    val_fraction: float = 0.1,
-    val_max_bytes: Optional[int] = None,
-    tokenizer: Any = None,
-    report: Report = None,
-) -> Prepared:
-    """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
-
-    Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
-    of training one.
-    """
-    from ..tokenizer import Tokenizer, train_tokenizer
-
-    codec = _codec(encoding)
-    keep_freed_memory()  # 8 MB chunks: reuse the buffers instead of page-faulting in new ones
-    cache_dir = Path(cache_dir)
-    aligned = kind != "char"
-    hashes = FileHashes(cache_dir)
-
-    def resolve(paths: Sequence[Path]) -> list[tuple[Path, str]]:
-        """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
-        out = []
-        for p in paths:
-            if str(p).lower().endswith(TABLE_SUFFIXES):
-                out.append((materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8"))
-            else:
-                out.append((p, codec))
-        return out
-
-    files = expand_inputs(inputs)
-    val_paths = expand_inputs([val_file]) if val_file is not None else []
-    try:
-        train_files, val_files = resolve(files), resolve(val_paths)
-    except OSError as e:
-        raise cache_error(cache_dir, e) from None
-    segs = _segments(train_files)
-    hashed, hash_total = 0, sum(p.stat().st_size for p, _ in train_files + val_files)
-
-    def fingerprint(path: Path, codec_name: str) -> list[str]:
-        nonlocal hashed
-        sha = hashes.sha256(path, report and (lambda stage, done, _: report(stage, hashed + done, hash_total)))
-        hashed += path.stat().st_size
-        return [sha, codec_name]
-
-    shas = [fingerprint(p, c) for p, c in train_files]
-    if val_file is not None:
-        shas.append(["val", *(fingerprint(p, c) for p, c in val_files)])
-        train_segs, val_segs = segs, _segments(val_files)
-        split = ["file"]
-    else:
-        total = _total(segs)
-        held = int(round(total * val_fraction))
-        if val_max_bytes:
-            held = min(held, val_max_bytes)
-        train_segs, val_segs = _cut(segs, total - held)
-        split = ["tail", val_fraction, val_max_bytes]
-    hashes.save()
-    names = [str(p) for p in files] + ([str(val_file)] if val_file is not None else [])
-    if not any(_nonblank(s) for s in train_segs):
-        raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
-    data_sha = _key("data", shas, split)  # (a table's column is in its cached text's hash)
-
-    reused = {"tokenizer": tokenizer is not None, "tokens": False}
-    try:
-        if tokenizer is None:
-            tok_path = cache_dir / "tokenizers" / f"{_key('tok', data_sha, kind, vocab_size)}.json"
-            if tok_path.exists():
-                tokenizer = Tokenizer.load(tok_path, kind)
-                reused["tokenizer"] = True
-            else:
-                chunks = read_stream(train_segs, report, "tokenizer", aligned)
-                tokenizer = train_tokenizer(kind, chunks, vocab_size)
-                atomic_write(tok_path, tokenizer.to_json())
-        tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
-        ids_dir = cache_dir / "tokens" / _key("ids", data_sha, tok_sha)
-        if (ids_dir / "meta.json").exists():
-            meta = json.loads((ids_dir / "meta.json").read_text())
-            reused["tokens"] = True
-        else:
-            meta = _encode_to_cache(tokenizer, train_segs, val_segs, aligned, ids_dir, report)
-    except OSError as e:
-        raise cache_error(cache_dir, e) from None
-    dtype = meta["dtype"]
-    meta = {**meta, "files": names, "sha256": data_sha, "encoding": encoding,
-            "val_file": str(val_file) if val_file is not None else None,
-            "token_dir": str(ids_dir), "reused": reused}
-    return Prepared(tokenizer, TokenFile(ids_dir / "train.bin", dtype), TokenFile(ids_dir / "val.bin", dtype), meta)
-
-
-def _encode_to_cache(tokenizer, train_segs: list[Segment], val_segs: list[Segment], aligned: bool,
-                     ids_dir: Path, report: Report) -> dict[str, Any]:
-    """Encode both parts into ``ids_dir`` (built beside it and renamed into place)."""
-    ids_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = temp_dir(ids_dir.parent, f".{ids_dir.name}.")
-    try:
-        train_tokens, train_chars = encode_stream(
-            tokenizer, read_stream(train_segs, report, "encode", aligned), tmp / "train.bin")
-        val_tokens, val_chars = encode_stream(
-            tokenizer, read_stream(val_segs, report, "encode val", aligned), tmp / "val.bin")
-        meta = {"dtype": token_dtype(tokenizer.vocab_size), "train_tokens": train_tokens, "val_tokens": val_tokens,
-                "train_chars": train_chars, "val_chars": val_chars,
-                "train_bytes": _total(train_segs), "val_bytes": _total(val_segs)}
-        (tmp / "meta.json").write_text(json.dumps(meta))
-        try:
-            os.rename(tmp, ids_dir)
-        except OSError:  # another process prepared the same corpus meanwhile
-            if not (ids_dir / "meta.json").exists():
-                raise
-        return meta
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _nonblank(seg: Segment) -> bool:
+def nonblank(seg: Segment) -> bool:
     """Whether ``seg`` has any non-whitespace byte (read lazily, stops at the first)."""
     if seg.path is None:
         return bool(seg.data.strip())

@@ -15,9 +15,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional, Sequence
 
-from .corpus import FileHashes, Report, _key, cache_error, expand_inputs
+from .cache import FileHashes, cache_error, cache_key
+from .corpus import Report, expand_inputs
 from ..errors import TextRNNError
 from ..files import atomic_file
 
@@ -38,7 +39,9 @@ def _text_column(row: dict[str, Any], wanted: Optional[str], spec: str) -> str:
     raise TextRNNError(f"--dataset {spec}: no text column among {', '.join(row)}; pass --text-column")
 
 
-def _open(spec: str, split: str, data_files: Optional[list[str]], encoding: str):
+def _splits(spec: str, data_files: Optional[list[str]], encoding: str) -> Mapping[str, Any]:
+    """The dataset's splits by name (an ``IterableDatasetDict``: nothing is read until a
+    split is iterated)."""
     name, _, config = spec.partition(":")
     try:
         import datasets
@@ -46,28 +49,27 @@ def _open(spec: str, split: str, data_files: Optional[list[str]], encoding: str)
         raise TextRNNError("--dataset needs the 'datasets' package: pip install datasets") from None
     extra = {"encoding": encoding} if data_files and encoding.lower() not in ("utf-8", "utf8") else {}
     try:
-        return datasets.load_dataset(name, config or None, split=split, streaming=True,
-                                     data_files=data_files, **extra)
+        return datasets.load_dataset(name, config or None, streaming=True, data_files=data_files, **extra)
     except (ValueError, KeyError) as e:
-        if split != "train" and ("split" in str(e).lower() or "Unknown split" in str(e)):
-            return None  # the dataset has no such split
-        raise TextRNNError(f"--dataset {spec}: cannot load it ({' '.join(str(e).split())[:200]})") from None
+        raise TextRNNError(f"--dataset {spec}: cannot load it ({_said(e)})") from None
     except Exception as e:  # noqa: BLE001 - the hub and builders raise many kinds
-        raise TextRNNError(f"--dataset {spec}: cannot load it ({type(e).__name__}: "
-                           f"{' '.join(str(e).split())[:200]}); check the name and your connection, "
-                           "or give local files") from None
+        raise TextRNNError(f"--dataset {spec}: cannot load it ({type(e).__name__}: {_said(e)}); check the name "
+                           "and your connection, or give local files") from None
+
+
+def _said(e: Exception) -> str:
+    """An exception's message on one line, cut short."""
+    return " ".join(str(e).split())[:200]
 
 
 class _NoText(Exception):
     """A split whose rows hold no text."""
 
 
-def _export(spec: str, split: str, data_files: Optional[list[str]], text_column: Optional[str],
-            dest: Path, report: Report, encoding: str) -> bool:
-    """Write ``split``'s text column to ``dest`` as UTF-8 (atomically); False when there is no such split."""
-    rows = _open(spec, split, data_files, encoding)
-    if rows is None:
-        return False
+def _export(spec: str, split: str, rows: Iterable[dict[str, Any]], text_column: Optional[str], dest: Path,
+            report: Report) -> bool:
+    """Write the text column of ``split``'s ``rows`` to ``dest`` as UTF-8 (atomically); False
+    when they hold no text."""
     column, n, written = None, 0, 0
     try:
         with atomic_file(dest) as f:  # (left unwritten when the split has no text)
@@ -87,7 +89,7 @@ def _export(spec: str, split: str, data_files: Optional[list[str]], text_column:
                 raise
             except Exception as e:  # noqa: BLE001 - read errors surface while iterating
                 raise TextRNNError(f"--dataset {spec}: reading split {split!r} failed ({type(e).__name__}: "
-                                   f"{' '.join(str(e).split())[:200]})") from None
+                                   f"{_said(e)})") from None
             if n == 0:
                 raise _NoText
     except _NoText:
@@ -120,18 +122,23 @@ def export_dataset(spec: str, cache_dir: Path, data_files: Optional[Sequence[str
         if data_files:
             files = [str(p) for p in paths]
     folder = Path(cache_dir) / "datasets"
-    key = _key("dataset", identity)
+    key = cache_key("dataset", identity)
     train = folder / f"{key}.train.txt"
     val_marker = folder / f"{key}.no-validation"
     val = folder / f"{key}.validation.txt"
     try:
-        if not train.exists():
-            _export(spec, "train", files, text_column, train, report, encoding)
-        if not val.exists() and not val_marker.exists():
-            if not any(_export(spec, split, files, text_column, val, report, encoding)
-                       for split in VALIDATION_SPLITS if files is None):
-                val_marker.parent.mkdir(parents=True, exist_ok=True)
-                val_marker.touch()
+        if not train.exists() or not (val.exists() or val_marker.exists()):
+            splits = _splits(spec, files, encoding)
+            if not train.exists():
+                if "train" not in splits:
+                    raise TextRNNError(f"--dataset {spec}: no train split (it has {', '.join(splits) or 'none'}); "
+                                       "give a dataset with one")
+                _export(spec, "train", splits["train"], text_column, train, report)
+            if not (val.exists() or val_marker.exists()):
+                held = [s for s in VALIDATION_SPLITS if s in splits] if files is None else []  # (files: all train)
+                if not any(_export(spec, s, splits[s], text_column, val, report) for s in held):
+                    val_marker.parent.mkdir(parents=True, exist_ok=True)
+                    val_marker.touch()
     except OSError as e:
         raise cache_error(Path(cache_dir), e) from None
     return train, (val if val.exists() else None)

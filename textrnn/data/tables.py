@@ -1,4 +1,5 @@
-"""Tables of texts, with or without labels, for text classifiers.
+"""Tables of texts, with or without labels, for text classifiers: :func:`read_table` reads
+them, :func:`render_rows` writes them (so that they read back as the same rows).
 
 The format comes from ``format=`` or from the file's extension:
 
@@ -23,25 +24,31 @@ as many fields as the header. A row with *fewer* fields is an error, not padded 
 never closed, and padding would silently train on an empty text or label. Values are
 kept as strings, unstripped.
 
-The file is decoded whole first (:func:`decode_bytes`), so a wrong encoding
-is reported with its byte offset and line. Every mistake in the input raises
+:func:`read_table` decodes the file whole first (:func:`decode_bytes`), so a wrong encoding
+is reported with its byte offset and line; :func:`text_column_lines` (a table given as a
+language-model corpus) streams it instead, with the same text and errors. Every mistake in
+the input raises
 :class:`~textrnn.errors.TextRNNError` with a one-line message naming the file (and the
 line, where there is one) and what to do.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
 import os
 import re
-import sys
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from ..errors import TextRNNError
+from .corpus import binary_error, decode_error, decoded_blocks, lookup_codec, text_start
+from .labels import is_text_value, quoted_names, text_column_by_name
+from .labels import detect_text_column
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
@@ -49,33 +56,20 @@ TABLE_SUFFIXES = tuple(k for k, v in EXTENSIONS.items() if v != "txt")  # what c
 
 
 def decode_bytes(raw: bytes, name: str, encoding: str = "utf-8") -> str:
-    """Decode ``raw`` read from ``name``; the error names the byte offset and the fix."""
+    """Decode ``raw`` read from ``name`` (a UTF-8 BOM dropped); the error names the byte
+    offset and the fix."""
+    codec = lookup_codec(encoding)
+    start = len(codecs.BOM_UTF8) if codec == "utf-8" and raw.startswith(codecs.BOM_UTF8) else 0
     try:
-        codecs_name = "utf-8-sig" if encoding.lower().replace("_", "-") in ("utf-8", "utf8") else encoding
-        text = raw.decode(codecs_name)
-    except LookupError:
-        raise TextRNNError(f"--encoding: unknown encoding {encoding!r}; try utf-8, cp1252 or latin-1") from None
+        text = str(memoryview(raw)[start:], codec)
     except UnicodeDecodeError as e:
         if b"\x00" in raw[:8192]:
-            raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file") from None
-        line = raw[: e.start].count(b"\n") + 1
-        raise TextRNNError(
-            f"{name}: not valid {encoding} at byte {e.start} (line {line}); "
-            f"pass --encoding (e.g. --encoding cp1252 or --encoding latin-1)"
-        ) from None
+            raise binary_error(name) from None
+        offset = start + e.start
+        raise decode_error(name, codec, offset, raw.count(b"\n", 0, offset) + 1) from None
     if "\x00" in text[:8192]:
-        raise TextRNNError(f"{name}: looks like a binary file (NUL bytes); give a text file")
-    return text
-
-
-TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
-              "content", "contents", "comment", "comments")
-LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")
-_INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit strings stay strings
-
-# csv's default cap of 128 KiB per field would reject long documents; lift it (bounded so
-# that the C long it is stored in cannot overflow on any platform)
-csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
+        raise binary_error(name)
+    return text.removeprefix("\ufeff")
 
 
 @dataclass
@@ -120,13 +114,16 @@ def read_table(
         name = name or str(path)
         raw = _read_bytes(path, name)
         fmt = fmt or _format_from_extension(path, name, option)
-    text = decode_bytes(raw, name, encoding).removeprefix("\ufeff")
-    if fmt == "jsonl":
-        columns, rows, lines = _parse_jsonl(text, name)
-    elif fmt == "txt":
+    text = decode_bytes(raw, name, encoding)
+    if fmt == "txt":
         columns, rows, lines = _parse_txt(text)
     else:
-        columns, rows, lines = _parse_delimited(text, name, fmt)
+        columns = []
+        numbered = list(_rows(io.StringIO(text, newline=_NEWLINE[fmt]), name, fmt, columns))
+        lines = [line for line, _ in numbered]
+        rows = [row for _, row in numbered]
+        if fmt == "jsonl":  # every row gets every column
+            rows = [{c: row.get(c) for c in columns} for row in rows]
     if not rows:
         raise _no_rows(name, fmt, columns)
     return Table(name, fmt, columns, rows, lines)
@@ -169,25 +166,33 @@ def _no_rows(name: str, fmt: str, columns: list[str]) -> TextRNNError:
 
 
 Parsed = tuple[list[str], list[dict[str, Any]], list[int]]
+_NEWLINE = {"csv": "", "tsv": "", "jsonl": "\n"}  # where lines end (io's newline=): csv's \r, \r\n too
 
 
-def _parse_delimited(text: str, name: str, fmt: str) -> Parsed:
-    """csv or tsv: the first non-blank row is the header; blank rows are skipped."""
+def _rows(lines: Iterable[str], name: str, fmt: str, columns: list[str]) -> Iterator[tuple[int, dict[str, Any]]]:
+    """The rows of a csv, tsv or jsonl text given line by line (line ends kept), each with
+    the line it starts on. ``columns`` is filled in as they are found: the header's names,
+    or the JSON objects' keys so far in the order first seen (a jsonl row has its own keys)."""
+    if fmt == "jsonl":
+        seen = set(columns)
+        for number, line in enumerate(lines, 1):
+            if line.strip():
+                obj = _json_object(line.strip(), name, number)
+                if new := [k for k in obj if k not in seen]:
+                    columns.extend(new)
+                    seen.update(new)
+                yield number, obj
+        return
     dialect: dict[str, Any] = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if fmt == "tsv" else {}
-    reader = csv.reader(io.StringIO(text, newline=""), **dialect)
-    header: list[str] | None = None
-    rows, lines = [], []
-    for line, fields in _records(reader, name, fmt):
-        if all(not f.strip() for f in fields):
+    for line, fields in _records(csv.reader(lines, **dialect), name, fmt):
+        if all(not f.strip() for f in fields):  # blank rows are skipped
             continue
-        if header is None:
-            header = _header(fields, name, line)
+        if not columns:  # the first non-blank row is the header
+            columns.extend(_header(fields, name, line))
             continue
-        if len(fields) != len(header):
-            raise _width_error(name, fmt, line, len(fields), header)
-        rows.append(dict(zip(header, fields)))
-        lines.append(line)
-    return header or [], rows, lines
+        if len(fields) != len(columns):
+            raise _width_error(name, fmt, line, len(fields), columns)
+        yield line, dict(zip(columns, fields))
 
 
 def _records(reader: Any, name: str, fmt: str) -> Iterator[tuple[int, list[str]]]:
@@ -199,6 +204,11 @@ def _records(reader: Any, name: str, fmt: str) -> Iterator[tuple[int, list[str]]
         except StopIteration:
             return
         except csv.Error as e:
+            if str(e).startswith("field larger than field limit"):  # (csv tells it by its message only)
+                raise TextRNNError(
+                    f"{name}: line {line}: a field is longer than the csv module's limit of "
+                    f"{csv.field_size_limit()} characters; call textrnn.configure_process() first, "
+                    f"as the textrnn command does, or raise csv.field_size_limit()") from None
             hint = "check for a quote that is never closed" if fmt == "csv" else "check the row"
             raise TextRNNError(f"{name}: line {line}: cannot read the {fmt} row ({e}); {hint}") from None
         yield line, fields
@@ -229,21 +239,8 @@ def _width_error(name: str, fmt: str, line: int, n: int, header: list[str]) -> T
         fix = "fill in the missing fields (a text must not be broken across lines)"
     return TextRNNError(
         f"{name}: line {line}: {n} field{'s' if n != 1 else ''} but the header has {len(header)} "
-        f"({_names(header)}); {fix}"
+        f"({quoted_names(header)}); {fix}"
     )
-
-
-def _parse_jsonl(text: str, name: str) -> Parsed:
-    seen: dict[str, None] = {}  # ordered set of keys
-    objects, lines = [], []
-    for number, line in enumerate(text.split("\n"), 1):
-        if line.strip():
-            obj = _json_object(line.strip(), name, number)
-            seen.update(dict.fromkeys(obj))
-            objects.append(obj)
-            lines.append(number)
-    columns = list(seen)
-    return columns, [{c: obj.get(c) for c in columns} for obj in objects], lines
 
 
 def _json_object(line: str, name: str, number: int) -> dict[str, Any]:
@@ -273,167 +270,106 @@ def _parse_txt(text: str) -> Parsed:
     return ["text"], rows, lines
 
 
-# --- columns -------------------------------------------------------------------------
+# --- a text column, streamed --------------------------------------------------------
 
 
-def detect_text_column(table: Table, requested: str | None = None) -> str:
-    """The column holding the texts.
+def text_column_lines(path: str | os.PathLike, *, encoding: str = "utf-8",
+                      text_column: str | None = None) -> Iterator[str]:
+    """The texts of the csv, tsv or jsonl table at ``path``, each followed by a newline
+    (``None`` values left out): what a language-model corpus takes from a table.
 
-    ``requested`` if given (it must exist); else the first column named like a text
-    (text, sentence, review, content, comment, or their plurals; any case); else the one
-    column, not named like a label, whose values are mostly non-numeric strings.
+    The same text, and the same errors, as :func:`read_table` then :func:`detect_text_column`,
+    but the file is streamed a block at a time, never held whole: the column is found by
+    name from the header (jsonl: from the keys as they come), or, when only the values can
+    tell, after a first pass that counts them.
     """
-    if requested is not None:
-        return _require_column(table, requested, "--text-column")
-    named = _first_named(table.columns, TEXT_NAMES)
-    if named is not None:
-        return named
-    texty = [c for c in table.columns if c.strip().lower() not in LABEL_NAMES and _mostly_text(table, c)]
-    if len(texty) == 1:
-        return texty[0]
-    why = f"columns {_names(texty)} all hold text" if texty else "no column holds text"
-    raise TextRNNError(
-        f"{table.path}: cannot tell which column is the text ({why}; the columns are "
-        f"{_names(table.columns)}{_format_hint(table)}); pass --text-column NAME"
-    )
-
-
-def detect_label_column(table: Table, requested: str | None = None, *, required: bool = True) -> str | None:
-    """The column holding the labels.
-
-    ``requested`` if given (it must exist); else the first column named label(s),
-    sentiment, polarity, class or target (any case); else ``None`` if not ``required``.
-    When ``required`` (training), the column must have a label in every row; when not
-    (classifying), blank labels are allowed: those rows are just not scored.
-    """
-    if requested is not None:
-        column = _require_column(table, requested, "--label-column")
-    else:
-        column = _first_named(table.columns, LABEL_NAMES)
+    path = Path(path)
+    name, codec = str(path), lookup_codec(encoding)
+    fmt = _format_from_extension(path, name)
+    columns: list[str] = []
+    column, counts, n_rows, written = None, Counter(), 0, False
+    for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, columns):
+        n_rows += 1
         if column is None:
-            if not required:
-                return None
-            raise _no_label_column(table)
-    if not required:
-        return column
-    for row, line in zip(table.rows, table.lines):
-        value = row[column]
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise TextRNNError(
-                f"{table.path}: line {line}: empty label in column {column!r}; "
-                f"give every row a label or remove the row"
-            )
-    return column
+            column = text_column_by_name(columns, text_column)
+            if column is None and fmt != "jsonl" and text_column is not None:  # (a header's names are all)
+                detect_text_column(Table(name, fmt, columns, [], []), text_column)  # raises
+        if column is None:
+            counts.update(c for c, v in row.items() if is_text_value(v))
+        elif (value := row.get(column)) is not None:
+            yield f"{value}\n"
+            written = True
+    if not n_rows:
+        raise _no_rows(name, fmt, columns)
+    if column is None:  # no name told: the values do (or a --text-column the file lacks, an error)
+        column = detect_text_column(Table(name, fmt, columns, [], []), text_column,
+                                    mostly_text=lambda c: counts[c] * 2 > n_rows)
+        for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, []):
+            if (value := row.get(column)) is not None:
+                yield f"{value}\n"
+                written = True
+    if not written:
+        yield "\n"
 
 
-def _no_label_column(table: Table) -> TextRNNError:
-    if table.format == "txt":
-        return TextRNNError(
-            f"{table.path}: a txt file holds one text per line and no labels; "
-            f"give a csv, tsv or jsonl table with a label column"
-        )
-    return TextRNNError(
-        f"{table.path}: no label column (none is named {', '.join(LABEL_NAMES)}; the columns are "
-        f"{_names(table.columns)}{_format_hint(table)}); pass --label-column NAME"
-    )
+def _file_lines(path: Path, codec: str, newline: str) -> Iterator[str]:
+    """The lines of the file at ``path`` (line ends kept), as ``io.StringIO(text,
+    newline=newline)`` cuts its decoded text, read a block at a time; a BOM is dropped."""
+    ends = _LINE_ENDS[newline]
+    first, pending = True, []  # (pending: the start of a line that may go on)
+    for text, _ in decoded_blocks(path, codec, text_start(path, codec)):
+        if first and text:
+            text, first = text.removeprefix("\ufeff"), False  # (a BOM in another codec, or a second one)
+        if not ends.search(text) and not (pending and pending[-1].endswith("\r")):
+            pending.append(text)  # (a line longer than a block)
+            continue
+        text, start = "".join(pending) + text, 0
+        for end in ends.finditer(text):
+            if end.group() == "\r" and end.end() == len(text):  # (maybe the first half of a \r\n)
+                break
+            yield text[start:end.end()]
+            start = end.end()
+        pending = [text[start:]] if start < len(text) else []
+    if pending:
+        yield "".join(pending)
 
 
-def _require_column(table: Table, requested: str, option: str) -> str:
-    if requested not in table.columns:
-        raise TextRNNError(
-            f"{table.path}: no column {requested!r} (the columns are {_names(table.columns)}"
-            f"{_format_hint(table)}); pass {option} with one of them"
-        )
-    return requested
+_LINE_ENDS = {"": re.compile(r"\r\n?|\n"), "\n": re.compile(r"\n")}  # (io's newline="" and "\n")
 
 
-def _first_named(columns: list[str], names: tuple[str, ...]) -> str | None:
-    return next((c for c in columns if c.strip().lower() in names), None)
+# --- writing -------------------------------------------------------------------------
 
 
-def _mostly_text(table: Table, column: str) -> bool:
-    """More than half the rows hold a non-blank string that is not a number."""
-    texts = sum(isinstance(v, str) and v.strip() != "" and not _is_number(v) for v in table.values(column))
-    return texts * 2 > len(table.rows)
+def render_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
+    """``rows`` (their ``columns``, in order) as a table in ``fmt`` that reads back as the
+    same rows, with the same texts, through :func:`read_table` and through :mod:`csv`.
 
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-    except ValueError:
-        return False
-    return True
-
-
-def _names(columns: list[str]) -> str:
-    return ", ".join(repr(c) for c in columns) if columns else "(none)"
-
-
-def _format_hint(table: Table) -> str:
-    """A single csv/tsv column whose name holds the other separator: wrong --format."""
-    if len(table.columns) != 1 or table.format not in ("csv", "tsv"):
-        return ""
-    other, sep = ("tsv", "\t") if table.format == "csv" else ("csv", ",")
-    if sep not in table.columns[0]:
-        return ""
-    return f"; read as {table.format}, is it {other}? if so pass --format {other}"
-
-
-# --- labels --------------------------------------------------------------------------
-
-
-def parse_labels(values: list, *, column: str = "label", source: str | None = None) -> tuple[list, list[int]]:
-    """Label names in a stable order, and each value's index into them.
-
-    If every value is an int (or an integral float, or a string like ``"0"``, ``" 1 "``,
-    ``"-1"``), the names are ints sorted numerically; otherwise they are strings
-    (stripped; ints written in decimal, JSON booleans as ``"true"``/``"false"``) sorted
-    alphabetically. ``column`` and ``source`` only name things in error messages.
+    ``csv``: the csv module's default (Excel) dialect: rows end with ``\\r\\n``, and a field
+    holding a comma, a quote, ``\\r`` or ``\\n`` is quoted, so a text with a lone carriage
+    return stays one field of one row. ``None`` is an empty field.
+    ``tsv``: no quoting, as :func:`read_table` reads tsv: a field cannot hold a tab or a line
+    end, so each tab, ``\\r``, ``\\n`` and ``\\r\\n`` in a value becomes one space.
+    ``jsonl``: one JSON object per line (non-ASCII characters as they are).
     """
-    prefix = f"{source}: " if source else ""
-    keys = [_label_key(v, i, column, prefix) for i, v in enumerate(values)]
-    if not all(isinstance(k, int) for k in keys):
-        keys = [str(k) for k in keys]
-    names = sorted(set(keys))
-    if not names:
-        raise TextRNNError(f"{prefix}labels column {column!r} is empty; a classifier needs labelled rows")
-    if len(names) == 1:
-        raise TextRNNError(
-            f"{prefix}labels column {column!r} has only one class {str(names[0])!r}; "
-            f"a classifier needs at least two"
-        )
-    index = {name: i for i, name in enumerate(names)}
-    return names, [index[k] for k in keys]
+    buf = io.StringIO()
+    if fmt == "jsonl":
+        for r in rows:
+            buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
+    elif fmt == "tsv":
+        for values in [columns] + [[r.get(c) for c in columns] for r in rows]:
+            buf.write("\t".join(_tsv_field(v) for v in values) + "\n")
+    elif fmt == "csv":
+        writer = csv.writer(buf, lineterminator="\r\n")  # (csv quotes fields with the terminator's characters)
+        writer.writerow(columns)
+        writer.writerows([r.get(c) for c in columns] for r in rows)
+    else:
+        raise TextRNNError(f"--format: cannot write a {fmt!r} table; use csv, tsv or jsonl")
+    return buf.getvalue()
 
 
-def label_key(value: Any) -> int | str | None:
-    """The normal form of one label value, the one :func:`parse_labels` uses.
-
-    JSON booleans become ``"true"``/``"false"``; ints, integral floats and int-looking
-    strings (``"+1"``, ``" 0 "``) become ints; other strings are stripped. ``None`` for a
-    value that is no label: ``None``, a blank string, or anything else (``0.5``, a list).
-    To match a label against a classifier's label names, compare ``label_key(value)``
-    with ``label_key(name)``: a model trained on mixed labels has string names like ``"1"``.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip():
-        s = value.strip()
-        return int(s) if _INT.fullmatch(s) else s
-    return None
+def _tsv_field(value: Any) -> str:
+    s = "" if value is None else str(value)
+    return s.replace("\r\n", " ").translate(_TSV_SPACES)
 
 
-def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:
-    key = label_key(value)
-    if key is not None:
-        return key
-    if value is None or isinstance(value, str):
-        raise TextRNNError(f"{prefix}labels column {column!r}: row {i + 1} has no label; give every row a label")
-    raise TextRNNError(
-        f"{prefix}labels column {column!r}: row {i + 1} has the label {value!r:.40}; "
-        f"labels must be strings or integers"
-    )
+_TSV_SPACES = str.maketrans("\t\r\n", "   ")

@@ -20,7 +20,8 @@ from .. import __version__, checkpoint
 from ..classify import encode_texts
 from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data.batches import ClassBatches
-from ..data.tables import detect_label_column, detect_text_column, label_key, parse_labels, read_table
+from ..data.labels import detect_label_column, detect_text_column, label_key, parse_labels
+from ..data.tables import read_table
 from ..errors import TextRNNError
 from ..model import Classifier
 from ..tokenizer import Tokenizer, train_tokenizer

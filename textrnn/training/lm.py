@@ -20,6 +20,7 @@ import torch
 
 from .. import __version__, checkpoint
 from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
+from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches, eval_batches
 from ..errors import TextRNNError
@@ -108,7 +109,7 @@ def train_language_model(
     dist.agree(lambda: _check_inputs(files, dataset))  # before the run directory is made or an old run replaced
     first = files[0] if dataset is None else Path(dataset.replace(":", "-").replace("/", "-"))
     out = Path(out) if out is not None else default_run_dir(first)
-    cache = Path(cache_dir) if cache_dir is not None else corpus_mod.default_cache_dir(out)
+    cache = Path(cache_dir) if cache_dir is not None else cache_mod.default_cache_dir(out)
     inputs = _Inputs(files, dataset, tokenizer, vocab_size, Path(val_file) if val_file else None, encoding,
                      text_column, cache)
     try:
@@ -166,7 +167,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
 
 
 def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[Tokenizer],
-             on_prepare: corpus_mod.Report) -> tuple[corpus_mod.Prepared, _Inputs]:
+             on_prepare: corpus_mod.Report) -> tuple[cache_mod.Prepared, _Inputs]:
     """The corpus as token files (a dataset exported to text first), on every rank."""
     files, read_as, val_file = inputs.corpus, inputs.codec, inputs.val_file
     if inputs.dataset is not None:
@@ -174,8 +175,8 @@ def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[T
         val_file = val_file or dataset_val
         read_as = "utf-8"  # the dataset's text, exported
 
-    def prep(tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
-        return corpus_mod.prepare(
+    def prep(tok: Optional[Tokenizer]) -> cache_mod.Prepared:
+        return cache_mod.prepare(
             files, cache_dir=inputs.cache, kind=inputs.kind, vocab_size=inputs.vocab_size, encoding=read_as,
             text_column=inputs.text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
             val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
@@ -183,8 +184,8 @@ def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[T
     return _prepare_everywhere(dist, prep, run_tok), replace(inputs, val_file=val_file)
 
 
-def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], corpus_mod.Prepared],
-                        tok: Optional[Tokenizer]) -> corpus_mod.Prepared:
+def _prepare_everywhere(dist: Dist, prep: Callable[[Optional[Tokenizer]], cache_mod.Prepared],
+                        tok: Optional[Tokenizer]) -> cache_mod.Prepared:
     """Prepare the corpus on rank 0 (training or reusing the tokenizer), then on every
     other rank with rank 0's tokenizer: the first rank of each machine fills that
     machine's cache (a shared file system already has it), the others read it."""
@@ -214,7 +215,7 @@ def _dataset_files(dist: Dist, inputs: _Inputs, report: corpus_mod.Report) -> tu
     return [train], val
 
 
-def _batches(data: corpus_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Path], dist: Dist,
+def _batches(data: cache_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Path], dist: Dist,
              device: torch.device) -> tuple[LMBatches, LMBatches]:
     names = data.meta["files"]
     name = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
