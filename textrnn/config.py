@@ -28,6 +28,7 @@ CELLS = ("lstm", "gru", "rnn")
 TOKENIZERS = ("char", "word", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+VOCAB_SIZES = {"word": 20000, "bpe": 4096}  # a tokenizer's size when --vocab-size is not given
 
 
 def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING, resumable: bool = False,
@@ -138,7 +139,7 @@ class DataOptions:
     tokenizer: str = option("char", "How text becomes tokens: char (Unicode code points), word, or bpe (byte-level).",
                             classify="word", choices=TOKENIZERS)
     vocab_size: Optional[int] = option(None, "Vocabulary cap (word) or size (bpe).",
-                                       default_text="20000 word, 4096 bpe")
+                                       default_text=", ".join(f"{n} {k}" for k, n in VOCAB_SIZES.items()))
     val_file: Optional[Path] = option(None, "Validate on this file instead of holding out --val-fraction.")
     text_column: Optional[str] = option(None, "Table input: the text column.",
                                         default_text="a column named text, sentence, review, ...")

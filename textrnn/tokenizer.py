@@ -24,7 +24,7 @@ import numpy as np
 from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
-from .config import TOKENIZERS
+from .config import VOCAB_SIZES, check_options
 from .errors import TextRNNError
 
 UNK = "<unk>"
@@ -35,8 +35,7 @@ _NO_SPACE_AFTER = set("([{\n")
 
 def check_kind(kind: str) -> str:
     """``kind`` if it names a tokenizer kind (``config.TOKENIZERS``); else a user error."""
-    if kind not in TOKENIZERS:
-        raise TextRNNError(f"--tokenizer must be one of {', '.join(TOKENIZERS)}, got {kind!r}")
+    check_options({"tokenizer": kind})
     return kind
 
 
@@ -188,8 +187,8 @@ class StreamDecoder:
 def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
     """Learn a tokenizer of ``kind`` (char, word, bpe) from an iterable of text chunks.
 
-    ``vocab_size`` caps word vocabularies (default 20,000) and sets the BPE size (default
-    4096); the char vocabulary is every code point seen.
+    ``vocab_size`` caps word vocabularies and sets the BPE size (defaults:
+    ``config.VOCAB_SIZES``); the char vocabulary is every code point seen.
     """
     check_kind(kind)
     if vocab_size is not None and vocab_size <= 0:
@@ -211,7 +210,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             ]
         )
         trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size or 20000, special_tokens=[UNK], show_progress=False
+            vocab_size=vocab_size or VOCAB_SIZES["word"], special_tokens=[UNK], show_progress=False
         )
         hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
     else:
@@ -219,7 +218,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         hf.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
-            vocab_size=vocab_size or 4096,
+            vocab_size=vocab_size or VOCAB_SIZES["bpe"],
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
