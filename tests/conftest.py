@@ -83,3 +83,26 @@ def lm_run(tmp_path_factory):
     train_language_model([FIXTURES / "tiny.txt"], out=out, max_steps=4, eval_every=2, save_every=2,
                          **{k: v for k, v in TINY.items() if k not in ("eval_every", "save_every")})
     return out
+
+
+REVIEW_POS = POS + ["fine and great", "a joy , great fun"]
+REVIEW_NEG = NEG + ["awful and dull", "a mess , bad plot"]
+
+
+def write_csv(path, rows, header=("review", "sentiment")):
+    """Write ``rows`` under ``header`` as a CSV file; returns its path."""
+    import csv
+
+    with open(path, "w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture
+def labelled(tmp_path):
+    """reviews.csv: 36 rows of positive / negative reviews (columns review, sentiment)."""
+    rows = [(t, "positive") for t in REVIEW_POS] + [(t, "negative") for t in REVIEW_NEG]
+    rows = rows * 3
+    return write_csv(tmp_path / "reviews.csv", rows)

@@ -3,7 +3,7 @@ import torch
 
 from conftest import tiny_lm as tiny
 from textrnn.config import ModelConfig
-from textrnn.model import LanguageModel, detach_state
+from textrnn.model import Classifier, LanguageModel, detach_state
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -59,3 +59,22 @@ def test_embed_dropout_drops_whole_tokens_only_in_training():
     torch.testing.assert_close(x[0, kept], enc.embedding.weight[kept] * 2)  # rescaled by 1 / (1 - p)
     enc.eval()
     torch.testing.assert_close(enc.embed(ids)[0], enc.embedding.weight)
+
+
+def test_packed_padded_equals_one_by_one():
+    torch.manual_seed(0)
+    for cell in ("lstm", "gru", "rnn"):
+        model = Classifier(ModelConfig(vocab_size=20, cell=cell, hidden=8, embed=6, layers=2, bidirectional=True,
+                                       num_classes=3, dropout=0.0)).eval()
+        lengths = torch.tensor([7, 3, 5, 1])
+        ids = torch.randint(1, 20, (4, 7))
+        for i, n in enumerate(lengths):
+            ids[i, n:] = 0
+        batched = model(ids, lengths)
+        single = torch.cat([model(ids[i:i + 1, :n], lengths[i:i + 1]) for i, n in enumerate(lengths)])
+        torch.testing.assert_close(batched, single, rtol=1e-5, atol=1e-6)
+        # the padding value does not matter
+        ids2 = ids.clone()
+        for i, n in enumerate(lengths):
+            ids2[i, n:] = 13
+        torch.testing.assert_close(model(ids2, lengths), batched)

@@ -1,8 +1,12 @@
 """textrnn classify end to end: output formats that round-trip, re-classifying, gold-label scoring."""
 
+import csv
+import io
 import json
 
-from conftest import run_cli as run
+import pytest
+
+from conftest import run_cli as run, write_csv
 from textrnn.data.tables import read_table
 
 
@@ -92,3 +96,75 @@ def test_output_format_follows_the_table_extensions():
         assert _output_format(None, f"out{suffix}", "jsonl") == expected
     assert _output_format(None, "-", "tsv") == "tsv" and _output_format(None, None, "txt") == "csv"
     assert _output_format("table", "out.csv", "csv") == "table"
+
+
+CLI_TINY = ["--hidden", "16", "--embed", "16", "--batch-size", "4", "--eval-every", "10", "--lr", "0.02",
+            "--dropout", "0", "--warmup-steps", "2"]
+
+
+@pytest.fixture
+def cli_run(tmp_path, labelled, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run(["train", str(labelled), "--val-file", str(labelled), "--max-steps", "40", *CLI_TINY])
+    assert res.exit_code == 0, res.output
+    assert "val accuracy" in res.output
+    return tmp_path / "checkpoints" / "reviews"
+
+
+def test_cli_train_then_classify_keeps_rows_and_order(cli_run, tmp_path):
+    rows = [("dull bad awful", "negative", "x1"), ("great fine fun", "positive", "x2"),
+            ('a "great" joy,\nfine', "positive", "x3"), ("what a mess", "negative", "x4")]
+    path = write_csv(tmp_path / "new.csv", rows, header=("review", "sentiment", "id"))
+    res = run(["classify", str(path), "--probs"])
+    assert res.exit_code == 0, res.output
+    out = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert [r["id"] for r in out] == ["x1", "x2", "x3", "x4"]
+    assert [r["review"] for r in out] == [r[0] for r in rows]
+    assert list(out[0]) == ["review", "sentiment", "id", "label", "score", "prob_negative", "prob_positive"]
+    assert [r["label"] for r in out] == ["negative", "positive", "positive", "negative"]
+    for r in out:
+        assert float(r["score"]) == pytest.approx(max(float(r["prob_negative"]), float(r["prob_positive"])), abs=1e-5)
+    assert "accuracy 100.00%" in res.stderr and "confusion" in res.stderr
+
+
+def test_cli_classify_jsonl_output_stdin_and_text(cli_run, tmp_path):
+    path = tmp_path / "in.txt"
+    path.write_text("great fun\nbad mess\n")
+    out = tmp_path / "pred.jsonl"
+    assert run(["classify", str(path), "--output", str(out)]).exit_code == 0
+    got = [json.loads(line) for line in out.read_text().splitlines()]
+    assert [g["label"] for g in got] == ["positive", "negative"] and got[0]["text"] == "great fun"
+    res = run(["classify", "-", "--input-format", "txt"], input="awful dull\n")
+    assert res.exit_code == 0 and "negative" in res.stdout
+    res = run(["classify", "--text", "a great fine joy", "--format", "jsonl"])
+    assert json.loads(res.stdout)["label"] == "positive"
+    res = run(["classify", "--text", "a great fine joy", "--format", "table"])
+    assert res.exit_code == 0 and "positive" in res.stdout
+
+
+def _one_line_error(res, *fragments):
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
+def test_cli_classifier_errors(cli_run, tmp_path):
+    lm_text = tmp_path / "t.txt"
+    lm_text.write_text("some text for a language model\n" * 50)
+    assert run(["train", str(lm_text), "--max-steps", "2", "--hidden", "8", "--embed", "8", "--batch-size", "2",
+                "--seq-len", "8", "--out", str(tmp_path / "lm")]).exit_code == 0
+    nocol = write_csv(tmp_path / "nocol.csv", [("1", "2")], header=("a", "b"))
+    existing = tmp_path / "keep.csv"
+    existing.write_text("precious\n")
+    _one_line_error(run(["classify", str(nocol)]), "--text-column")
+    _one_line_error(run(["classify", "--text", "x", "--checkpoint", str(tmp_path / "lm")]), "language model")
+    _one_line_error(run(["generate", "--checkpoint", str(cli_run)]), "classifier")
+    _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path / "no" / "dir.csv")]), "does not exist")
+    _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path)]), "is a directory")
+    _one_line_error(run(["classify"]), "FILE")
+    _one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b",
+                         "--out", str(tmp_path / "r")]),
+                    "only one class")
+    assert existing.read_text() == "precious\n"

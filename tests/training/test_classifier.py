@@ -4,10 +4,13 @@ noticing edited data."""
 import json
 
 import pytest
+import torch
 
-from conftest import NEG, POS, TINY_CLF, run_cli
+from conftest import NEG, POS, REVIEW_NEG, REVIEW_POS, TINY_CLF, run_cli, write_csv
+from textrnn.api import load
 from textrnn.errors import TextRNNError
 from textrnn.training.classifier import train_classifier
+from textrnn.training.lm import train_language_model
 
 
 def _write(path, rows):
@@ -55,3 +58,92 @@ def test_resume_notices_edited_validation_labels(tmp_path, data):
     _write(val, [(r["text"], r["label"]) for r in rows])
     with pytest.raises(TextRNNError, match="different texts or labels"):
         train_classifier(train, out=out, val_file=val, max_steps=8, resume=True, **TINY_CLF)
+
+
+@pytest.fixture
+def clf_run(tmp_path, labelled):
+    out = tmp_path / "clf"
+    result = train_classifier(labelled, out=out, val_file=labelled, max_steps=40, **TINY_CLF)
+    return out, result
+
+
+def test_learns_a_separable_set_and_keeps_label_names(clf_run):
+    out, result = clf_run
+    assert result.best["val_acc"] == 1.0
+    clf = load(out, task="classify")
+    assert clf.labels == ["negative", "positive"]
+    assert clf.classify("a great joy")[0] == "positive"
+    assert [lab for lab, _ in clf.classify(["bad dull mess", "fine great fun"])] == ["negative", "positive"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["task"] == "classify" and config["labels"] == ["negative", "positive"]
+
+
+def test_integer_labels_round_trip(tmp_path):
+    path = tmp_path / "ints.jsonl"
+    with open(path, "w") as f:
+        for _ in range(3):
+            for t in REVIEW_POS:
+                f.write(json.dumps({"text": t, "label": 1}) + "\n")
+            for t in REVIEW_NEG:
+                f.write(json.dumps({"text": t, "label": 0}) + "\n")
+    train_classifier(path, out=tmp_path / "run", val_file=path, max_steps=40, **TINY_CLF)
+    clf = load(tmp_path / "run", task="classify")
+    assert clf.labels == [0, 1]
+    assert clf.classify("great fine fun")[0] == 1
+
+
+def test_init_from_language_model(tmp_path, labelled):
+    text = tmp_path / "text.txt"
+    text.write_text(("\n".join(REVIEW_POS + REVIEW_NEG) + "\n") * 20)
+    train_language_model([text], out=tmp_path / "lm", tokenizer="word", max_steps=5, hidden=16, embed=16,
+                         batch_size=2, seq_len=8, eval_every=5)
+    lm = load(tmp_path / "lm")
+    train_classifier(labelled, out=tmp_path / "clf", val_file=labelled, init_from=tmp_path / "lm", max_steps=1,
+                     **{**TINY_CLF, "lr": 1e-9, "warmup_steps": 0})
+    clf = load(tmp_path / "clf", task="classify")
+    assert clf.tokenizer.to_json() == lm.tokenizer.to_json()
+    # the forward direction starts from the LM's weights (a tiny learning rate barely moves them)
+    torch.testing.assert_close(clf.model.encoder.rnn.weight_hh_l0, lm.model.encoder.rnn.weight_hh_l0,
+                               atol=1e-6, rtol=0)
+    with pytest.raises(TextRNNError, match="model size"):
+        train_classifier(labelled, out=tmp_path / "clf2", init_from=tmp_path / "lm", hidden=99, max_steps=1)
+    # a run started from an LM resumes with the same optimizer groups (slower pretrained rates)
+    opts = {**TINY_CLF, "eval_every": 2, "save_every": 2}
+    train_classifier(labelled, out=tmp_path / "clf3", init_from=tmp_path / "lm", max_steps=2, **opts)
+    resumed = train_classifier(labelled, out=tmp_path / "clf3", init_from=tmp_path / "lm", max_steps=4,
+                               resume=True, **opts)
+    assert resumed.steps == 4
+    scales = json.loads((tmp_path / "clf3" / "config.json").read_text())["lr_scales"]
+    assert scales and set(scales.values()) == {0.25}
+
+
+def test_one_class_and_missing_column(tmp_path):
+    one = write_csv(tmp_path / "one.csv", [("good", "pos"), ("fine", "pos")])
+    with pytest.raises(TextRNNError, match="only one class"):
+        train_classifier(one, out=tmp_path / "r1", max_steps=1)
+    nolabel = write_csv(tmp_path / "nolabel.csv", [("good", "x")], header=("review", "stars"))
+    with pytest.raises(TextRNNError, match="--label-column"):
+        train_classifier(nolabel, out=tmp_path / "r2", max_steps=1)
+
+
+def test_classifier_interrupt_and_resume_is_exact(tmp_path, labelled):
+    import os
+    import signal
+
+    from textrnn import checkpoint
+
+    opts = dict(TINY_CLF, dropout=0.2, eval_every=5, save_every=5, max_steps=20)
+    train_classifier(labelled, out=tmp_path / "full", val_file=labelled, **opts)
+
+    def stop_at_8(p):
+        if p.step == 8 and p.event == "step":
+            os.kill(os.getpid(), signal.SIGINT)
+
+    first = train_classifier(labelled, out=tmp_path / "part", val_file=labelled, on_progress=stop_at_8,
+                             report_every=1, **opts)
+    assert first.stopped_by == "interrupt" and first.steps == 8
+    train_classifier(labelled, out=tmp_path / "part", val_file=labelled, resume=True, **opts)
+    full, part = checkpoint.read_metrics(tmp_path / "full"), checkpoint.read_metrics(tmp_path / "part")
+    assert [m["step"] for m in part] == [m["step"] for m in full] == [5, 10, 15, 20]
+    for a, b in zip(full, part):
+        assert a["val_loss"] == b["val_loss"] and a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)

@@ -28,7 +28,8 @@ from ..tokenizer import Tokenizer, train_tokenizer
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
 from .tasks import ClassifyTask
-from .trainer import Progress, make_optimizer
+from .optim import make_optimizer
+from .trainer import Progress
 
 SHAPE = ("cell", "layers", "hidden", "embed")  # what a classifier built --init-from an LM takes from it
 

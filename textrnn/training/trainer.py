@@ -24,8 +24,9 @@ import torch
 from torch import nn
 
 from ..config import TrainConfig
-from .distributed import Dist
 from ..errors import TextRNNError
+from .distributed import Dist
+from .optim import lr_at, make_optimizer
 from .runtime import autocast_dtype, capture_rng, restore_rng
 
 
@@ -97,28 +98,6 @@ class TrainerState:
     @classmethod
     def from_dict(cls, d: dict) -> "TrainerState":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
-
-
-def make_optimizer(model: nn.Module, cfg: TrainConfig,
-                   lr_scales: Optional[dict[str, float]] = None) -> torch.optim.Optimizer:
-    """AdamW; no weight decay on biases, norms and embeddings; parameters named in
-    ``lr_scales`` train at that multiple of the learning rate."""
-    groups: dict[tuple[bool, float], list] = {(True, 1.0): [], (False, 1.0): []}
-    for name, p in model.named_parameters():
-        if p.requires_grad:
-            decay = not (p.ndim < 2 or "embedding" in name)
-            groups.setdefault((decay, (lr_scales or {}).get(name, 1.0)), []).append(p)
-    param_groups = [{"params": ps, "weight_decay": cfg.weight_decay if decay else 0.0, "lr_scale": scale}
-                    for (decay, scale), ps in groups.items() if ps]
-    kwargs = {"foreach": True} if next(model.parameters()).device.type != "mps" else {}
-    return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.99), **kwargs)
-
-
-def lr_at(cfg: TrainConfig, step: int, fraction: float) -> float:
-    """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` by the end."""
-    warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
-    cos = 0.5 * (1.0 + math.cos(math.pi * min(1.0, fraction)))
-    return cfg.lr * warm * (cfg.min_lr_ratio + (1.0 - cfg.min_lr_ratio) * cos)
 
 
 _SIGNALS = {None: 0.0, "interrupt": 1.0, "terminate": 2.0}  # (a number to all-reduce)
