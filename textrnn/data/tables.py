@@ -47,8 +47,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import TextRNNError
 from .corpus import binary_error, decode_error, decoded_blocks, lookup_codec, text_start
-from .labels import is_text_value, quoted_names, text_column_by_name
-from .labels import detect_text_column
+from .labels import detect_text_column, is_text_value, quoted_names, text_column_by_name
 
 FORMATS = ("csv", "tsv", "jsonl", "txt")
 EXTENSIONS = {".csv": "csv", ".tsv": "tsv", ".tab": "tsv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "txt"}
