@@ -185,8 +185,8 @@ class ModelConfig(_DictMixin):
                                         "time).", only="lm")
     output_dropout: float = option(0.0, "Locked dropout on the last layer's output, before the output layer.",
                                    only="lm")
-    weight_drop: float = option(0.0, "DropConnect on the hidden-to-hidden weights (a new mask per batch; the "
-                                     "fused cuDNN/oneDNN kernel is kept).", only="lm")
+    weight_drop: float = option(0.0, "Weight drop (DropConnect) on the hidden-to-hidden weights (a new mask per "
+                                     "batch; the fused cuDNN/oneDNN kernel is kept).", only="lm")
     bidirectional: bool = option(False, "Read the text both ways (a language model must not see the future).",
                                  classify=True, only="classify", off="unidirectional")
     num_classes: Optional[int] = None
