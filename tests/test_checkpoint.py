@@ -207,3 +207,19 @@ def test_loading_last_weights_that_do_not_exist_is_an_error(lm_run, tmp_path):
         checkpoint.load(exported, which="last")
     with pytest.raises(TextRNNError, match="which must be 'best' or 'last'"):
         checkpoint.load(lm_run, which="newest")
+
+
+def test_export_of_a_tied_projected_regularized_model(tmp_path, tiny_corpus):
+    """embed 16 != hidden 32 with --tie-weights: the tied head.weight is dropped from the file and re-tied
+    on load; the projection and the AWD-LSTM options round-trip."""
+    run = tmp_path / "run"
+    opts = {k: v for k, v in TINY.items() if k not in ("eval_every", "save_every")}
+    train_language_model([tiny_corpus], out=run, max_steps=2, eval_every=2, save_every=2, tie_weights=True,
+                         layers=2, hidden_dropout=0.2, weight_drop=0.3, output_dropout=0.1, ar=1.0, **opts)
+    dest = checkpoint.export(run, tmp_path / "shipped", half=True)
+    full, half = checkpoint.load(run), checkpoint.load(dest)
+    assert full.model.proj is not None and full.model.cfg.weight_drop == 0.3
+    assert half.model.head.weight.data_ptr() == half.model.encoder.embedding.weight.data_ptr()
+    ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
+    with torch.no_grad():
+        torch.testing.assert_close(half.model(ids)[0], full.model(ids)[0], atol=5e-3, rtol=0)

@@ -106,3 +106,21 @@ def test_parse_duration():
 def test_train_config_validates(bad):
     with pytest.raises(TextRNNError):
         TrainConfig(**bad)
+
+
+@pytest.mark.parametrize("name", ["input_dropout", "hidden_dropout", "output_dropout", "weight_drop"])
+@pytest.mark.parametrize("value", [-0.1, 1.0])
+def test_regularization_probabilities_are_checked(name, value):
+    with pytest.raises(TextRNNError, match=f"--{name.replace('_', '-')} must be in \\[0, 1\\), got {value}"):
+        ModelConfig(vocab_size=5, **{name: value})
+
+
+@pytest.mark.parametrize("name", ["ar", "tar"])
+def test_activation_regularization_is_checked(name):
+    with pytest.raises(TextRNNError, match=f"--{name} must be >= 0, got -1"):
+        TrainConfig(**{name: -1})
+    assert getattr(TrainConfig(**{name: 2.0}), name) == 2.0
+
+
+def test_tie_weights_no_longer_needs_embed_equal_to_hidden():
+    assert ModelConfig(vocab_size=5, embed=16, hidden=32, tie_weights=True).tie_weights

@@ -78,3 +78,50 @@ def test_packed_padded_equals_one_by_one():
         for i, n in enumerate(lengths):
             ids2[i, n:] = 13
         torch.testing.assert_close(model(ids2, lengths), batched)
+
+
+def test_tied_weights_with_a_projection_when_embed_differs_from_hidden():
+    model = tiny(embed=6, tie_weights=True)  # hidden 8
+    assert model.head.weight.data_ptr() == model.encoder.embedding.weight.data_ptr()
+    assert model.proj.weight.shape == (6, 8)
+    assert model(torch.randint(0, 11, (2, 3)))[0].shape == (2, 3, 11)
+    assert tiny(embed=8, tie_weights=True).proj is None and tiny(embed=6).proj is None
+    assert "proj.weight" not in tiny(embed=8, tie_weights=True).state_dict()
+
+
+def test_return_outputs_gives_the_last_layers_raw_and_dropped_outputs():
+    model = tiny(output_dropout=0.5).train()
+    torch.manual_seed(0)
+    logits, state, out = model(torch.randint(0, 11, (2, 5)), return_outputs=True)
+    assert out.raw.shape == out.dropped.shape == (2, 5, 8)
+    kept = out.dropped != 0
+    torch.testing.assert_close(out.dropped[kept], out.raw[kept] * 2)
+    torch.testing.assert_close(logits, model.head(out.dropped))
+
+
+def test_a_checkpoint_saved_before_the_regularization_options_loads_to_the_same_outputs():
+    """tests/fixtures/lm_before_regularization.safetensors: written by the code before the AWD-LSTM options
+    (2x8 tied LSTM, vocabulary 11); the logits below are what that code computed."""
+    from pathlib import Path
+
+    from textrnn import checkpoint
+
+    model = LanguageModel(ModelConfig(vocab_size=11, layers=2, hidden=8, embed=8, tie_weights=True)).eval()
+    checkpoint.load_weights(model, Path(__file__).parent / "fixtures" / "lm_before_regularization.safetensors")
+    expected = [0.762428879737854, -0.7591307163238525, 0.325038343667984, -1.0189896821975708,
+                -0.21285472810268402, 0.6294690370559692, -0.14980515837669373, -0.8926253914833069,
+                -0.4214077293872833, -0.11936900019645691, -0.10288102179765701]
+    with torch.no_grad():
+        torch.testing.assert_close(model(torch.tensor([[1, 2, 3, 4]]))[0][0, -1], torch.tensor(expected))
+
+
+def test_the_shipped_sst2_classifier_gives_the_same_outputs():
+    from pathlib import Path
+
+    from textrnn import checkpoint
+
+    ck = checkpoint.load(Path(__file__).resolve().parents[1] / "checkpoints" / "sst2")
+    ids = torch.tensor([[5, 17, 300, 2, 41, 9], [7, 8, 1000, 12, 0, 0]])
+    expected = [[0.4038095474243164, -0.5235081911087036], [-0.6858137845993042, 0.6169968843460083]]
+    with torch.no_grad():  # computed by the code before the AWD-LSTM options
+        torch.testing.assert_close(ck.model(ids, torch.tensor([6, 4])), torch.tensor(expected))

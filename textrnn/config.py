@@ -69,6 +69,11 @@ def _positive(name: str, value: float) -> None:
         raise TextRNNError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
 
 
+def _probability(name: str, value: float) -> None:
+    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        raise TextRNNError(f"--{name.replace('_', '-')} must be in [0, 1), got {value!r}")
+
+
 def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     if value not in choices:
         raise TextRNNError(f"--{name.replace('_', '-')} must be {_one_of(choices)}, got {value!r}")
@@ -171,8 +176,17 @@ class ModelConfig(_DictMixin):
                             classify=0.5)
     embed_dropout: float = option(0.0, "Drop whole tokens from the embedding while training (AWD-LSTM): "
                                        "every occurrence of a dropped token reads zeros in that step.", classify=0.1)
-    tie_weights: bool = option(False, "Language model: share the embedding with the output layer (needs --embed "
-                                      "equal to --hidden).")
+    tie_weights: bool = option(False, "Language model: share the embedding with the output layer (when --embed "
+                                      "differs from --hidden, through a hidden-to-embed projection).")
+    # AWD-LSTM regularization (Merity et al. 2018); 0 leaves the network as without them
+    input_dropout: float = option(0.0, "Locked dropout on the embedding output (one mask per sequence, the same "
+                                       "at every time step).", only="lm")
+    hidden_dropout: float = option(0.0, "Locked dropout between recurrent layers (the layers then run one at a "
+                                        "time).", only="lm")
+    output_dropout: float = option(0.0, "Locked dropout on the last layer's output, before the output layer.",
+                                   only="lm")
+    weight_drop: float = option(0.0, "Weight drop (DropConnect) on the hidden-to-hidden weights (a new mask per "
+                                     "batch; the fused cuDNN/oneDNN kernel is kept).", only="lm")
     bidirectional: bool = option(False, "Read the text both ways (a language model must not see the future).",
                                  classify=True, only="classify", off="unidirectional")
     num_classes: Optional[int] = None
@@ -184,14 +198,10 @@ class ModelConfig(_DictMixin):
             _positive(name, getattr(self, name))
         if self.num_classes is not None and self.num_classes < 2:
             raise TextRNNError(f"a classifier needs at least two classes, got {self.num_classes}")
-        if not 0.0 <= self.dropout < 1.0:
-            raise TextRNNError(f"--dropout must be in [0, 1), got {self.dropout!r}")
-        if not 0.0 <= self.embed_dropout < 1.0:
-            raise TextRNNError(f"--embed-dropout must be in [0, 1), got {self.embed_dropout!r}")
-        if self.tie_weights and self.embed != self.hidden:
-            raise TextRNNError(
-                f"--tie-weights needs --embed equal to --hidden (got {self.embed} and {self.hidden})"
-            )
+        for name in ("dropout", "embed_dropout"):
+            _probability(name, getattr(self, name))
+        for name in ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"):
+            _probability(name, getattr(self, name))
 
 
 @dataclass
@@ -227,6 +237,10 @@ class TrainConfig(_DictMixin):
                                     "scaler), fp32 elsewhere; bf16 and fp16 need CUDA.",
                             choices=PRECISIONS, resumable=True)
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
+    ar: float = option(0.0, "Activation regularization: add this times the mean square of the (dropped) last "
+                            "layer's output to the training loss.", only="lm")
+    tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "
+                             "of the last layer's output from one step to the next to the training loss.", only="lm")
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
@@ -248,6 +262,9 @@ class TrainConfig(_DictMixin):
         _check_choices(self)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        for name in ("ar", "tar"):
+            if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
+                raise TextRNNError(f"--{name} must be >= 0, got {getattr(self, name)!r}")
         if self.val_max_bytes is not None:
             _positive("val_max_bytes", self.val_max_bytes)
         if all(getattr(self, name) is None for name in STOP_OPTIONS):  # 10 epochs: about 5 minutes on

@@ -6,12 +6,13 @@ Shapes are batch-first: ``ids`` is ``(B, T)``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor, nn
 
 from .config import ModelConfig
+from .layers import RecurrentStack, locked_dropout
 
 if TYPE_CHECKING:  # pragma: no cover
     from .stepper import Stepper
@@ -22,8 +23,16 @@ State = Union[Tensor, tuple[Tensor, Tensor]]
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
 
 
+class Outputs(NamedTuple):
+    """The last recurrent layer's outputs, for activation regularization (AR / TAR)."""
+
+    raw: Tensor  # (B, T, H): as the layer gave them
+    dropped: Tensor  # (B, T, H): after the output dropout, as the head reads them
+
+
 class RNNEncoder(nn.Module):
-    """Embedding -> dropout -> stacked LSTM / GRU / tanh-RNN layers."""
+    """Embedding -> dropout (+ locked) -> stacked LSTM / GRU / tanh-RNN layers (weight drop and
+    locked dropout between layers: see :class:`~textrnn.layers.RecurrentStack`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -45,6 +54,8 @@ class RNNEncoder(nn.Module):
                 for name, p in self.rnn.named_parameters():
                     if name.startswith("bias_ih"):
                         p[cfg.hidden : 2 * cfg.hidden].fill_(1.0)
+        between = cfg.dropout if cfg.layers > 1 else 0.0
+        self.stack = RecurrentStack(self.rnn, cfg.weight_drop, cfg.hidden_dropout, between)
 
     def embed(self, ids: Tensor) -> Tensor:
         """(B, T) -> (B, T, E), with embedding dropout (whole tokens) and dropout in training."""
@@ -57,7 +68,8 @@ class RNNEncoder(nn.Module):
         return self.drop(x)
 
     def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        out, state = self.rnn(self.embed(ids), state)  # (B, T, H)
+        x = locked_dropout(self.embed(ids), self.cfg.input_dropout, self.training)  # (B, T, E)
+        out, state = self.stack(x, state, self.training)  # (B, T, H)
         return out, state
 
     def forward_padded(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
@@ -76,20 +88,30 @@ class RNNEncoder(nn.Module):
 
 
 class LanguageModel(nn.Module):
-    """Next-token model: encoder -> dropout -> linear head over the vocabulary."""
+    """Next-token model: encoder -> dropout (+ locked) -> [projection] -> linear head over the
+    vocabulary. With tied weights and ``embed != hidden`` a projection (hidden -> embed)
+    precedes the head, which shares the embedding's weight."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.encoder = RNNEncoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
-        self.head = nn.Linear(cfg.hidden, cfg.vocab_size)
+        projected = cfg.tie_weights and cfg.embed != cfg.hidden
+        self.proj = nn.Linear(cfg.hidden, cfg.embed) if projected else None
+        self.head = nn.Linear(cfg.embed if projected else cfg.hidden, cfg.vocab_size)
         if cfg.tie_weights:
             self.head.weight = self.encoder.embedding.weight
 
-    def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        out, state = self.encoder(ids, state)  # (B, T, H)
-        return self.head(self.drop(out)), state  # (B, T, V)
+    def forward(self, ids: Tensor, state: Optional[State] = None, return_outputs: bool = False):
+        """``ids`` (B, T) -> logits (B, T, V) and the state; with ``return_outputs``, also the
+        last layer's :class:`Outputs` (for AR / TAR)."""
+        raw, state = self.encoder(ids, state)  # (B, T, H)
+        dropped = locked_dropout(self.drop(raw), self.cfg.output_dropout, self.training)  # (B, T, H)
+        logits = self.head(dropped if self.proj is None else self.proj(dropped))  # (B, T, V)
+        if return_outputs:
+            return logits, state, Outputs(raw, dropped)
+        return logits, state
 
     def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
         """A fast one-token-at-a-time evaluator of this model (for sampling); its logits

@@ -45,8 +45,12 @@ class Stepper:
                 self.table = self.table + b_hh[0]
                 self.b_in = [None] + [bi + bh for bi, bh in zip(b_ih[1:], b_hh[1:])]
                 self.b_hh = b_hh
-            self.head_w_t = model.head.weight.detach().t().contiguous() * logit_scale  # (H, V)
-            self.head_b = model.head.bias.detach() * logit_scale
+            head_w, head_b = model.head.weight.detach(), model.head.bias.detach()  # (V, E or H), (V,)
+            if model.proj is not None:  # fold the projection (H -> E) into the head: one product per step
+                head_b = torch.addmv(head_b, head_w, model.proj.bias.detach())
+                head_w = head_w @ model.proj.weight.detach()  # (V, H)
+            self.head_w_t = head_w.t().contiguous() * logit_scale  # (H, V)
+            self.head_b = head_b * logit_scale
             if banned:
                 self.head_b[banned] = float("-inf")
 

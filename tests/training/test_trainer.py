@@ -54,9 +54,15 @@ def test_existing_run_needs_resume_or_force(tmp_path, tiny_corpus):
     assert result.steps == 4
 
 
-def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus):
-    """Ctrl-C at step 14 saves last/; resuming reproduces the uninterrupted run exactly."""
-    opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1, max_steps=30)
+AWD = dict(layers=2, input_dropout=0.2, hidden_dropout=0.2, output_dropout=0.2, weight_drop=0.3, ar=1.0, tar=1.0,
+           tie_weights=True)  # embed 16, hidden 32: through a projection
+
+
+@pytest.mark.parametrize("regularization", [{}, AWD], ids=["dropout", "awd"])
+def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus, regularization):
+    """Ctrl-C at step 14 saves last/; resuming reproduces the uninterrupted run exactly (the
+    same dropout, locked dropout and weight-drop masks)."""
+    opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1, max_steps=30, **regularization)
     full = []
     train_language_model([tiny_corpus], out=tmp_path / "full", on_progress=full.append, **opts)
 

@@ -161,7 +161,8 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         torch.manual_seed(tcfg.seed + 7919 * dist.rank)
     meta = data.meta
     chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
-    task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist)
+    task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist,
+                  ar=tcfg.ar, tar=tcfg.tar)
     config = _run_config(mcfg, tok, tcfg, inputs, meta, dist)
     return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist)
 

@@ -24,8 +24,9 @@ class LMTask:
     """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss."""
 
     def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float,
-                 dist: Optional[Dist] = None):
+                 dist: Optional[Dist] = None, ar: float = 0.0, tar: float = 0.0):
         self.train, self.val, self.device = train, val, device
+        self.ar, self.tar = ar, tar  # activation regularization: the training loss only
         self.chars_per_val_token = chars_per_val_token
         self.dist = dist or Dist()
         self.state: Optional[State] = None
@@ -43,9 +44,18 @@ class LMTask:
     def loss(self, model: LanguageModel, batch: torch.Tensor) -> tuple[torch.Tensor, int]:
         chunk = batch.to(self.device, non_blocking=True)  # (B, T + 1)
         x, y = chunk[:, :-1], chunk[:, 1:]
-        logits, state = model(x, self.state)  # (B, T, V)
+        if not (self.ar or self.tar):
+            logits, state = model(x, self.state)  # (B, T, V)
+            self.state = detach_state(state)
+            return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
+        logits, state, out = model(x, self.state, return_outputs=True)  # (B, T, V), Outputs (B, T, H)
         self.state = detach_state(state)
-        return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        if self.ar:  # AR: large activations cost
+            loss = loss + self.ar * out.dropped.float().pow(2).mean()
+        if self.tar and out.raw.shape[1] > 1:  # TAR: fast-changing activations cost
+            loss = loss + self.tar * (out.raw[:, 1:] - out.raw[:, :-1]).float().pow(2).mean()
+        return loss, x.numel()
 
     def evaluate(self, model: LanguageModel) -> dict[str, float]:
         total, count, state = 0.0, 0, None
