@@ -227,6 +227,9 @@ class TrainConfig(_DictMixin):
                                     "scaler), fp32 elsewhere; bf16 and fp16 need CUDA.",
                             choices=PRECISIONS, resumable=True)
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
+    sample_length: int = option(200, "After each evaluation, sample this many tokens (seeded, "
+                                     "temperature 0.8) into samples.jsonl and the progress display; 0: none.",
+                                only="lm", resumable=True)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
@@ -237,6 +240,8 @@ class TrainConfig(_DictMixin):
         for f in options_of(TrainConfig):  # max_time: "5m" -> 300.0
             if f.metadata["parse"]:
                 setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
+        if self.sample_length < 0:
+            raise TextRNNError(f"--sample-length must be >= 0, got {self.sample_length}")
         if self.warmup_steps < 0:
             raise TextRNNError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.clip is not None and self.clip <= 0:

@@ -79,6 +79,9 @@ def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus):
         assert "grad_norm" in grads and "grad_clipped" in grads and grads == [k for k in b if k.startswith("grad_")]
         for k in grads:  # (the norms since the last evaluation are carried through the interruption)
             assert a[k] == pytest.approx(b[k], rel=1e-6), k
+    samples = checkpoint.read_metrics(tmp_path / "part", checkpoint.SAMPLES)
+    assert samples == checkpoint.read_metrics(tmp_path / "full", checkpoint.SAMPLES)  # (sampling is on by default)
+    assert [s["step"] for s in samples] == [7, 14, 21, 28, 30]
 
 
 def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
