@@ -36,10 +36,12 @@ class GradStats:
 
     def __init__(self, model: nn.Module, params: list[torch.nn.Parameter], device: torch.device,
                  saved: Optional[list[float]] = None):
-        names = {id(p): n for n, p in model.named_parameters()}
+        mine = {id(p) for p in params}
+        named = [(n, p) for n, p in model.named_parameters() if id(p) in mine]  # (in the model's order)
+        named += [("other", p) for p in params if id(p) not in {id(q) for _, q in named}]
         groups: dict[str, list[torch.nn.Parameter]] = {}
-        for p in params:
-            groups.setdefault(group_name(names.get(id(p), "other")), []).append(p)
+        for n, p in named:
+            groups.setdefault(group_name(n), []).append(p)
         self.names, self.groups = list(groups), list(groups.values())
         size = _STEPS + 1 + len(self.groups)
         self.acc = torch.zeros(size, device=device)  # (5 + G,) float32
