@@ -39,3 +39,12 @@ def test_sampling_leaves_the_rng_and_the_training_mode_alone(lm_run):
     assert torch.equal(torch.get_rng_state(), before) and ck.model.training
     assert sample(ck.model) == first  # same seed, same weights: same text
     assert _sampler(ck.tokenizer, TrainConfig(sample_length=0)) is None
+
+
+def test_a_negative_sample_length_is_refused():
+    import pytest
+
+    from textrnn.errors import TextRNNError
+
+    with pytest.raises(TextRNNError, match="--sample-length must be >= 0"):
+        TrainConfig(sample_length=-1)

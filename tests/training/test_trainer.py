@@ -299,3 +299,22 @@ def test_metrics_record_grad_norms_per_layer_that_combine_to_the_total(tmp_path,
         assert {"grad_norm/encoder.embedding", "grad_norm/encoder.rnn.l0", "grad_norm/encoder.rnn.l1"} <= set(layers)
         assert math.sqrt(sum(v * v for v in layers.values())) == pytest.approx(m["grad_norm"], rel=1e-5)
         assert m["grad_norm_max"] == pytest.approx(m["grad_norm"]) and m["grad_clipped"] in (0.0, 1.0)
+
+
+def test_a_step_with_non_finite_gradients_counts_but_adds_no_norm():
+    """(as when the fp16 GradScaler finds an overflow and skips the step)"""
+    from textrnn.training.gradients import GradStats
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    grads = GradStats(model, list(model.parameters()), torch.device("cpu"))
+    for g in ([3.0, 4.0], [float("inf"), 0.0]):
+        model.weight.grad = torch.tensor([g])
+        grads.clip(1e6)
+    m = grads.metrics()
+    assert m["grad_norm"] == m["grad_norm_max"] == m["grad_norm/weight"] == 5.0 and m["grad_clipped"] == 0.0
+    model.weight.grad = torch.tensor([[3.0, 4.0]])
+    grads.clip(1.0)
+    saved = grads.state()  # a resumed run goes on from the saved sums
+    resumed = GradStats(model, list(model.parameters()), torch.device("cpu"), saved)
+    expected = {"grad_norm": 5.0, "grad_norm_max": 5.0, "grad_clipped": 1.0, "grad_norm/weight": 5.0}
+    assert resumed.metrics() == grads.metrics() == expected
