@@ -7,6 +7,7 @@
       tokenizer.json      the HF tokenizers file
       model.safetensors   the best weights (lowest validation loss / best accuracy)
       metrics.jsonl       one JSON object per evaluation
+      samples.jsonl       language models: the text sampled after each evaluation ({"step", "text"})
       last/               the latest state, for --resume
         model.safetensors
         trainer.pt        optimizer, schedule position, data position, RNG, carried state
@@ -36,8 +37,8 @@ from .config import ModelConfig
 from .errors import TextRNNError
 from .tokenizer import Tokenizer
 
-CONFIG, TOKENIZER, WEIGHTS, METRICS, LAST, TRAINER = (
-    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "last", "trainer.pt")
+CONFIG, TOKENIZER, WEIGHTS, METRICS, SAMPLES, LAST, TRAINER = (
+    "config.json", "tokenizer.json", "model.safetensors", "metrics.jsonl", "samples.jsonl", "last", "trainer.pt")
 
 
 def _cannot_write(path: Path, reason: object) -> TextRNNError:
@@ -70,12 +71,14 @@ def write_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Tokenizer)
     write_file(run_dir / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
 
 
-def write_metrics(run_dir: Path, metrics: list[dict[str, Any]]) -> None:
-    write_file(run_dir / METRICS, "".join(json.dumps(m) + "\n" for m in metrics))
+def write_metrics(run_dir: Path, metrics: list[dict[str, Any]], name: str = METRICS) -> None:
+    """Write ``metrics.jsonl`` (or with ``name=SAMPLES``, ``samples.jsonl``): one JSON object a line."""
+    write_file(Path(run_dir) / name, "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in metrics))
 
 
-def read_metrics(run_dir: Path) -> list[dict[str, Any]]:
-    path = Path(run_dir) / METRICS
+def read_metrics(run_dir: Path, name: str = METRICS) -> list[dict[str, Any]]:
+    """The rows of ``metrics.jsonl`` (or ``samples.jsonl``); none if the file is missing."""
+    path = Path(run_dir) / name
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

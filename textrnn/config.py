@@ -241,6 +241,9 @@ class TrainConfig(_DictMixin):
                             "layer's output to the training loss.", only="lm")
     tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "
                              "of the last layer's output from one step to the next to the training loss.", only="lm")
+    sample_length: int = option(200, "After each evaluation, sample this many tokens (seeded, "
+                                     "temperature 0.8) into samples.jsonl and the progress display; 0: none.",
+                                only="lm", resumable=True)
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
@@ -251,6 +254,8 @@ class TrainConfig(_DictMixin):
         for f in options_of(TrainConfig):  # max_time: "5m" -> 300.0
             if f.metadata["parse"]:
                 setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
+        if self.sample_length < 0:
+            raise TextRNNError(f"--sample-length must be >= 0, got {self.sample_length}")
         if self.warmup_steps < 0:
             raise TextRNNError(f"--warmup-steps must be >= 0, got {self.warmup_steps}")
         if self.clip is not None and self.clip <= 0:

@@ -60,19 +60,19 @@ AWD = dict(layers=2, input_dropout=0.2, hidden_dropout=0.2, output_dropout=0.2, 
 
 @pytest.mark.parametrize("regularization", [{}, AWD], ids=["dropout", "awd"])
 def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus, regularization):
-    """Ctrl-C at step 14 saves last/; resuming reproduces the uninterrupted run exactly (the
-    same dropout, locked dropout and weight-drop masks)."""
+    """Ctrl-C at step 10 (between evaluations) saves last/; resuming reproduces the uninterrupted run exactly
+    (the same dropout, locked dropout and weight-drop masks)."""
     opts = dict(TINY, eval_every=7, save_every=7, dropout=0.1, max_steps=30, **regularization)
     full = []
     train_language_model([tiny_corpus], out=tmp_path / "full", on_progress=full.append, **opts)
 
-    def interrupt_at_14(p):
-        if p.step == 14 and p.event == "step":
+    def interrupt_at_10(p):
+        if p.step == 10 and p.event == "step":
             os.kill(os.getpid(), signal.SIGINT)
 
-    first = train_language_model([tiny_corpus], out=tmp_path / "part", on_progress=interrupt_at_14,
+    first = train_language_model([tiny_corpus], out=tmp_path / "part", on_progress=interrupt_at_10,
                                  report_every=1, **opts)
-    assert first.stopped_by == "interrupt" and first.steps == 14
+    assert first.stopped_by == "interrupt" and first.steps == 10
     part = []
     train_language_model([tiny_corpus], out=tmp_path / "part", resume=True, on_progress=part.append, **opts)
     full_m = checkpoint.read_metrics(tmp_path / "full")
@@ -81,6 +81,13 @@ def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus, reg
     for a, b in zip(full_m, part_m):
         assert a["val_loss"] == b["val_loss"]
         assert a["train_loss"] == pytest.approx(b["train_loss"], abs=1e-6)
+        grads = [k for k in a if k.startswith("grad_")]
+        assert "grad_norm" in grads and "grad_clipped" in grads and grads == [k for k in b if k.startswith("grad_")]
+        for k in grads:  # (the norms since the last evaluation are carried through the interruption)
+            assert a[k] == pytest.approx(b[k], rel=1e-6), k
+    samples = checkpoint.read_metrics(tmp_path / "part", checkpoint.SAMPLES)
+    assert samples == checkpoint.read_metrics(tmp_path / "full", checkpoint.SAMPLES)  # (sampling is on by default)
+    assert [s["step"] for s in samples] == [7, 14, 21, 28, 30]
 
 
 def test_resume_refuses_contradicting_options(tmp_path, tiny_corpus):
@@ -264,3 +271,56 @@ def test_resuming_a_table_corpus_needs_no_options_again(tmp_path):
     train_language_model([table], out=out, text_column="review", max_steps=2, **TINY)
     run = train_language_model([table], out=out, max_steps=4, resume=True)
     assert run.steps == 4
+
+
+def test_grad_norms_match_a_hand_computation_and_clipping_is_counted():
+    from textrnn.training.gradients import group_name
+
+    for clip, clipped in [(1e6, 0.0), (1e-3, 1.0)]:
+        trainer = _trainer(clip=clip)
+        model = trainer.model
+        batch = torch.ones(2, 3)
+        gw, gb = torch.autograd.grad(model(batch).pow(2).mean(), [model.weight, model.bias])
+        total = math.sqrt(gw.pow(2).sum().item() + gb.pow(2).sum().item())
+        trainer.train_step(batch)
+        if clipped:
+            grad = math.sqrt(sum(p.grad.pow(2).sum().item() for p in model.parameters()))
+            assert grad == pytest.approx(clip, rel=1e-4)  # the gradients were clipped to the threshold
+        m = trainer.grads.metrics()
+        assert m["grad_norm"] == pytest.approx(total, rel=1e-5) and m["grad_norm_max"] == m["grad_norm"]
+        assert m["grad_clipped"] == clipped
+        assert m["grad_norm/weight"] == pytest.approx(gw.norm().item(), rel=1e-5)
+        assert m["grad_norm/bias"] == pytest.approx(gb.norm().item(), rel=1e-5)
+        assert trainer.grads.metrics() == {}  # read once: the sums restart
+    assert group_name("encoder.rnn.weight_hh_l1_reverse") == group_name("encoder.rnn.bias_ih_l1") == "encoder.rnn.l1"
+    assert group_name("encoder.embedding.weight") == "encoder.embedding" and group_name("head.bias") == "head"
+
+
+def test_metrics_record_grad_norms_per_layer_that_combine_to_the_total(tmp_path, tiny_corpus):
+    train_language_model([tiny_corpus], out=tmp_path / "run", max_steps=3, **dict(TINY, eval_every=1, layers=2))
+    metrics = checkpoint.read_metrics(tmp_path / "run")
+    assert [m["step"] for m in metrics] == [1, 2, 3]
+    for m in metrics:  # one step per evaluation: the layers' norms combine to the total
+        layers = {k: v for k, v in m.items() if k.startswith("grad_norm/")}
+        assert {"grad_norm/encoder.embedding", "grad_norm/encoder.rnn.l0", "grad_norm/encoder.rnn.l1"} <= set(layers)
+        assert math.sqrt(sum(v * v for v in layers.values())) == pytest.approx(m["grad_norm"], rel=1e-5)
+        assert m["grad_norm_max"] == pytest.approx(m["grad_norm"]) and m["grad_clipped"] in (0.0, 1.0)
+
+
+def test_a_step_with_non_finite_gradients_counts_but_adds_no_norm():
+    """(as when the fp16 GradScaler finds an overflow and skips the step)"""
+    from textrnn.training.gradients import GradStats
+
+    model = torch.nn.Linear(2, 1, bias=False)
+    grads = GradStats(model, list(model.parameters()), torch.device("cpu"))
+    for g in ([3.0, 4.0], [float("inf"), 0.0]):
+        model.weight.grad = torch.tensor([g])
+        grads.clip(1e6)
+    m = grads.metrics()
+    assert m["grad_norm"] == m["grad_norm_max"] == m["grad_norm/weight"] == 5.0 and m["grad_clipped"] == 0.0
+    model.weight.grad = torch.tensor([[3.0, 4.0]])
+    grads.clip(1.0)
+    saved = grads.state()  # a resumed run goes on from the saved sums
+    resumed = GradStats(model, list(model.parameters()), torch.device("cpu"), saved)
+    expected = {"grad_norm": 5.0, "grad_norm_max": 5.0, "grad_clipped": 1.0, "grad_norm/weight": 5.0}
+    assert resumed.metrics() == grads.metrics() == expected

@@ -81,3 +81,17 @@ class TrainProgress:
             else:
                 detail = f"ppl {m['val_ppl']:.2f}" + (f"  bpc {m['val_bpc']:.3f}" if "val_bpc" in m else "")
             self.bar.console.print(f"step {m['step']}: val loss {m['val_loss']:.4f}  {detail}")
+        if p.event == "eval" and p.sample:
+            self.bar.console.print(sample_text(p.sample), no_wrap=True, overflow="ellipsis")
+
+
+SAMPLE_LINES = 4
+
+
+def sample_text(sample: str):
+    """A sample as shown under the bar: dimmed, its first lines only (never read as markup)."""
+    from rich.text import Text
+
+    lines = sample.strip("\n").splitlines()
+    shown = "\n".join("  " + line for line in lines[:SAMPLE_LINES]) + ("\n  ..." if len(lines) > SAMPLE_LINES else "")
+    return Text(shown, style="dim")

@@ -24,6 +24,7 @@ from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches, eval_batches
 from ..errors import TextRNNError
+from ..generate import generate
 from ..model import LanguageModel
 from ..tokenizer import Tokenizer
 from . import distributed
@@ -164,7 +165,28 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist,
                   ar=tcfg.ar, tar=tcfg.tar)
     config = _run_config(mcfg, tok, tcfg, inputs, meta, dist)
-    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist)
+    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist,
+                   sample=_sampler(tok, tcfg))
+
+
+SAMPLE_TEMPERATURE = 0.8
+
+
+def _sampler(tok: Tokenizer, tcfg: TrainConfig) -> Optional[Callable[[torch.nn.Module], str]]:
+    """What ``execute`` samples after each evaluation: ``sample_length`` tokens after a newline, with
+    the run's seed (generate's own generator: the training RNGs are untouched); None when off."""
+    if not tcfg.sample_length:
+        return None
+
+    def sample(model: torch.nn.Module) -> str:
+        training = model.training
+        try:
+            pieces = generate(model, tok, "", tcfg.sample_length, temperature=SAMPLE_TEMPERATURE, seed=tcfg.seed)
+            return "".join(piece[0] for piece in pieces)
+        finally:
+            model.train(training)
+
+    return sample
 
 
 def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[Tokenizer],

@@ -7,7 +7,8 @@ The files themselves (config.json, weights, last/, metrics.jsonl) are
 - :func:`open_run` checks ``--out`` / ``--resume`` / ``--force`` and holds :class:`RunLock`;
 - :func:`check_resume` compares the given options with the saved run;
 - :func:`execute` runs the trainer, replacing an old run (``--force``) only once the new
-  one starts, and writes metrics, best weights and ``last/`` at every checkpoint.
+  one starts, samples text after each evaluation (language models), and writes metrics,
+  samples, best weights and ``last/`` at every checkpoint.
 """
 
 from __future__ import annotations
@@ -176,8 +177,8 @@ def remove_leftovers(run_dir: Path) -> None:
 
 
 def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, resuming: bool,
-           dist: Dist) -> tuple[Optional[TrainerState], list[dict[str, Any]]]:
-    """The trainer state and metrics to go on from: the run's ``last/`` when resuming
+           dist: Dist) -> tuple[Optional[TrainerState], list[dict[str, Any]], list[dict[str, Any]]]:
+    """The trainer state, metrics and samples to go on from: the run's ``last/`` when resuming
     (its weights loaded into ``model``), else none, after the run's files are (re)written."""
     if resuming and checkpoint.last_dir(out) is not None:
         if dist.is_main:
@@ -185,28 +186,33 @@ def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Mo
         dist.barrier()
         state = TrainerState.from_dict(checkpoint.load_trainer_state(out))
         checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
-        return state, [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
+        return state, *([m for m in checkpoint.read_metrics(out, name) if m["step"] <= state.step]
+                        for name in (checkpoint.METRICS, checkpoint.SAMPLES))
     if dist.is_main:  # a new run (or one stopped before its first save: start it again)
         for p in out.iterdir():  # an old run that --force replaces (open_run checked it is one)
             if p.name != LOCK:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         checkpoint.write_run_files(out, config, tok)
-    return None, []
+    return None, [], []
 
 
 def execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, task: Any,
             tcfg: TrainConfig, resuming: bool, on_progress: Optional[Callable[[Progress], None]],
             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None,
-            dist: Optional[Dist] = None) -> RunResult:
+            dist: Optional[Dist] = None, sample: Optional[Callable[[torch.nn.Module], str]] = None) -> RunResult:
     """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``).
-    In a distributed job only rank 0 writes; every rank resumes from the same files."""
+    In a distributed job only rank 0 writes; every rank resumes from the same files.
+    ``sample(model)``: text to keep in ``samples.jsonl`` and hand to ``on_progress`` (``Progress.sample``)
+    after each evaluation (rank 0 only); it must leave the model in training mode and the RNGs untouched."""
     dist = dist or Dist()
-    state, metrics = _start(out, config, tok, model, resuming, dist)
+    state, metrics, samples = _start(out, config, tok, model, resuming, dist)
 
     def on_checkpoint(st: TrainerState, best: bool) -> None:
         if not dist.is_main:
             return
         checkpoint.write_metrics(out, metrics)
+        if sample is not None:
+            checkpoint.write_metrics(out, samples, checkpoint.SAMPLES)
         if best:
             checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
         checkpoint.save_last(out, model, st.to_dict())
@@ -214,6 +220,9 @@ def execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.M
     def progress(p: Progress) -> None:
         if p.event == "eval" and p.metrics is not None:
             metrics.append(p.metrics)  # (written with the checkpoint that follows every evaluation)
+            if sample is not None and dist.is_main:
+                p.sample = sample(model)
+                samples.append({"step": p.step, "text": p.sample})
         if on_progress:
             on_progress(p)
 

@@ -26,6 +26,7 @@ from torch import nn
 from ..config import TrainConfig
 from ..errors import TextRNNError
 from .distributed import Dist
+from .gradients import GradStats
 from .optim import lr_at, make_optimizer
 from .runtime import autocast_dtype, capture_rng, restore_rng
 
@@ -69,6 +70,7 @@ class Progress:
     lr: float
     event: str  # "step" | "eval" | "end"
     metrics: Optional[dict[str, float]] = None
+    sample: Optional[str] = None  # text sampled after this evaluation (set by the LM pipeline)
 
 
 @dataclass
@@ -87,6 +89,7 @@ class TrainerState:
     carry: dict[str, torch.Tensor] = field(default_factory=dict)
     loss_sum: float = 0.0  # training losses summed since the last evaluation
     loss_count: int = 0
+    grad_stats: Optional[list] = None  # gradient-norm sums since the last evaluation (gradients.GradStats)
     rank_rng: Optional[list] = None  # every rank's RNG states, in a distributed run
     rank_carry: Optional[list] = None  # every rank's carried state (each reads its own streams)
     scaler: Optional[dict] = None  # the fp16 gradient scaler's state
@@ -183,6 +186,7 @@ class Trainer:
         if cfg.max_steps is not None:
             self.total_steps = min(self.total_steps, cfg.max_steps)
         self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        self.grads = GradStats(model, self.params, self.device, state.grad_stats)  # clips; norms for metrics
         self.last_eval_s = 0.0  # how long an evaluation takes: reserved at the end of a timed run
         self.start_elapsed, self.t0 = state.elapsed_s, time.perf_counter()
         self.synced_elapsed = self.start_elapsed  # distributed: the ranks' common clock, read at sync points
@@ -279,8 +283,7 @@ class Trainer:
             scaler.unscale_(optimizer)
         else:
             loss.backward()
-        if cfg.clip:
-            torch.nn.utils.clip_grad_norm_(self.params, cfg.clip, foreach=True)
+        self.grads.clip(cfg.clip)
         if scaler is not None:
             scaler.step(optimizer)
             scaler.update()
@@ -321,7 +324,8 @@ class Trainer:
             self.last_eval_s = self.dist.all_max([self.last_eval_s], self.device)[0]
         self.val_loss = state.last_val_loss = metrics["val_loss"]
         metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(self.elapsed(), 3),
-                   "train_loss": self.train_loss, **metrics, "tokens_per_s": round(self.tokens_per_s, 1)}
+                   "train_loss": self.train_loss, **metrics, "tokens_per_s": round(self.tokens_per_s, 1),
+                   **self.grads.metrics()}
         better = self.task.is_better(metrics, state.best)
         if better:
             state.best = metrics
@@ -352,6 +356,7 @@ class Trainer:
         if self.loss_count:
             self._mean_train_loss(state.loss_sum)  # never save weights that a non-finite loss has reached
         state.elapsed_s = self.elapsed()
+        state.grad_stats = self.grads.state()
         state.optimizer = self.optimizer.state_dict()
         state.rng = capture_rng()
         state.rank_rng = dist.gather(state.rng) if dist.active else None
