@@ -42,6 +42,7 @@ class RunResult:
     elapsed_s: float
     stopped_by: Optional[str]
     tokens_seen: int
+    test: Optional[dict[str, Any]] = None  # test_* metrics of --test-file (language models)
 
 
 def default_run_dir(first_input: str | Path) -> Path:
