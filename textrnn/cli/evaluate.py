@@ -66,14 +66,20 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
 
 
 def _print_table(results: list[dict[str, Any]], run: str, stderr: bool) -> None:
+    """One small table per file (fits any terminal width)."""
     from rich.console import Console
     from rich.table import Table
 
-    view = Table(title=f"evaluated with {run}")
-    for col in ("file", "tokens", "nats/token", "perplexity", "bits/char", "word ppl", "unknown", "time"):
-        view.add_column(col, justify="left" if col == "file" else "right")
+    console = Console(stderr=stderr)
+    console.print(f"evaluated with {run}")
     for r in results:
-        view.add_row(r["file"], f"{r['tokens']:,}", f"{r['loss']:.4f}", f"{r['perplexity']:.2f}",
-                     f"{r['bits_per_char']:.3f}", f"{r['word_perplexity']:.2f}", f"{r['unknown_share']:.2%}",
-                     f"{r['seconds']:.1f}s")
-    Console(stderr=stderr).print(view)
+        view = Table(title=r["file"], title_justify="left", show_header=False)
+        view.add_column("what")
+        view.add_column("value", justify="right")
+        for what, value in [("tokens", f"{r['tokens']:,}"), ("nats/token", f"{r['loss']:.4f}"),
+                            ("perplexity", f"{r['perplexity']:.6g}"), ("bits/char", f"{r['bits_per_char']:.4f}"),
+                            (f"word perplexity ({r['words']:,} words + {r['lines']:,} lines)",
+                             f"{r['word_perplexity']:.6g}"),
+                            ("unknown tokens", f"{r['unknown_share']:.2%}"), ("time", f"{r['seconds']:.1f}s")]:
+            view.add_row(what, value)
+        console.print(view)
