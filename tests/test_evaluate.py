@@ -158,3 +158,12 @@ def test_a_missing_test_file_fails_before_training(tmp_path, val_text):
     with pytest.raises(TextRNNError, match="nope.txt: no such file"):
         _train(tmp_path / "run", val_text, "char", test_file=tmp_path / "nope.txt")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_resumed_run_scores_the_test_file_again_once(tmp_path, val_text):
+    _train(tmp_path / "run", val_text, "char", test_file=val_text)
+    train_language_model([FIXTURES / "tiny.txt"], out=tmp_path / "run", val_file=val_text, test_file=val_text,
+                         resume=True, max_steps=9)
+    metrics = checkpoint.read_metrics(tmp_path / "run")
+    assert [m.get("event") for m in metrics].count("test") == 1 and metrics[-1]["event"] == "test"
+    assert metrics[-2]["step"] == 9

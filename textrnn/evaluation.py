@@ -44,7 +44,7 @@ def score_spans(model: torch.nn.Module, src: Any, spans: Sequence[tuple[int, int
     array or a token file with ``read(start, count)``), scored side by side from a fresh
     state carried window to window; a span's first token is context only."""
     preds = np.array([end - start - 1 for start, end in spans], dtype=np.int64)  # (S,)
-    nats = torch.zeros(len(spans), dtype=torch.float64, device=device)  # (S,)
+    nats = np.zeros(len(spans))  # (S,) float64, on the CPU (MPS has no float64)
     state = None
     with torch.inference_mode():
         for lo in range(0, int(preds.max()), seq_len):
@@ -55,8 +55,8 @@ def score_spans(model: torch.nn.Module, src: Any, spans: Sequence[tuple[int, int
             logits, state = model(x, state)  # (S, T, V)
             losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE,
                                      reduction="none")  # (S * T,)
-            nats += losses.view(y.shape).sum(dim=1).double()  # (S,)
-    return nats.cpu().numpy(), preds
+            nats += losses.view(y.shape).sum(dim=1).cpu().numpy()  # (S,)
+    return nats, preds
 
 
 def stream_spans(n: int, streams: int) -> list[tuple[int, int]]:

@@ -186,7 +186,8 @@ def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Mo
         dist.barrier()
         state = TrainerState.from_dict(checkpoint.load_trainer_state(out))
         checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
-        return state, [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step]
+        kept = [m for m in checkpoint.read_metrics(out) if m["step"] <= state.step and m.get("event") != "test"]
+        return state, kept  # (a --test-file result is of the run before: it is scored again at the end)
     if dist.is_main:  # a new run (or one stopped before its first save: start it again)
         for p in out.iterdir():  # an old run that --force replaces (open_run checked it is one)
             if p.name != LOCK:
