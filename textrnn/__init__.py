@@ -20,6 +20,7 @@ _EXPORTS = {
     "train_classifier": "textrnn.api",
     "load": "textrnn.api",
     "Trained": "textrnn.api",
+    "evaluate": "textrnn.evaluation",
     "TextRNNError": "textrnn.errors",
     "ModelConfig": "textrnn.config",
     "TrainConfig": "textrnn.config",
@@ -36,6 +37,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .api import Trained, load, train, train_classifier  # noqa: F401
     from .config import ModelConfig, TrainConfig  # noqa: F401
     from .errors import TextRNNError  # noqa: F401
+    from .evaluation import evaluate  # noqa: F401
     from .model import LanguageModel  # noqa: F401
     from .process import configure_process  # noqa: F401
     from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401

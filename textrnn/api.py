@@ -68,6 +68,16 @@ class Trained:
         texts = ["".join(p) for p in parts]
         return texts[0] if num_samples == 1 else texts
 
+    def evaluate(self, files: Union[PathLike, Sequence[PathLike]], *, encoding: Optional[str] = None,
+                 per_line: bool = False) -> list[dict[str, Any]]:
+        """Score text files with this language model: one dict per file (tokens, loss in
+        nats/token, perplexity, bits per character, word-level perplexity, unknown share,
+        seconds; the rows of ``per_line`` when asked). See :mod:`textrnn.evaluation`."""
+        from .evaluation import evaluate_model
+
+        self._require("lm", "evaluate")
+        return evaluate_model(self.model, self.tokenizer, self.config, files, encoding=encoding, per_line=per_line)
+
     @property
     def labels(self) -> list:
         """The classifier's label names, in the order of its probability columns."""

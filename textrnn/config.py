@@ -146,6 +146,8 @@ class DataOptions:
     vocab_size: Optional[int] = option(None, "Vocabulary cap (word) or size (bpe).",
                                        default_text=", ".join(f"{n} {k}" for k, n in VOCAB_SIZES.items()))
     val_file: Optional[Path] = option(None, "Validate on this file instead of holding out --val-fraction.")
+    test_file: Optional[Path] = option(None, "At the end, score the best weights on this text file (test_* in "
+                                             "metrics.jsonl; see textrnn evaluate).", only="lm")
     text_column: Optional[str] = option(None, "Table input: the text column.",
                                         default_text="a column named text, sentence, review, ...")
     label_column: Optional[str] = option(None, "The label column.", only="classify",

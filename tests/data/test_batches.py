@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from textrnn.data.batches import LMBatches, eval_batches
+from textrnn.data.batches import LMBatches
 from textrnn.errors import TextRNNError
 
 
@@ -35,13 +35,6 @@ def test_epochs_shift_window_boundaries_deterministically():
 def test_corpus_shorter_than_one_batch():
     with pytest.raises(TextRNNError, match="shorter than one batch"):
         LMBatches(np.arange(50), batch_size=8, seq_len=10, name="tiny.txt")
-
-
-def test_eval_batches_use_few_streams():
-    b = eval_batches(np.arange(10_000), seq_len=100)
-    assert b.batch_size == 16
-    covered = b.batch_size * b.seq_len * b.windows_in_epoch(0)
-    assert covered > 10_000 - 16 * 101
 
 
 def test_ranks_read_the_streams_of_one_process_with_their_total_batch():

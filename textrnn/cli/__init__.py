@@ -1,6 +1,6 @@
 """The ``textrnn`` command. Parses options, calls the library, owns the terminal.
 
-One module per command (train, generate, classify, export, plot); ``train``'s options are
+One module per command (train, generate, evaluate, classify, export, plot); ``train``'s options are
 generated from their declarations (:mod:`textrnn.cli.options`). Heavy modules (torch,
 tokenizers, rich) are imported inside the commands, so ``--help`` and option errors answer
 at once. Every user error ends as one ``error: ...`` line on stderr and exit status 2.
@@ -14,6 +14,7 @@ import click
 
 from .. import __version__
 from .classify import classify_command
+from .evaluate import evaluate_command
 from .export import export_command
 from .generate import generate_command
 from .plot import plot_command
@@ -60,7 +61,8 @@ def cli() -> None:
     configure_process()  # before any command runs (the library changes no process-wide state itself)
 
 
-for _command in (train_command, generate_command, classify_command, export_command, plot_command):
+for _command in (train_command, generate_command, evaluate_command, classify_command, export_command,
+                 plot_command):
     cli.add_command(_command)
 
 

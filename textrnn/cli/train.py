@@ -86,6 +86,10 @@ def _report(task: str, result: Any, console: Any, main_rank: bool) -> None:
     if task == "lm":
         bpc = f", {best['val_bpc']:.3f} bits/char" if "val_bpc" in best else ""
         score = f"best val loss {best.get('val_loss', float('nan')):.4f} nats/token{bpc}"
+        if getattr(result, "test", None):
+            t = result.test
+            score += (f"; test loss {t['test_loss']:.4f}, perplexity {t['test_ppl']:.2f}, "
+                      f"{t['test_bpc']:.3f} bits/char, word perplexity {t['test_word_ppl']:.2f}")
     else:
         score = (f"best val accuracy {best.get('val_acc', float('nan')):.2%}, "
                  f"macro-F1 {best.get('val_macro_f1', float('nan')):.4f}")

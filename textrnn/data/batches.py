@@ -111,22 +111,6 @@ class LMBatches:
             yield self.window(0, w)
 
 
-def eval_batches(ids, seq_len: int, max_streams: int = 16, name: str = "validation",
-                 rank: int = 0, world: int = 1) -> LMBatches:
-    """Batches for evaluation: few long streams (fewer cold starts), every token scored
-    except the ones that do not fill a stream. With ``world`` processes each evaluates its
-    share of the same streams (``max_streams`` is rounded down to a multiple of ``world``)."""
-    n = len(ids)
-    if n < 2:
-        raise TextRNNError(f"{name}: too short to evaluate on ({n} tokens)")
-    streams = max(1, min(max_streams, (n - 1) // (seq_len + 1)))
-    per_rank = max(1, streams // world)
-    seq_len = min(seq_len, n // (per_rank * world) - 1)
-    if seq_len < 1:
-        raise TextRNNError(f"{name}: too short to evaluate on ({n} tokens for {world} processes)")
-    return LMBatches(ids, per_rank, seq_len, shift_epochs=False, name=name, rank=rank, world=world)
-
-
 def pad_batch(seqs: Sequence[np.ndarray], pad_id: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Right-pad id sequences into ``(B, T)`` int64 and their lengths ``(B,)``.
     An empty sequence counts as one padding token (recurrent layers need length >= 1)."""

@@ -22,8 +22,9 @@ from .. import __version__, checkpoint
 from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
-from ..data.batches import LMBatches, eval_batches
+from ..data.batches import LMBatches
 from ..errors import TextRNNError
+from ..evaluation import check_scorable, check_text_file, test_run
 from ..generate import generate
 from ..model import LanguageModel
 from ..tokenizer import Tokenizer
@@ -74,6 +75,7 @@ def train_language_model(
     tokenizer: Optional[str] = None,
     vocab_size: Optional[int] = None,
     val_file: Optional[str | Path] = None,
+    test_file: Optional[str | Path] = None,
     encoding: Optional[str] = None,
     text_column: Optional[str] = None,
     dataset: Optional[str] = None,
@@ -95,6 +97,8 @@ def train_language_model(
     (``hidden=256``, ``max_time="5m"``, ...); those not given take the tuned defaults, or on
     ``resume`` the run's own values. ``on_progress`` is called every ``report_every`` steps
     and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read.
+    ``test_file``: scored with the best weights at the end (``test_*`` in metrics.jsonl and
+    ``RunResult.test``; see :mod:`textrnn.evaluation`).
     Under ``torchrun`` the job trains data-parallel (see :mod:`textrnn.training.distributed`).
     """
     model_opts, train_opts = split_options(options)
@@ -107,7 +111,7 @@ def train_language_model(
             raise TextRNNError("torchrun with Apple MPS is not supported; pass --device cpu")
         device = distributed.init(dist, device.type) or device
     files = [Path(c) for c in (corpus or [DEFAULT_CORPUS])] if dataset is None else [Path(c) for c in corpus or []]
-    dist.agree(lambda: _check_inputs(files, dataset))  # before the run directory is made or an old run replaced
+    dist.agree(lambda: _check_inputs(files, dataset, test_file))  # before the run directory is made or replaced
     first = files[0] if dataset is None else Path(dataset.replace(":", "-").replace("/", "-"))
     out = Path(out) if out is not None else default_run_dir(first)
     cache = Path(cache_dir) if cache_dir is not None else cache_mod.default_cache_dir(out)
@@ -117,13 +121,17 @@ def train_language_model(
         with open_run(out, resume, force, dist) as resuming:
             result = _train(out, inputs, model_opts, train_opts, resuming, device, dist,
                             on_progress if dist.is_main else None, on_prepare, report_every)
+            if test_file is not None and dist.is_main and result.stopped_by not in ("interrupt", "terminate"):
+                result = test_run(result, test_file, device)
         distributed.shutdown(wait=True)
         return result
     finally:
         distributed.shutdown(wait=False)  # after an error: do not wait for ranks that may be gone
 
 
-def _check_inputs(files: list[Path], dataset: Optional[str]) -> None:
+def _check_inputs(files: list[Path], dataset: Optional[str], test_file: Optional[str | Path]) -> None:
+    if test_file is not None:
+        check_text_file(test_file)
     if dataset is not None:
         return
     if files == [DEFAULT_CORPUS] and not DEFAULT_CORPUS.exists():
@@ -239,13 +247,13 @@ def _dataset_files(dist: Dist, inputs: _Inputs, report: corpus_mod.Report) -> tu
 
 
 def _batches(data: cache_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Path], dist: Dist,
-             device: torch.device) -> tuple[LMBatches, LMBatches]:
+             device: torch.device) -> tuple[LMBatches, cache_mod.TokenFile]:
     names = data.meta["files"]
     name = ", ".join(names[:3]) + (" ..." if len(names) > 3 else "")
     train = LMBatches(data.train, tcfg.batch_size, tcfg.seq_len, seed=tcfg.seed, name=name,
                       rank=dist.rank, world=dist.world, pin_memory=device.type == "cuda")
-    val_name = str(val_file) if val_file is not None else f"{name} (validation part)"
-    return train, eval_batches(data.val, tcfg.seq_len, name=val_name, rank=dist.rank, world=dist.world)
+    check_scorable(len(data.val), str(val_file) if val_file is not None else f"{name} (validation part)")
+    return train, data.val
 
 
 def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _Inputs, meta: dict[str, Any],

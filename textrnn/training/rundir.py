@@ -43,6 +43,7 @@ class RunResult:
     elapsed_s: float
     stopped_by: Optional[str]
     tokens_seen: int
+    test: Optional[dict[str, Any]] = None  # test_* metrics of --test-file (language models)
 
 
 def default_run_dir(first_input: str | Path) -> Path:
@@ -186,8 +187,9 @@ def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Mo
         dist.barrier()
         state = TrainerState.from_dict(checkpoint.load_trainer_state(out))
         checkpoint.load_weights(model, checkpoint.last_dir(out) / checkpoint.WEIGHTS)
-        return state, *([m for m in checkpoint.read_metrics(out, name) if m["step"] <= state.step]
-                        for name in (checkpoint.METRICS, checkpoint.SAMPLES))
+        # (a --test-file result is of the run before: it is scored again at the end)
+        return state, *([m for m in checkpoint.read_metrics(out, name) if m["step"] <= state.step
+                         and m.get("event") != "test"] for name in (checkpoint.METRICS, checkpoint.SAMPLES))
     if dist.is_main:  # a new run (or one stopped before its first save: start it again)
         for p in out.iterdir():  # an old run that --force replaces (open_run checked it is one)
             if p.name != LOCK:

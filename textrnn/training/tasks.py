@@ -6,7 +6,6 @@ between batches; the trainer stays generic.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -16,14 +15,16 @@ import torch.nn.functional as F
 from ..classify import evaluate as classification_metrics
 from ..classify import predict_ids
 from ..data.batches import ClassBatches, LMBatches
+from ..evaluation import loss_metrics, score_tokens
 from .distributed import Dist
 from ..model import Classifier, LanguageModel, State, detach_state
 
 
 class LMTask:
-    """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss."""
+    """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss;
+    validation scores every token of ``val`` (ids or a token file, see :func:`textrnn.evaluation.score_tokens`)."""
 
-    def __init__(self, train: LMBatches, val: LMBatches, device: torch.device, chars_per_val_token: float,
+    def __init__(self, train: LMBatches, val: Any, device: torch.device, chars_per_val_token: float,
                  dist: Optional[Dist] = None, ar: float = 0.0, tar: float = 0.0):
         self.train, self.val, self.device = train, val, device
         self.ar, self.tar = ar, tar  # activation regularization: the training loss only
@@ -58,16 +59,10 @@ class LMTask:
         return loss, x.numel()
 
     def evaluate(self, model: LanguageModel) -> dict[str, float]:
-        total, count, state = 0.0, 0, None
-        for x, y in self.val:
-            x, y = x.to(self.device), y.to(self.device)
-            logits, state = model(x, state)
-            total += float(F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), reduction="sum"))
-            count += y.numel()
+        total, count = score_tokens(model, self.val, self.train.seq_len, self.device, rank=self.dist.rank,
+                                    world=self.dist.world)
         total, count = self.dist.all_sum([total, count], self.device)
-        loss = total / count
-        return {"val_loss": round(loss, 5), "val_ppl": round(math.exp(min(loss, 50.0)), 3),
-                "val_bpc": round(loss / self.chars_per_val_token / math.log(2), 5)}
+        return loss_metrics(total, count, self.chars_per_val_token, "val")
 
     def is_better(self, metrics, best) -> bool:
         return best is None or metrics["val_loss"] < best["val_loss"]
