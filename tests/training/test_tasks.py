@@ -5,13 +5,15 @@ import torch
 import torch.nn.functional as F
 
 from conftest import tiny_lm as tiny
+from textrnn.data.batches import LMBatches
 from textrnn.training.tasks import LMTask
 
 
 def _task(ar=0.0, tar=0.0):
     torch.manual_seed(1)
-    val = [(torch.randint(0, 11, (2, 6)), torch.randint(0, 11, (2, 6)))]
-    return LMTask(None, val, torch.device("cpu"), chars_per_val_token=1.0, ar=ar, tar=tar)
+    val = torch.randint(0, 11, (40,)).numpy()  # validation token ids
+    train = LMBatches(torch.randint(0, 11, (40,)).numpy(), batch_size=2, seq_len=6)
+    return LMTask(train, val, torch.device("cpu"), chars_per_val_token=1.0, ar=ar, tar=tar)
 
 
 @pytest.mark.parametrize("ar, tar", [(2.0, 0.0), (0.0, 3.0), (2.0, 3.0)])
