@@ -44,6 +44,21 @@ def tiny_lm(cell="lstm", layers=2, **kw):
     return LanguageModel(ModelConfig(vocab_size=11, cell=cell, layers=layers, **kw)).eval()
 
 
+def run_in_chunks(model, ids, size: int = 4):
+    """The model over ``ids`` (B, T) in windows of ``size`` tokens, the state carried and detached:
+    the outputs concatenated (B, T, ...) and the final state."""
+    import torch
+
+    from textrnn.model import detach_state
+
+    state, parts = None, []
+    for chunk in ids.split(size, dim=1):
+        out, state = model(chunk, state)
+        state = detach_state(state)
+        parts.append(out)
+    return torch.cat(parts, dim=1), state
+
+
 def run_cli(args, **kw):
     """Invoke the ``textrnn`` command in-process (click's CliRunner); exceptions propagate."""
     from click.testing import CliRunner

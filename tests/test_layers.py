@@ -4,9 +4,8 @@ import pytest
 import torch
 from torch.profiler import profile
 
-from conftest import tiny_lm as tiny
+from conftest import run_in_chunks, tiny_lm as tiny
 from textrnn.layers import locked_dropout
-from textrnn.model import detach_state
 
 REGULARIZED = dict(input_dropout=0.3, hidden_dropout=0.3, output_dropout=0.3, weight_drop=0.5)
 
@@ -90,10 +89,6 @@ def test_per_layer_run_keeps_the_state_layout_and_carries_state(cell):
     full, final = model(ids)
     h = final[0] if cell == "lstm" else final
     assert h.shape == (3, 2, 8)
-    state, parts = None, []
-    for chunk in ids.split(4, dim=1):
-        out, state = model(chunk, state)
-        state = detach_state(state)
-        parts.append(out)
-    torch.testing.assert_close(torch.cat(parts, dim=1), full)
+    chunked, state = run_in_chunks(model, ids)
+    torch.testing.assert_close(chunked, full)
     torch.testing.assert_close(state, final)

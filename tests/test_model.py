@@ -1,9 +1,9 @@
 import pytest
 import torch
 
-from conftest import tiny_lm as tiny
+from conftest import run_in_chunks, tiny_lm as tiny
 from textrnn.config import ModelConfig
-from textrnn.model import Classifier, LanguageModel, detach_state
+from textrnn.model import Classifier, LanguageModel
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -20,12 +20,8 @@ def test_carried_state_equals_one_long_pass(cell):
     model = tiny(cell)
     ids = torch.randint(0, 11, (2, 12))
     full, _ = model(ids)
-    state, parts = None, []
-    for chunk in ids.split(4, dim=1):
-        out, state = model(chunk, state)
-        state = detach_state(state)
-        parts.append(out)
-    torch.testing.assert_close(torch.cat(parts, dim=1), full)
+    chunked, _ = run_in_chunks(model, ids)
+    torch.testing.assert_close(chunked, full)
 
 
 def test_tied_weights_share_storage():
