@@ -211,8 +211,8 @@ class ModelConfig(_DictMixin):
     adaptive_softmax: bool = option(False, "Adaptive softmax output layer (Grave et al. 2017): frequent tokens in "
                                            "a small head, rare ones in smaller clusters; much faster with a large "
                                            "vocabulary (word, bpe). Not with --tie-weights.", only="lm")
-    adaptive_cutoffs: Optional[str] = option(None, "Adaptive softmax: where the clusters start, as token ids (the "
-                                                   "ids are frequency-ordered).", only="lm", parse=parse_cutoffs,
+    adaptive_cutoffs: Optional[str] = option(None, "Where the adaptive softmax's clusters start, as token ids (word "
+                                                   "ids are ordered by frequency).", only="lm", parse=parse_cutoffs,
                                              default_text="a tenth and half of the vocabulary, e.g. 2000,10000")
     bidirectional: bool = option(False, "Read the text both ways (a language model must not see the future).",
                                  classify=True, only="classify", off="unidirectional")
