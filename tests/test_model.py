@@ -173,3 +173,13 @@ def test_adaptive_cutoffs_default_rule_and_bad_values_are_one_line_errors():
         with pytest.raises(TextRNNError) as e:
             ModelConfig(**{"vocab_size": 11, "adaptive_softmax": True, **kw})
         assert "\n" not in str(e.value) and "adaptive" in str(e.value)
+
+
+def test_adaptive_softmax_trains_under_bf16_autocast():
+    model = _adaptive().train()
+    ids, targets = torch.randint(0, 11, (3, 7)), torch.randint(0, 11, (3, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll, _ = model.token_nll(ids, targets)  # the clusters run in float32 (asm mixes dtypes otherwise)
+        logp = model.log_probs(torch.randn(2, 32))
+    nll.mean().backward()
+    assert nll.dtype == logp.dtype == torch.float32 and model.asm.head.weight.grad is not None

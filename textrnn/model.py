@@ -142,7 +142,8 @@ class LanguageModel(nn.Module):
         if self.asm is None:
             return torch.log_softmax(self._logits(features).float(), dim=-1)  # (..., V)
         flat = features.reshape(-1, features.shape[-1]).float()  # (N, H)
-        return self.asm.log_prob(flat).view(*features.shape[:-1], -1)  # (..., V)
+        with torch.autocast(flat.device.type, enabled=False):  # (float32: see _nll)
+            return self.asm.log_prob(flat).view(*features.shape[:-1], -1)  # (..., V)
 
     def _logits(self, features: Tensor) -> Tensor:
         return self.head(features if self.proj is None else self.proj(features))  # (..., V)
@@ -153,8 +154,9 @@ class LanguageModel(nn.Module):
             logits = self._logits(features)  # (B, T, V)
             return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
                                    reduction="none").view(targets.shape)  # (B, T)
-        flat = features.flatten(0, 1).float()  # (B*T, H): float32, so the clusters' results share one dtype
-        nll = -self.asm(flat, targets.flatten().clamp_min(0)).output  # (B*T,)
+        flat = features.flatten(0, 1).float()  # (B*T, H)
+        with torch.autocast(flat.device.type, enabled=False):  # asm's index_copy_ needs one dtype: float32
+            nll = -self.asm(flat, targets.flatten().clamp_min(0)).output  # (B*T,)
         return nll.view(targets.shape).masked_fill(targets < 0, 0.0)  # (B, T)
 
     def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
