@@ -30,11 +30,12 @@ def _train(out, val, tokenizer, **kw):
                                 eval_every=3, save_every=3, **TRAIN, **kw)
 
 
-@pytest.mark.parametrize("tokenizer", ["char", "word"])
-def test_evaluate_on_the_validation_text_equals_the_reported_val_loss(tmp_path, val_text, tokenizer):
+@pytest.mark.parametrize("tokenizer,kw", [("char", {}), ("word", {}), ("word", {"adaptive_softmax": True})],
+                         ids=["char", "word", "word-adaptive-softmax"])
+def test_evaluate_on_the_validation_text_equals_the_reported_val_loss(tmp_path, val_text, tokenizer, kw):
     import textrnn
 
-    result = _train(tmp_path / "run", val_text, tokenizer)
+    result = _train(tmp_path / "run", val_text, tokenizer, **kw)
     last = checkpoint.read_metrics(result.path)[-1]
     lm = textrnn.load(result.path, which="last")  # (the last evaluation is of the last weights)
     found = lm.evaluate(val_text)[0]

@@ -121,3 +121,61 @@ def test_the_shipped_sst2_classifier_gives_the_same_outputs():
     expected = [[0.4038095474243164, -0.5235081911087036], [-0.6858137845993042, 0.6169968843460083]]
     with torch.no_grad():  # computed by the code before the AWD-LSTM options
         torch.testing.assert_close(ck.model(ids, torch.tensor([6, 4])), torch.tensor(expected))
+
+
+# -- the adaptive softmax ------------------------------------------------------------------
+def _adaptive(**kw):
+    return tiny("lstm", 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7", **kw)
+
+
+def test_adaptive_token_nll_is_minus_the_target_log_prob_of_asm_log_prob():
+    model = _adaptive()
+    ids, targets = torch.randint(0, 11, (3, 7)), torch.randint(0, 11, (3, 7))
+    targets[2, 5:] = -100  # padding scores 0
+    with torch.no_grad():
+        nll, _ = model.token_nll(ids, targets)  # (3, 7)
+        raw, _ = model.encoder(ids)
+        logp = model.asm.log_prob(raw.flatten(0, 1)).view(3, 7, 11)
+        logits, _ = model(ids)  # log-probabilities under the adaptive softmax
+    expected = -logp.gather(2, targets.clamp_min(0).unsqueeze(-1)).squeeze(-1).masked_fill(targets < 0, 0.0)
+    torch.testing.assert_close(nll, expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(logits, logp)
+    torch.testing.assert_close(logits.exp().sum(-1), torch.ones(3, 7))
+    assert model.head is None and [n for n, _ in model.named_parameters() if n.startswith("asm.")][:2] == [
+        "asm.head.weight", "asm.head.bias"]
+
+
+def test_full_softmax_token_nll_is_the_cross_entropy_of_the_logits():
+    model = tiny("gru", 2)
+    ids, targets = torch.randint(0, 11, (3, 7)), torch.randint(0, 11, (3, 7))
+    with torch.no_grad():
+        nll, _ = model.token_nll(ids, targets)
+        logits, _ = model(ids)
+    expected = torch.nn.functional.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none")
+    torch.testing.assert_close(nll, expected.view(3, 7))
+    torch.testing.assert_close(model.log_probs(model.encoder(ids)[0]), torch.log_softmax(logits, -1))
+
+
+def test_adaptive_cutoffs_default_rule_and_bad_values_are_one_line_errors():
+    from textrnn.config import ModelConfig, auto_cutoffs
+    from textrnn.errors import TextRNNError
+
+    assert auto_cutoffs(20000) == [2000, 10000] and auto_cutoffs(4096) == [409, 2048] and auto_cutoffs(5) == [2]
+    assert ModelConfig(vocab_size=11, adaptive_softmax=True).cutoffs() == [1, 5]
+    assert ModelConfig(vocab_size=11, adaptive_softmax=True, adaptive_cutoffs=" 3, 8").cutoffs() == [3, 8]
+    bad = [dict(adaptive_cutoffs="3,11", vocab_size=11), dict(adaptive_cutoffs="8,3"), dict(adaptive_cutoffs="a"),
+           dict(adaptive_cutoffs="0,5"), dict(tie_weights=True), dict(num_classes=2)]
+    for kw in bad:
+        with pytest.raises(TextRNNError) as e:
+            ModelConfig(**{"vocab_size": 11, "adaptive_softmax": True, **kw})
+        assert "\n" not in str(e.value) and "adaptive" in str(e.value)
+
+
+def test_adaptive_softmax_trains_under_bf16_autocast():
+    model = _adaptive().train()
+    ids, targets = torch.randint(0, 11, (3, 7)), torch.randint(0, 11, (3, 7))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        nll, _ = model.token_nll(ids, targets)  # the clusters run in float32 (asm mixes dtypes otherwise)
+        logp = model.log_probs(torch.randn(2, 32))
+    nll.mean().backward()
+    assert nll.dtype == logp.dtype == torch.float32 and model.asm.head.weight.grad is not None

@@ -48,3 +48,29 @@ def test_from_module_state_matches_stepper_layout():
     _, state = model(torch.randint(0, 11, (2, 3)))
     layers = Stepper.from_module_state(state)
     assert len(layers) == 2 and layers[1][0].shape == (2, 8)
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru"])
+def test_stepper_equals_forward_with_the_adaptive_softmax(cell):
+    model = tiny(cell, 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
+    ids = torch.randint(0, 11, (3, 7))
+    full, _ = model(ids)  # (3, 7, 11) log-probabilities
+    with torch.inference_mode():
+        step = model.stepper(logit_scale=2.0, banned=[0])
+        state = step.initial_state(3)
+        for t in range(7):
+            logits, state = step(ids[:, t], state)
+            expected = full[:, t] * 2.0
+            expected[:, 0] = float("-inf")
+            torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_adaptive_softmax_sampling_is_seeded_and_never_gives_a_banned_token():
+    from textrnn.generate import sample_ids
+
+    model = tiny("lstm", 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
+    with torch.no_grad():
+        model.asm.head.bias[0] = 20.0  # token 0 (<unk>) would be nearly certain
+    draw = lambda: torch.stack(list(sample_ids(model, [1, 2], 40, num_samples=4, seed=5, banned=[0])))  # noqa: E731
+    first = draw()
+    assert torch.equal(first, draw()) and (first != 0).all() and first.max() < 11

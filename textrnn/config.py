@@ -31,6 +31,25 @@ PRECISIONS = ("auto", "fp32", "bf16", "fp16")
 VOCAB_SIZES = {"word": 20000, "bpe": 4096}  # a tokenizer's size when --vocab-size is not given
 
 
+def parse_cutoffs(text: Optional[str]) -> Optional[str]:
+    """``--adaptive-cutoffs``: ``"2000,10000"`` (increasing positive whole numbers) checked; None stays None."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in str(text).split(",")]
+    if not all(p.isdigit() and int(p) > 0 for p in parts) or any(
+            int(a) >= int(b) for a, b in zip(parts, parts[1:])):
+        raise TextRNNError(f"--adaptive-cutoffs: cannot use {text!r}; give increasing positive whole numbers "
+                           "below the vocabulary size, like 2000,10000")
+    return ",".join(parts)
+
+
+def auto_cutoffs(vocab_size: int) -> list[int]:
+    """The adaptive softmax's cutoffs when --adaptive-cutoffs is not given: a head of the most
+    frequent tenth of the vocabulary, a first tail cluster up to half of it, a second for the rest
+    (20,000 words: 2000,10000; 4096 BPE tokens: 409,2048); cutoffs at 0 or past the end are dropped."""
+    return sorted({c for c in (vocab_size // 10, vocab_size // 2) if 0 < c < vocab_size})
+
+
 def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING, resumable: bool = False,
            choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
            unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
@@ -189,6 +208,12 @@ class ModelConfig(_DictMixin):
                                    only="lm")
     weight_drop: float = option(0.0, "Weight drop (DropConnect) on the hidden-to-hidden weights (a new mask per "
                                      "batch; the fused cuDNN/oneDNN kernel is kept).", only="lm")
+    adaptive_softmax: bool = option(False, "Adaptive softmax output layer (Grave et al. 2017): frequent tokens in "
+                                           "a small head, rare ones in smaller clusters; much faster with a large "
+                                           "vocabulary (word, bpe). Not with --tie-weights.", only="lm")
+    adaptive_cutoffs: Optional[str] = option(None, "Where the adaptive softmax's clusters start, as token ids (word "
+                                                   "ids are ordered by frequency).", only="lm", parse=parse_cutoffs,
+                                             default_text="a tenth and half of the vocabulary, e.g. 2000,10000")
     bidirectional: bool = option(False, "Read the text both ways (a language model must not see the future).",
                                  classify=True, only="classify", off="unidirectional")
     num_classes: Optional[int] = None
@@ -204,6 +229,25 @@ class ModelConfig(_DictMixin):
             _probability(name, getattr(self, name))
         for name in ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"):
             _probability(name, getattr(self, name))
+        self._check_adaptive()
+
+    def cutoffs(self) -> list[int]:
+        """The adaptive softmax's cluster boundaries (see :func:`auto_cutoffs`)."""
+        given = parse_cutoffs(self.adaptive_cutoffs)
+        return [int(c) for c in given.split(",")] if given else auto_cutoffs(self.vocab_size)
+
+    def _check_adaptive(self) -> None:
+        if not self.adaptive_softmax:
+            return
+        if self.num_classes is not None:
+            raise TextRNNError("--adaptive-softmax is for language models; drop it for a classifier")
+        if self.tie_weights:
+            raise TextRNNError("--adaptive-softmax has its own output weights; drop --tie-weights or "
+                               "--adaptive-softmax")
+        cutoffs = self.cutoffs()
+        if not cutoffs or cutoffs[-1] >= self.vocab_size:
+            raise TextRNNError(f"--adaptive-cutoffs {self.adaptive_cutoffs or 'auto'}: every cutoff must be below "
+                               f"the vocabulary size {self.vocab_size}; give smaller ones or a larger --vocab-size")
 
 
 @dataclass

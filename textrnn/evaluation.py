@@ -25,7 +25,6 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch.nn.utils.rnn import pad_sequence
 
 from .data.batches import ArrayTokens
@@ -34,7 +33,7 @@ from .errors import TextRNNError
 
 EVAL_STREAMS = 16  # streams scored side by side (few cold starts, still batched)
 LINE_BATCH = 64  # lines scored side by side by --per-line
-IGNORE = -100  # target of a padding position (F.cross_entropy's ignore_index)
+IGNORE = -100  # target of a padding position (scored 0 by the model)
 
 
 # -- the token scoring (validation and evaluate share it) ---------------------------------
@@ -52,10 +51,8 @@ def score_spans(model: torch.nn.Module, src: Any, spans: Sequence[tuple[int, int
                                                 dtype=np.int64)) for start, end in spans]
             chunk = pad_sequence(rows, batch_first=True, padding_value=IGNORE).to(device)  # (S, T + 1)
             x, y = chunk[:, :-1].clamp_min(0), chunk[:, 1:]  # (S, T), (S, T): padding predicts nothing
-            logits, state = model(x, state)  # (S, T, V)
-            losses = F.cross_entropy(logits.flatten(0, 1).float(), y.flatten(), ignore_index=IGNORE,
-                                     reduction="none")  # (S * T,)
-            nats += losses.view(y.shape).sum(dim=1).cpu().numpy()  # (S,)
+            losses, state = model(x, state, targets=y)  # (S, T) nats (LanguageModel.token_nll); padding 0
+            nats += losses.sum(dim=1).cpu().numpy()  # (S,)
     return nats, preds
 
 

@@ -1,7 +1,8 @@
 """The recurrent networks: a shared encoder and the two models built on it.
 
-``forward`` returns logits and the recurrent state; losses live in the training loop.
-Shapes are batch-first: ``ids`` is ``(B, T)``.
+``forward`` returns logits and the recurrent state; the training loop and evaluation take
+per-token negative log-likelihoods (``targets=``, :meth:`LanguageModel.token_nll`) and
+reduce them themselves. Shapes are batch-first: ``ids`` is ``(B, T)``.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor, nn
+from torch.nn import functional as F
 
 from .config import ModelConfig
 from .layers import RecurrentStack, locked_dropout
@@ -90,7 +92,9 @@ class RNNEncoder(nn.Module):
 class LanguageModel(nn.Module):
     """Next-token model: encoder -> dropout (+ locked) -> [projection] -> linear head over the
     vocabulary. With tied weights and ``embed != hidden`` a projection (hidden -> embed)
-    precedes the head, which shares the embedding's weight."""
+    precedes the head, which shares the embedding's weight. With ``cfg.adaptive_softmax`` the
+    output layer is an :class:`~torch.nn.AdaptiveLogSoftmaxWithLoss` (``self.asm``, clusters at
+    ``cfg.cutoffs()``) and ``self.head`` is None."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
@@ -99,19 +103,61 @@ class LanguageModel(nn.Module):
         self.drop = nn.Dropout(cfg.dropout)
         projected = cfg.tie_weights and cfg.embed != cfg.hidden
         self.proj = nn.Linear(cfg.hidden, cfg.embed) if projected else None
-        self.head = nn.Linear(cfg.embed if projected else cfg.hidden, cfg.vocab_size)
-        if cfg.tie_weights:
-            self.head.weight = self.encoder.embedding.weight
+        self.head: Optional[nn.Linear] = None
+        self.asm: Optional[nn.AdaptiveLogSoftmaxWithLoss] = None
+        if cfg.adaptive_softmax:
+            self.asm = nn.AdaptiveLogSoftmaxWithLoss(cfg.hidden, cfg.vocab_size, cfg.cutoffs(), div_value=4.0,
+                                                     head_bias=True)
+        else:
+            self.head = nn.Linear(cfg.embed if projected else cfg.hidden, cfg.vocab_size)
+            if cfg.tie_weights:
+                self.head.weight = self.encoder.embedding.weight
 
-    def forward(self, ids: Tensor, state: Optional[State] = None, return_outputs: bool = False):
+    def forward(self, ids: Tensor, state: Optional[State] = None, return_outputs: bool = False,
+                targets: Optional[Tensor] = None):
         """``ids`` (B, T) -> logits (B, T, V) and the state; with ``return_outputs``, also the
-        last layer's :class:`Outputs` (for AR / TAR)."""
+        last layer's :class:`Outputs` (for AR / TAR). With the adaptive softmax the "logits"
+        are log-probabilities (``asm.log_prob``; softmax and cross-entropy of them are unchanged).
+        With ``targets`` (B, T) the first result is instead the per-token negative log-likelihood
+        (B, T) (0 where a target is negative: padding), without (B, T, V) logits for the adaptive
+        softmax: see :meth:`token_nll` (it is here so that DDP and torch.compile wrap it)."""
         raw, state = self.encoder(ids, state)  # (B, T, H)
         dropped = locked_dropout(self.drop(raw), self.cfg.output_dropout, self.training)  # (B, T, H)
-        logits = self.head(dropped if self.proj is None else self.proj(dropped))  # (B, T, V)
+        if targets is not None:
+            first = self._nll(dropped, targets)  # (B, T)
+        else:
+            first = self.log_probs(dropped) if self.asm is not None else self._logits(dropped)  # (B, T, V)
         if return_outputs:
-            return logits, state, Outputs(raw, dropped)
-        return logits, state
+            return first, state, Outputs(raw, dropped)
+        return first, state
+
+    def token_nll(self, ids: Tensor, targets: Tensor, state: Optional[State] = None, return_outputs: bool = False):
+        """``ids`` (B, T), ``targets`` (B, T) -> nats of each target (B, T) (0 where a target is
+        negative), the state[, :class:`Outputs`]. Full softmax: the cross-entropy of the logits;
+        adaptive softmax: minus the target's log-probability from the clusters it needs only."""
+        return self(ids, state, return_outputs=return_outputs, targets=targets)
+
+    def log_probs(self, features: Tensor) -> Tensor:
+        """The last layer's (dropped) outputs (..., H) -> log-probabilities over the vocabulary (..., V)."""
+        if self.asm is None:
+            return torch.log_softmax(self._logits(features).float(), dim=-1)  # (..., V)
+        flat = features.reshape(-1, features.shape[-1]).float()  # (N, H)
+        with torch.autocast(flat.device.type, enabled=False):  # (float32: see _nll)
+            return self.asm.log_prob(flat).view(*features.shape[:-1], -1)  # (..., V)
+
+    def _logits(self, features: Tensor) -> Tensor:
+        return self.head(features if self.proj is None else self.proj(features))  # (..., V)
+
+    def _nll(self, features: Tensor, targets: Tensor) -> Tensor:
+        """(B, T, H), (B, T) -> (B, T) nats; negative targets (padding) score 0."""
+        if self.asm is None:
+            logits = self._logits(features)  # (B, T, V)
+            return F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=-100,
+                                   reduction="none").view(targets.shape)  # (B, T)
+        flat = features.flatten(0, 1).float()  # (B*T, H)
+        with torch.autocast(flat.device.type, enabled=False):  # asm's index_copy_ needs one dtype: float32
+            nll = -self.asm(flat, targets.flatten().clamp_min(0)).output  # (B*T,)
+        return nll.view(targets.shape).masked_fill(targets < 0, 0.0)  # (B, T)
 
     def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
         """A fast one-token-at-a-time evaluator of this model (for sampling); its logits

@@ -20,7 +20,8 @@ class Stepper:
     ``nn.LSTM`` on a one-token input spends most of its time setting up; this does the
     cell arithmetic directly with pre-transposed weights, and folds the embedding and the
     first layer's input projection into one ``(V, gates*H)`` table, so a step is one
-    row lookup plus one matrix-vector product per layer and one for the head. The result
+    row lookup plus one matrix-vector product per layer and one for the head (with an adaptive
+softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
     equals ``LanguageModel.forward`` (tested). Use under ``torch.inference_mode()``.
     """
 
@@ -45,14 +46,19 @@ class Stepper:
                 self.table = self.table + b_hh[0]
                 self.b_in = [None] + [bi + bh for bi, bh in zip(b_ih[1:], b_hh[1:])]
                 self.b_hh = b_hh
-            head_w, head_b = model.head.weight.detach(), model.head.bias.detach()  # (V, E or H), (V,)
-            if model.proj is not None:  # fold the projection (H -> E) into the head: one product per step
-                head_b = torch.addmv(head_b, head_w, model.proj.bias.detach())
-                head_w = head_w @ model.proj.weight.detach()  # (V, H)
-            self.head_w_t = head_w.t().contiguous() * logit_scale  # (H, V)
-            self.head_b = head_b * logit_scale
-            if banned:
-                self.head_b[banned] = float("-inf")
+            self.asm, self.logit_scale, self.banned = model.asm, logit_scale, banned
+            if model.asm is None:
+                self._fold_head(model, logit_scale, banned)
+
+    def _fold_head(self, model: LanguageModel, logit_scale: float, banned: Optional[list[int]]) -> None:
+        head_w, head_b = model.head.weight.detach(), model.head.bias.detach()  # (V, E or H), (V,)
+        if model.proj is not None:  # fold the projection (H -> E) into the head: one product per step
+            head_b = torch.addmv(head_b, head_w, model.proj.bias.detach())
+            head_w = head_w @ model.proj.weight.detach()  # (V, H)
+        self.head_w_t = head_w.t().contiguous() * logit_scale  # (H, V)
+        self.head_b = head_b * logit_scale
+        if banned:
+            self.head_b[banned] = float("-inf")
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list:
         z = lambda: torch.zeros(batch, self.hidden, device=device)  # noqa: E731
@@ -97,5 +103,9 @@ class Stepper:
                 h = torch.tanh(torch.addmm(x_proj, state[k], self.w_hh_t[k]))
                 new_state.append(h)
             x = h
-        logits = torch.addmm(self.head_b, x, self.head_w_t)  # (B, V)
+        if self.asm is None:
+            return torch.addmm(self.head_b, x, self.head_w_t), new_state  # (B, V)
+        logits = self.asm.log_prob(x.float()) * self.logit_scale  # (B, V): adaptive softmax log-probabilities
+        if self.banned:
+            logits[:, self.banned] = float("-inf")
         return logits, new_state

@@ -74,6 +74,8 @@ def _value(f, annotation):
         (kind,) = [a for a in typing.get_args(kind) if a is not type(None)]
     if f.metadata["choices"]:
         return [flag_name(f.name), f.metadata["choices"][-1]], f.metadata["choices"][-1]
+    if f.name == "adaptive_cutoffs":  # (the one parsed option that is not a duration)
+        return [flag_name(f.name), "2,5"], "2,5"
     if f.metadata["parse"]:
         return [flag_name(f.name), "5m"], "5m"
     if kind is bool:

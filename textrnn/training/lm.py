@@ -151,7 +151,8 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         cell = saved["model"]["cell"]
     else:
         tcfg = train_config("lm", train_opts)
-        cell = model_config("lm", model_opts, vocab_size=1).cell
+        cell = model_config("lm", {k: v for k, v in model_opts.items() if not k.startswith("adaptive")},
+                            vocab_size=1).cell  # (the cutoffs are checked against the vocabulary later)
     # every option is checked (the same on every rank) before anything is written
     dist.agree(lambda: check_precision(tcfg.precision, device, cell))
     run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"]) if saved else None

@@ -46,12 +46,12 @@ class LMTask:
         chunk = batch.to(self.device, non_blocking=True)  # (B, T + 1)
         x, y = chunk[:, :-1], chunk[:, 1:]
         if not (self.ar or self.tar):
-            logits, state = model(x, self.state)  # (B, T, V)
+            nll, state = model(x, self.state, targets=y)  # (B, T): no (B, T, V) logits with an adaptive softmax
             self.state = detach_state(state)
-            return F.cross_entropy(logits.flatten(0, 1), y.flatten()), x.numel()
-        logits, state, out = model(x, self.state, return_outputs=True)  # (B, T, V), Outputs (B, T, H)
+            return nll.mean(), x.numel()
+        nll, state, out = model(x, self.state, return_outputs=True, targets=y)  # (B, T), Outputs (B, T, H)
         self.state = detach_state(state)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten())
+        loss = nll.mean()
         if self.ar:  # AR: large activations cost
             loss = loss + self.ar * out.dropped.float().pow(2).mean()
         if self.tar and out.raw.shape[1] > 1:  # TAR: fast-changing activations cost
