@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from conftest import run_in_chunks, tiny_lm as tiny
+from conftest import needs_cpu_bf16, run_in_chunks, tiny_lm as tiny
 from textrnn.config import ModelConfig
 from textrnn.model import Classifier, LanguageModel
 
@@ -171,6 +171,7 @@ def test_adaptive_cutoffs_default_rule_and_bad_values_are_one_line_errors():
         assert "\n" not in str(e.value) and "adaptive" in str(e.value)
 
 
+@needs_cpu_bf16
 def test_adaptive_softmax_trains_under_bf16_autocast():
     model = _adaptive().train()
     ids, targets = torch.randint(0, 11, (3, 7)), torch.randint(0, 11, (3, 7))
