@@ -167,8 +167,9 @@ def train_classifier(
         train = _read_labelled(train_file, **read)
         val = _read_labelled(val_file, **read) if val_file is not None else None
         files = [str(train_file)] + ([str(val_file)] if val_file else [])
+        data_sha = _fingerprint(train, val)
         if saved is not None:
-            check_resume(out, "classify", model_opts, train_opts, tokenizer, _fingerprint(train, val), files,
+            check_resume(out, "classify", model_opts, train_opts, tokenizer, data_sha, files,
                          data_what="texts or labels")
             setup = _resumed_setup(saved, out, train_opts)
         else:
@@ -188,7 +189,7 @@ def train_classifier(
             "tokenizer": {"kind": setup.tok.kind, "vocab_size": setup.tok.vocab_size,
                           "requested_vocab_size": vocab_size},
             "train": setup.tcfg.to_dict(),
-            "data": {"files": files, "sha256": _fingerprint(train, val), "encoding": encoding,
+            "data": {"files": files, "sha256": data_sha, "encoding": encoding,
                      "init_from": str(init_from) if init_from else None,
                      "train_examples": len(task.train.ids), "val_examples": len(task.val_ids)},
         }
