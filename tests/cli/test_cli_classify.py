@@ -88,14 +88,14 @@ def test_bad_input_format_names_the_option(tmp_path):
 
 
 def test_output_format_follows_the_table_extensions():
-    from textrnn.cli.classify import _output_format
+    from textrnn.cli.output import output_format
     from textrnn.data.tables import EXTENSIONS
 
     for suffix, fmt in EXTENSIONS.items():
         expected = fmt if fmt != "txt" else "jsonl"  # no text output: the input's format
-        assert _output_format(None, f"out{suffix}", "jsonl") == expected
-    assert _output_format(None, "-", "tsv") == "tsv" and _output_format(None, None, "txt") == "csv"
-    assert _output_format("table", "out.csv", "csv") == "table"
+        assert output_format(None, f"out{suffix}", "jsonl") == expected
+    assert output_format(None, "-", "tsv") == "tsv" and output_format(None, None, "txt") == "csv"
+    assert output_format("table", "out.csv", "csv") == "table"
 
 
 CLI_TINY = ["--hidden", "16", "--embed", "16", "--batch-size", "4", "--eval-every", "10", "--lr", "0.02",

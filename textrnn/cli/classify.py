@@ -10,8 +10,7 @@ from typing import Optional
 import click
 
 from ..config import DEVICES
-
-OUTPUT_FORMATS = ("csv", "tsv", "jsonl", "table")
+from .output import OUTPUT_FORMATS, check_output_path, output_format, write_output
 
 
 @click.command("classify")
@@ -45,7 +44,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
         raise TextRNNError("give a FILE to classify (or - for stdin), or --text \"...\"")
     if batch_size <= 0:
         raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
-    _check_output_path(output)
+    check_output_path(output)
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     from ..api import load
@@ -63,13 +62,13 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
     p = clf.predict_proba(texts, batch_size=batch_size)  # (N, C)
     rows, columns = prediction_rows(table.rows, table.columns, names, p, with_probs=probs)
-    out_fmt = _output_format(fmt, output, table.format)
+    out_fmt = output_format(fmt, output, table.format)
     if out_fmt == "table":
         rendered = _render_table(rows, columns, to_file=bool(output and output != "-"))
     else:
         rendered = render_rows(rows, columns, out_fmt)
     if rendered is not None:
-        _write(rendered, output)
+        write_output(rendered, output)
     if gold_col is not None:
         _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, p.argmax(axis=1))
 
@@ -83,41 +82,6 @@ def _read_input(file: Optional[str], text: Optional[str], input_format: Optional
         return read_table(sys.stdin.buffer.read(), format=input_format or "csv", encoding=encoding, name="<stdin>",
                           option="--input-format")
     return read_table(file, format=input_format, encoding=encoding, option="--input-format")
-
-
-def _output_format(fmt: Optional[str], output: Optional[str], input_format: str) -> str:
-    """--format, else the one --output's extension names, else the input's (or csv)."""
-    from ..data.tables import EXTENSIONS
-    from ..errors import TextRNNError
-
-    if fmt is None and output and output != "-":
-        fmt = EXTENSIONS.get("." + output.rsplit(".", 1)[-1].lower() if "." in output else "")
-        if fmt not in OUTPUT_FORMATS:  # e.g. .txt: text is an input format only
-            fmt = None
-    if fmt is None:
-        fmt = input_format if input_format in ("csv", "tsv", "jsonl") else "csv"
-    if fmt not in OUTPUT_FORMATS:
-        raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
-    return fmt
-
-
-def _check_output_path(output: Optional[str]) -> None:
-    """Fail before any work if OUT cannot be written (the file itself is written at the end)."""
-    import os
-    from pathlib import Path
-
-    from ..errors import TextRNNError
-
-    if not output or output == "-":
-        return
-    path = Path(output)
-    if path.is_dir():
-        raise TextRNNError(f"--output {output}: is a directory; give a file name")
-    parent = path.parent if str(path.parent) else Path(".")
-    if not parent.is_dir():
-        raise TextRNNError(f"--output {output}: folder {parent} does not exist; create it or choose another path")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise TextRNNError(f"--output {output}: not writable; choose another path")
 
 
 def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Optional[str]:
@@ -138,23 +102,6 @@ def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Option
     buf = io.StringIO()
     Console(file=buf, width=200).print(view)
     return buf.getvalue()
-
-
-def _write(rendered: str, output: Optional[str]) -> None:
-    """To --output (whole, atomically) or to stdout."""
-    from ..errors import TextRNNError
-
-    if output and output != "-":
-        from ..files import atomic_write
-
-        try:
-            atomic_write(output, rendered)
-        except OSError as e:
-            raise TextRNNError(f"--output {output}: cannot write it ({e.strerror or e}); "
-                               "free disk space or choose another --output") from None
-    else:
-        sys.stdout.write(rendered)
-        sys.stdout.flush()
 
 
 def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:

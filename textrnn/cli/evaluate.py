@@ -10,7 +10,7 @@ from typing import Any, Optional
 import click
 
 from ..config import DEVICES
-from .classify import _check_output_path, _output_format, _write
+from .output import check_output_path, output_format, write_output
 
 SUMMARY_FORMATS = ("table", "json")
 LINE_COLUMNS = ["file", "line", "tokens", "nats", "bits_per_char", "perplexity", "text"]
@@ -42,7 +42,7 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
         raise TextRNNError(f"--format must be one of {', '.join(SUMMARY_FORMATS)}, got {fmt!r}")
     if output and not per_line:
         raise TextRNNError("--output is where the --per-line rows go; add --per-line")
-    _check_output_path(output)
+    check_output_path(output)
     from ..api import load
     from ..evaluation import check_text_file
 
@@ -61,8 +61,8 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
     if per_line:
         from ..data.tables import render_rows
 
-        out_fmt = _output_format(None, output, "csv")
-        _write(render_rows(rows, LINE_COLUMNS, "csv" if out_fmt == "table" else out_fmt), output)
+        out_fmt = output_format(None, output, "csv")
+        write_output(render_rows(rows, LINE_COLUMNS, "csv" if out_fmt == "table" else out_fmt), output)
 
 
 def _print_table(results: list[dict[str, Any]], run: str, stderr: bool) -> None:
