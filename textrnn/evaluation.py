@@ -27,7 +27,9 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
+from .config import default
 from .data.batches import ArrayTokens
+from .data.cache import token_dtype
 from .data.corpus import read_stream, segments, stream_codec
 from .errors import TextRNNError
 
@@ -127,7 +129,7 @@ def score_file(model: torch.nn.Module, tok: Any, path: str | os.PathLike, seq_le
     device = next(model.parameters()).device
     path = Path(path)
     segs = segments([(check_text_file(path), stream_codec(encoding))])
-    dtype = np.uint16 if tok.vocab_size <= 1 << 16 else np.uint32
+    dtype = token_dtype(tok.vocab_size)
     parts, chars, words, lines = [], 0, 0, 0
     for chunk in read_stream(segs, aligned=True):  # (chars need no alignment, but it changes no char ids)
         parts.append(tok.encode(chunk, dtype=dtype))
@@ -188,7 +190,7 @@ def evaluate_model(model: torch.nn.Module, tok: Any, config: dict[str, Any],
     if isinstance(files, (str, os.PathLike)):
         files = [files]
     seq_len = int(config["train"]["seq_len"])
-    encoding = encoding or config.get("data", {}).get("encoding") or "utf-8"
+    encoding = encoding or config.get("data", {}).get("encoding") or default("encoding")
     results = []
     for f in files:
         result = score_file(model, tok, f, seq_len, encoding)
