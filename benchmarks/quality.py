@@ -31,6 +31,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
+SMALL_TABLE_ROWS = 5_600
 
 
 def corpora(work: Path) -> dict[str, dict]:
@@ -39,10 +40,15 @@ def corpora(work: Path) -> dict[str, dict]:
     cut = shakespeare.rfind("\n", 0, int(len(shakespeare) * 0.9)) + 1  # the standard 90/10 split, at a line end
     (work / "shakespeare.train.txt").write_text(shakespeare[:cut], encoding="utf-8")
     (work / "shakespeare.test.txt").write_text(shakespeare[cut:], encoding="utf-8")
+    tables = {}
     for split in ("train", "test"):  # the sentence column, for the plain recipe and as held-out text
-        rows = (DATA / "sst2" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()[1:]
-        sentences = [row.split("\t", 1)[1] for row in rows]  # (label<TAB>sentence)
+        tables[split] = (DATA / "sst2" / f"{split}.tsv").read_text(encoding="utf-8").splitlines()
+        sentences = [row.split("\t", 1)[1] for row in tables[split][1:]]  # (label<TAB>sentence)
         (work / f"sst2.{split}.txt").write_text("\n".join(sentences) + "\n", encoding="utf-8")
+    small = tables["train"][:SMALL_TABLE_ROWS + 1]  # a small table: SST-2 train's first rows (about 300 KB)
+    (work / "sst2-small.train.tsv").write_text("\n".join(small) + "\n", encoding="utf-8")
+    (work / "sst2-small.train.txt").write_text("\n".join(row.split("\t", 1)[1] for row in small[1:]) + "\n",
+                                               encoding="utf-8")
     wiki = DATA / "wikitext-2"
     return {
         "shakespeare": dict(train=work / "shakespeare.train.txt", test=work / "shakespeare.test.txt", level="char"),
@@ -50,6 +56,8 @@ def corpora(work: Path) -> dict[str, dict]:
         "wikitext2-word": dict(train=wiki / "valid.txt", test=wiki / "test.txt", level="word"),
         "sst2-table": dict(train=DATA / "sst2" / "train.tsv", test=work / "sst2.test.txt", level="char",
                            plain_train=work / "sst2.train.txt"),
+        "sst2-small": dict(train=work / "sst2-small.train.tsv", test=work / "sst2.test.txt", level="char",
+                           plain_train=work / "sst2-small.train.txt"),
     }
 
 

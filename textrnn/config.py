@@ -54,16 +54,18 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
            choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
            unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
            short: Optional[str] = None, off: Optional[str] = None, metavar: Optional[str] = None,
-           misuse: Optional[str] = None) -> Any:
+           misuse: Optional[str] = None, fitted: bool = False) -> Any:
     """Declare an option as a dataclass field (its type is the field's annotation).
 
     ``default``: the language model's default; ``classify``: the classifier's, where it
     differs. ``resumable``: a resumed run may change it. ``choices``: the allowed values.
     ``only``: the one task (``lm`` / ``classify``) it is for; ``misuse`` replaces the error
-    given when it is used for the other. ``stop``: a limit on the run's length; stop
-    options take their defaults (``unlimited`` for the language model, ``classify``)
-    only when no stop option is given. ``parse``: turns (and checks) the text given on the
-    command line. ``default_text``: how the help describes a default computed at run time.
+    given when it is used for the other. ``fitted``: a new language model's value is
+    chosen by the fit (:mod:`textrnn.training.recipe`) unless given or ``--no-fit``.
+    ``stop``: a limit on the run's length; stop options take their defaults (``unlimited``
+    for the language model, ``classify``) only when no stop option is given. ``parse``:
+    turns (and checks) the text given on the command line. ``default_text``: how the help
+    describes a default computed at run time.
     For the command line only: ``short`` (e.g. ``-o``), ``off`` (the name of a boolean's
     off switch: default ``no-<name>``, ``""`` for a plain flag), ``metavar``.
     """
@@ -71,7 +73,8 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     return dataclasses.field(default=default, metadata={
         "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,
         "stop": stop, "unlimited": unlimited, "parse": parse, "default_text": default_text, "short": short,
-        "off": off, "metavar": metavar, "misuse": misuse})
+        "off": off, "metavar": metavar, "misuse": misuse,
+        "fitted": fitted})
 
 
 def options_of(cls: type) -> tuple[dataclasses.Field, ...]:
@@ -188,9 +191,9 @@ class ModelConfig(_DictMixin):
     vocab_size: int
     """Number of token ids (set from the tokenizer)."""
     cell: str = option("lstm", "Recurrent cell (rnn: a plain tanh RNN).", choices=CELLS)
-    layers: int = option(1, "Stacked recurrent layers.")
-    hidden: int = option(512, "Hidden units per layer.", classify=384)
-    embed: int = option(64, "Token embedding size.", classify=256)
+    layers: int = option(1, "Stacked recurrent layers.", fitted=True)
+    hidden: int = option(512, "Hidden units per layer.", classify=384, fitted=True)
+    embed: int = option(64, "Token embedding size.", classify=256, fitted=True)
     # the language model's 0 suits short runs on small corpora (a 5-minute run underfits);
     # raise it for long runs or larger models
     dropout: float = option(0.0, "Dropout on the embedding, between layers and on the recurrent output.",
@@ -201,16 +204,16 @@ class ModelConfig(_DictMixin):
                                       "differs from --hidden, through a hidden-to-embed projection).")
     # AWD-LSTM regularization (Merity et al. 2018); 0 leaves the network as without them
     input_dropout: float = option(0.0, "Locked dropout on the embedding output (one mask per sequence, the same "
-                                       "at every time step).", only="lm")
+                                       "at every time step).", only="lm", fitted=True)
     hidden_dropout: float = option(0.0, "Locked dropout between recurrent layers (the layers then run one at a "
                                         "time).", only="lm")
     output_dropout: float = option(0.0, "Locked dropout on the last layer's output, before the output layer.",
-                                   only="lm")
+                                   only="lm", fitted=True)
     weight_drop: float = option(0.0, "Weight drop (DropConnect) on the hidden-to-hidden weights (a new mask per "
-                                     "batch; the fused cuDNN/oneDNN kernel is kept).", only="lm")
+                                     "batch; the fused cuDNN/oneDNN kernel is kept).", only="lm", fitted=True)
     adaptive_softmax: bool = option(False, "Adaptive softmax output layer (Grave et al. 2017): frequent tokens in "
                                            "a small head, rare ones in smaller clusters; much faster with a large "
-                                           "vocabulary (word, bpe). Not with --tie-weights.", only="lm")
+                                           "vocabulary (word, bpe). Not with --tie-weights.", only="lm", fitted=True)
     adaptive_cutoffs: Optional[str] = option(None, "Where the adaptive softmax's clusters start, as token ids (word "
                                                    "ids are ordered by frequency).", only="lm", parse=parse_cutoffs,
                                              default_text="a tenth and half of the vocabulary, e.g. 2000,10000")
@@ -280,9 +283,13 @@ class TrainConfig(_DictMixin):
     device: str = option("auto", "Where to train (auto: CUDA when present, else MPS, else CPU).",
                          choices=DEVICES, resumable=True)
     precision: str = option("auto", "auto: bf16 autocast on CUDA GPUs that have it (else fp16 with a gradient "
-                                    "scaler), fp32 elsewhere; bf16 and fp16 need CUDA.",
-                            choices=PRECISIONS, resumable=True)
+                                    "scaler), fp32 elsewhere (the fit picks bf16 on CPUs with native bf16 LSTM "
+                                    "kernels); fp16 needs CUDA, bf16 CUDA or such a CPU.",
+                            choices=PRECISIONS, resumable=True, fitted=True)
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
+    fit: bool = option(True, "Choose the model size, dropout, weight drop and output layer you do not set from "
+                             "the corpus size, the budget and the device (the README's table); --no-fit: the fixed "
+                             "defaults.", only="lm")
     ar: float = option(0.0, "Activation regularization: add this times the mean square of the (dropped) last "
                             "layer's output to the training loss.", only="lm")
     tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "
@@ -331,6 +338,8 @@ OPTIONS: dict[str, dataclasses.Field] = {
 MODEL_OPTIONS = frozenset(f.name for f in options_of(ModelConfig))
 """ModelConfig fields a user sets (the rest come from the tokenizer and the labels)."""
 TRAIN_OPTIONS = frozenset(f.name for f in options_of(TrainConfig))
+FITTED = frozenset(name for name, f in OPTIONS.items() if f.metadata["fitted"])
+"""Options a new language model's fit chooses when they are not given (see :mod:`textrnn.training.recipe`)."""
 STOP_OPTIONS = tuple(f.name for f in options_of(TrainConfig) if f.metadata["stop"])
 RESUMABLE = frozenset(f.name for cls in (ModelConfig, TrainConfig) for f in options_of(cls) if f.metadata["resumable"])
 """Options a resumed run may change: when to stop, how often to report and save, where it runs."""

@@ -42,7 +42,8 @@ def test_help_shows_the_declared_defaults():
     fields = {f.name: f for cls in DECLARED for f in options_of(cls)}
     for name in ("hidden", "embed", "seq_len", "seed", "lr", "cell", "encoding"):
         f = fields[name]
-        assert f"default: {show(f.default)}" in records[name], records[name]
+        shown = f"{show(f.default)} with --no-fit" if f.metadata["fitted"] else show(f.default)
+        assert f"default: {shown}" in records[name] or f"; {shown}" in records[name], records[name]
         classify = f.metadata["defaults"].get("classify")
         if classify is not None:
             assert f"classify: {show(classify)}" in records[name]
@@ -53,7 +54,7 @@ def test_help_shows_the_declared_defaults():
     assert f"classify: {show(epochs['defaults']['classify'])}" in records["epochs"]
     out = " ".join(run(["train", "--help"]).output.split())  # as printed (wrapped lines joined)
     f = fields["hidden"]
-    assert f"--hidden INTEGER {f.metadata['help']} [default: {f.default}; " in out
+    assert f"--hidden INTEGER {f.metadata['help']} [default: fitted to the corpus and budget; {f.default} " in out
 
 
 def test_types_follow_the_annotations():
@@ -107,7 +108,7 @@ def test_each_config_option_reaches_the_pipeline(cls, monkeypatch):
         seen = _capture(monkeypatch, "train_classifier" if task == "classify" else "train")
         res = run(["train", "data.csv" if task == "classify" else "corpus.txt", *argv])
         assert res.exit_code == 0, (f.name, res.output)
-        given = {k: v for k, v in seen.items() if k not in ("on_progress", "on_prepare")}
+        given = {k: v for k, v in seen.items() if k not in ("on_progress", "on_prepare", "on_note")}
         assert given == {f.name: value}, f.name  # only what was given is passed on
 
 

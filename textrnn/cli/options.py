@@ -52,6 +52,8 @@ def help_text(f: dataclasses.Field) -> str:
         lm_default = m["unlimited"] if m["stop"] else f.default
     if m["default_text"]:
         notes.append(f"default: {m['default_text']}")
+    elif m["fitted"]:
+        notes.append(f"default: fitted to the corpus and budget; {show(lm_default)} with --no-fit")
     elif lm_default is not None and not plain_flag:
         notes.append(f"default: {show(lm_default)}")
     notes += [f"{task}: {show(value)}" for task, value in defaults.items()]

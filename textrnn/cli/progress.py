@@ -52,6 +52,10 @@ class TrainProgress:
             self.stages[stage] = self.prep.add_task(stage, total=total or None)
         self.prep.update(self.stages[stage], completed=done)
 
+    def note(self, line: str) -> None:
+        """A line the pipeline reports before training (e.g. what the fit chose)."""
+        self.console.print(line, highlight=False, markup=False)
+
     def __enter__(self):
         return self
 

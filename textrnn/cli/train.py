@@ -46,7 +46,7 @@ def train_command(inputs: tuple[str, ...], **options: Any) -> None:
     main_rank = is_main_rank()
     with TrainProgress() as progress:
         if task == "lm" and main_rank:
-            given["on_prepare"] = progress.prepare
+            given["on_prepare"], given["on_note"] = progress.prepare, progress.note
         result = run_training(*args, on_progress=progress if main_rank else None, **given)
     _report(task, result, progress.console, main_rank)
 

@@ -30,6 +30,7 @@ from ..model import LanguageModel
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
+from .recipe import Fit, fit_defaults
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
 from .tasks import LMTask
@@ -84,6 +85,7 @@ def train_language_model(
     force: bool = False,
     on_progress: Optional[Callable[[Progress], None]] = None,
     on_prepare: corpus_mod.Report = None,
+    on_note: Optional[Callable[[str], None]] = None,
     report_every: int = 10,
     **options: Any,
 ) -> RunResult:
@@ -96,7 +98,8 @@ def train_language_model(
     else UTF-8. ``options`` are :class:`ModelConfig` and :class:`TrainConfig` fields
     (``hidden=256``, ``max_time="5m"``, ...); those not given take the tuned defaults, or on
     ``resume`` the run's own values. ``on_progress`` is called every ``report_every`` steps
-    and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read.
+    and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read,
+    ``on_note(line)`` with what the fit chose (see :mod:`textrnn.training.recipe`).
     ``test_file``: scored with the best weights at the end (``test_*`` in metrics.jsonl and
     ``RunResult.test``; see :mod:`textrnn.evaluation`).
     Under ``torchrun`` the job trains data-parallel (see :mod:`textrnn.training.distributed`).
@@ -120,7 +123,7 @@ def train_language_model(
     try:
         with open_run(out, resume, force, dist) as resuming:
             result = _train(out, inputs, model_opts, train_opts, resuming, device, dist,
-                            on_progress if dist.is_main else None, on_prepare, report_every)
+                            on_progress if dist.is_main else None, on_prepare, on_note, report_every)
             if test_file is not None and dist.is_main and result.stopped_by not in ("interrupt", "terminate"):
                 result = test_run(result, test_file, device)
         distributed.shutdown(wait=True)
@@ -142,7 +145,7 @@ def _check_inputs(files: list[Path], dataset: Optional[str], test_file: Optional
 
 def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: dict[str, Any], resuming: bool,
            device: torch.device, dist: Dist, on_progress: Optional[Callable[[Progress], None]],
-           on_prepare: corpus_mod.Report, report_every: int) -> RunResult:
+           on_prepare: corpus_mod.Report, on_note: Optional[Callable[[str], None]], report_every: int) -> RunResult:
     """Prepare the data, build the model and train it into ``out`` (locked by the caller)."""
     saved = checkpoint.read_config(out) if resuming else None
     if saved is not None:
@@ -162,8 +165,12 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         saved = dist.agree(lambda: check_resume(out, "lm", model_opts, train_opts, inputs.tokenizer,
                                                 data.meta["sha256"], data.meta["files"], dist))
         mcfg = ModelConfig.from_dict(saved["model"])
+        fit = None
     else:
-        mcfg = model_config("lm", model_opts, vocab_size=tok.vocab_size)
+        fit = _fit(tok, data.meta, tcfg, model_opts, train_opts, device, dist)
+        fit_model, fit_train = split_options(fit.options if fit else {})
+        tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **fit_train})
+        mcfg = model_config("lm", {**fit_model, **model_opts}, vocab_size=tok.vocab_size)
     train_batches, val_batches = dist.agree(lambda: _batches(data, tcfg, inputs.val_file, dist, device))
     seed_everything(tcfg.seed)
     model = LanguageModel(mcfg).to(device)
@@ -173,9 +180,23 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
     task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist,
                   ar=tcfg.ar, tar=tcfg.tar)
-    config = _run_config(mcfg, tok, tcfg, inputs, meta, dist)
+    config = _run_config(mcfg, tok, tcfg, inputs, meta, dist, fit)
+    if fit is not None and on_note is not None and dist.is_main:  # (once every check has passed)
+        on_note(fit.message)
     return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist,
                    sample=_sampler(tok, tcfg))
+
+
+def _fit(tok: Tokenizer, meta: dict[str, Any], tcfg: TrainConfig, model_opts: dict[str, Any],
+         train_opts: dict[str, Any], device: torch.device, dist: Dist) -> Optional[Fit]:
+    """What the fit chooses for the options not given (None with --no-fit)."""
+    if not tcfg.fit:
+        return None
+    return fit_defaults(kind=tok.kind, vocab_size=tok.vocab_size, train_tokens=meta["train_tokens"],
+                        train_bytes=meta["train_bytes"], given={**model_opts, **train_opts}, max_time=tcfg.max_time,
+                        epochs=tcfg.epochs, max_steps=tcfg.max_steps,
+                        tokens_per_step=tcfg.batch_size * tcfg.seq_len * dist.world, device=device,
+                        world=dist.world)
 
 
 SAMPLE_TEMPERATURE = 0.8
@@ -258,7 +279,7 @@ def _batches(data: cache_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Pat
 
 
 def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _Inputs, meta: dict[str, Any],
-                dist: Dist) -> dict[str, Any]:
+                dist: Dist, fit: Optional[Fit]) -> dict[str, Any]:
     """The run's config.json."""
     return {
         "textrnn_version": __version__,
@@ -271,4 +292,5 @@ def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _I
                  **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
                                          "train_tokens", "val_tokens")}},
         "distributed": {"world_size": dist.world},
+        "fit": fit.to_dict() if fit else None,
     }

@@ -316,7 +316,7 @@ class Trainer:
             self._mean_train_loss()
         t = time.perf_counter()
         self.model.eval()
-        with torch.inference_mode(), self._autocast():
+        with torch.inference_mode():  # in float32 at any --precision: the figures textrnn evaluate gives
             metrics = self.task.evaluate(self.model)
         self.model.train()
         self.last_eval_s = time.perf_counter() - t
