@@ -63,10 +63,10 @@ def corpora(work: Path) -> dict[str, dict]:
 
 def run(cmd: list[str], env_path: Path | None = None) -> tuple[str, float]:
     env = dict(os.environ)
-    if env_path is not None:
+    if env_path is not None:  # (and run there: `python -m` imports from the working directory first)
         env["PYTHONPATH"] = str(env_path)
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=env_path)
     return out.stdout, time.perf_counter() - t
 
 
