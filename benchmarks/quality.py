@@ -103,6 +103,8 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=1, help="run every comparison this many times")
     ap.add_argument("--corpus", action="append", help="only these corpora (repeatable)")
     ap.add_argument("--previous", default=None, help="git revision of the previous defaults (omit to skip)")
+    ap.add_argument("--contender", action="append", choices=("textrnn", "previous", "plain"),
+                    help="only these contenders (repeatable; default: all)")
     args = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="textrnn-quality-"))
     all_corpora = corpora(work)
@@ -122,6 +124,8 @@ def main() -> None:
                     contenders["previous"] = lambda: textrnn_run(previous, corpus, args.max_time, work / f"{name}-old")
                 contenders["plain"] = lambda: plain_run(corpus, args.max_time)
                 for who, fn in contenders.items():
+                    if args.contender and who not in args.contender:
+                        continue
                     res = fn()
                     results.setdefault(who, []).append(res["nats_per_char"])
                     print(f"{name:16} {who:10} {r + 1:>5} {res['nats_per_char']:>10.4f} "
