@@ -2,6 +2,11 @@
 
     python benchmarks/quality.py                       # every corpus, 5 minutes a run, 1 round
     python benchmarks/quality.py --corpus shakespeare --rounds 2 --previous 11f2262
+    python benchmarks/quality.py --corpus sst2-small --contender textrnn   # one contender again
+
+Corpora: shakespeare (first 90% / last 10%), wikitext2-char and wikitext2-word (valid.txt / test.txt),
+sst2-table (SST-2 train as a table, its text column / the test sentences) and sst2-small (its first
+5,600 rows, about 300 KB).
 
 For each corpus (held-out test text never trained on), each contender trains for the same ``--max-time``
 as a whole process on this machine, one after the other (never two at once), and is scored on the
