@@ -83,6 +83,8 @@ def test_epoch_and_step_budgets(two_threads):
     steps = fit(max_time=None, max_steps=1000)  # 1000 x 4096 tokens over 1M tokens
     assert steps.basis["expected_epochs"] == pytest.approx(4.1, abs=0.01)
     assert fit(max_time=36000, epochs=2).basis["expected_epochs"] == 2  # the epochs end it first
+    assert fit(max_time=None, epochs=100).options["hidden"] == 512  # only a time budget sizes the model
+    assert fit(max_time=None, epochs=10).options["weight_drop"] == 0.0  # the default 10 epochs: no dropout
 
 
 def test_options_the_user_set_are_kept_and_used(two_threads):

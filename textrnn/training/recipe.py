@@ -37,7 +37,8 @@ CPU_BF16_SPEEDUP = 1.67  # measured: bf16 autocast on a CPU with native bf16 LST
 CPU_THREADS_COUNTED = 8  # beyond this many threads the speed is not assumed to grow
 EVAL_SHARE = 0.9  # the share of a --max-time budget that trains (evaluations and sampling take the rest)
 
-# (reference-model tokens in the budget at least, layers, hidden): the last row that fits is taken.
+# (reference-model tokens in a --max-time budget at least, layers, hidden): the last row that fits is
+# taken (an --epochs or --max-steps budget keeps 1x512: a bigger model would take longer, not fit the time).
 # Measured on tiny-shakespeare, 5 minutes: 6.2M (fp32, 2 threads): 1x512 beat 1x768; 10.4M (bf16):
 # 1x768 beat 1x512 and 1x1024. The rows past 1x768 are extrapolated (about 3-5x the budget a step).
 SIZES = ((0, 1, 512), (8e6, 1, 768), (30e6, 1, 1024), (150e6, 2, 1024))
@@ -49,7 +50,7 @@ SIZES = ((0, 1, 512), (8e6, 1, 768), (30e6, 1, 1024), (150e6, 2, 1024))
 # overfits within 5 minutes even with dropout 0.4 (best validation at 10 passes, worse by 17); the
 # strongest measured setting was the best (AWD-LSTM's word-level values are 0.4-0.65); the 2-pass row is
 # interpolated.
-REGULARIZATION = {"char": ((0.0, 0.0, 0.0, 0.0), (10.0, 0.1, 0.2, 0.2), (40.0, 0.15, 0.3, 0.3)),
+REGULARIZATION = {"char": ((0.0, 0.0, 0.0, 0.0), (12.0, 0.1, 0.2, 0.2), (40.0, 0.15, 0.3, 0.3)),
                   "word": ((0.0, 0.0, 0.0, 0.0), (2.0, 0.2, 0.4, 0.4), (8.0, 0.3, 0.6, 0.6))}
 WORD_EMBED = 256  # the embedding width for words and BPE pieces (64 suits characters)
 
@@ -112,7 +113,9 @@ def fit_defaults(*, kind: str, vocab_size: int, train_tokens: int, train_bytes: 
         budget_tokens, budget = max_steps * tokens_per_step, f"{max_steps:,} steps"
     else:
         budget_tokens, budget = epochs * train_tokens, f"{epochs:g} epochs"
-    layers, hidden = [(lay, hid) for least, lay, hid in SIZES if budget_tokens >= least][-1]
+    layers, hidden = default("layers"), default("hidden")  # an epoch or step budget: its time grows with the size
+    if max_time is not None:
+        layers, hidden = [(lay, hid) for least, lay, hid in SIZES if budget_tokens >= least][-1]
     layers, hidden = given.get("layers", layers), given.get("hidden", hidden)
     embed = given.get("embed", default("embed") if kind == "char" else WORD_EMBED)
     adaptive = given.get("adaptive_softmax", _wants_adaptive(hidden, embed, vocab_size, given))
