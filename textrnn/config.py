@@ -73,8 +73,7 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     return dataclasses.field(default=default, metadata={
         "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,
         "stop": stop, "unlimited": unlimited, "parse": parse, "default_text": default_text, "short": short,
-        "off": off, "metavar": metavar, "misuse": misuse,
-        "fitted": fitted})
+        "off": off, "metavar": metavar, "misuse": misuse, "fitted": fitted})
 
 
 def options_of(cls: type) -> tuple[dataclasses.Field, ...]:
@@ -287,9 +286,9 @@ class TrainConfig(_DictMixin):
                                     "kernels); fp16 needs CUDA, bf16 CUDA or such a CPU.",
                             choices=PRECISIONS, resumable=True, fitted=True)
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
-    fit: bool = option(True, "Choose the model size, dropout, weight drop and output layer you do not set from "
-                             "the corpus size, the budget and the device (the README's table); --no-fit: the fixed "
-                             "defaults.", only="lm")
+    fit: bool = option(True, "Choose the model size, embedding, dropout, weight drop, output layer and precision "
+                             "you do not set from the corpus size, the budget and the device (the README's table); "
+                             "--no-fit: the fixed defaults.", only="lm")
     ar: float = option(0.0, "Activation regularization: add this times the mean square of the (dropped) last "
                             "layer's output to the training loss.", only="lm")
     tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "

@@ -1,4 +1,4 @@
-"""Defaults that fit the run: the size, regularization, output layer and learning rate a new
+"""Defaults that fit the run: the size, regularization, output layer and precision a new
 language model takes for the options the user did not set, chosen from the corpus (its size in
 tokens, its tokenizer), the budget (``--max-time``, ``--epochs`` or ``--max-steps``) and the device.
 
@@ -69,21 +69,20 @@ class Fit:
         return {"chose": self.options, "message": self.message, "basis": self.basis}
 
 
-def relative_cost(layers: int, hidden: int, embed: int, vocab_size: int, adaptive: bool) -> float:
-    """Multiply-adds per training token of a model, relative to the reference model's (1x512,
-    embedding 64, 65 characters): the recurrent layers plus the output layer (the adaptive softmax
-    computes its head and, on average, a fraction of its tails)."""
+def _macs(layers: int, hidden: int, embed: int, vocab_size: int, adaptive: bool) -> tuple[float, float]:
+    """Multiply-adds per token of (the LSTM layers, the output layer); the adaptive softmax computes
+    its head and, on average, a fraction of its tails (hidden/4 wide)."""
+    rnn = 4 * hidden * (hidden + embed) + 4 * hidden * 2 * hidden * (layers - 1)
+    cutoffs = auto_cutoffs(vocab_size) if adaptive else []
+    if not cutoffs:
+        return rnn, hidden * vocab_size
+    return rnn, hidden * (cutoffs[0] + len(cutoffs)) + 0.3 * hidden * (vocab_size - cutoffs[0]) / 4
 
-    def macs(layers: int, hidden: int, embed: int, vocab_size: int, adaptive: bool) -> float:
-        rnn = 4 * hidden * (hidden + embed) + 4 * hidden * 2 * hidden * (layers - 1)
-        if adaptive:
-            cutoffs = auto_cutoffs(vocab_size)
-            head = hidden * (cutoffs[0] + len(cutoffs)) if cutoffs else hidden * vocab_size
-            out = head + 0.3 * hidden * (vocab_size - (cutoffs[0] if cutoffs else vocab_size)) / 4
-        else:
-            out = hidden * vocab_size
-        return rnn + out
-    return macs(layers, hidden, embed, vocab_size, adaptive) / macs(1, 512, 64, 65, False)
+
+def relative_cost(layers: int, hidden: int, embed: int, vocab_size: int, adaptive: bool) -> float:
+    """Multiply-adds per training token of a model (recurrent layers plus output layer), relative to
+    the reference model's (1x512, embedding 64, 65 characters)."""
+    return sum(_macs(layers, hidden, embed, vocab_size, adaptive)) / sum(_macs(1, 512, 64, 65, False))
 
 
 def device_speed(device: torch.device) -> tuple[float, str]:
@@ -91,8 +90,7 @@ def device_speed(device: torch.device) -> tuple[float, str]:
     if device.type == "cpu":
         threads = torch.get_num_threads()
         return TRAIN_SPEED["cpu"] * min(threads, CPU_THREADS_COUNTED), f"{threads} CPU thread{'s' * (threads > 1)}"
-    name = "a CUDA GPU" if device.type == "cuda" else "Apple MPS"
-    return TRAIN_SPEED.get(device.type, TRAIN_SPEED["cpu"]), name
+    return TRAIN_SPEED[device.type], "a CUDA GPU" if device.type == "cuda" else "Apple MPS"
 
 
 def fit_defaults(*, kind: str, vocab_size: int, train_tokens: int, train_bytes: int, given: dict[str, Any],
@@ -147,10 +145,10 @@ def _cpu_bf16(device: torch.device, given: dict[str, Any]) -> bool:
 
 
 def _wants_adaptive(hidden: int, embed: int, vocab_size: int, given: dict[str, Any]) -> bool:
-    """The adaptive softmax when the full output layer would cost more than the recurrent layer
+    """The adaptive softmax when the full output layer would cost more than one recurrent layer
     (and the user did not ask to tie the output layer to the embedding)."""
-    return (not given.get("tie_weights") and len(auto_cutoffs(vocab_size)) > 0
-            and hidden * vocab_size > 4 * hidden * (hidden + embed))
+    rnn, out = _macs(1, hidden, embed, vocab_size, adaptive=False)
+    return not given.get("tie_weights") and len(auto_cutoffs(vocab_size)) > 0 and out > rnn
 
 
 def _describe(c: dict[str, Any], cell: str) -> str:
