@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, load_model, save_model
+from safetensors.torch import load_file, save_file
 
 from . import files
 from .config import ModelConfig
@@ -54,11 +54,26 @@ def write_file(dest: str | os.PathLike, data: bytes | str) -> None:
         raise _cannot_write(Path(dest), e.strerror or e) from None
 
 
+def _weights_to_save(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The model's tensors as CPU copies, each tied alias once (the first name: loading re-ties the
+    rest). Copies, because on CUDA an ``nn.LSTM``'s weights are views into one flat cuDNN buffer,
+    which safetensors refuses to save as it is."""
+    kept: dict[tuple, str] = {}
+    tensors = {}
+    for name, t in model.state_dict().items():
+        alias = (t.device, t.data_ptr(), tuple(t.shape), t.stride(), t.dtype)
+        if alias in kept:
+            continue
+        kept[alias] = name
+        tensors[name] = t.detach().to("cpu", copy=True).contiguous()
+    return tensors
+
+
 def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
     dest = Path(dest)
     tmp = files.temp_beside(dest)
     try:
-        save_model(model, str(tmp))
+        save_file(_weights_to_save(model), str(tmp), metadata={"format": "pt"})
         files.commit(tmp, dest)
     except OSError as e:
         tmp.unlink(missing_ok=True)
@@ -177,20 +192,19 @@ def build_model(config: dict[str, Any]) -> torch.nn.Module:
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
+    """Load ``path`` into ``model`` (on any device). Tied aliases saved once count as loaded; an
+    export's int8 embedding (weight = int8 * per-row scale) is expanded."""
     if not path.exists():
         raise TextRNNError(f"{path}: missing; the checkpoint is incomplete")
     try:
         state = load_file(str(path), device="cpu")
-        quantized = [k for k in state if k.endswith(".int8")]
-        if not quantized:
-            missing, unexpected = load_model(model, str(path), strict=False, device="cpu")
-        else:  # an export with an int8 embedding: weight = int8 * per-row scale
-            for key in quantized:
-                base = key[: -len(".int8")]
-                state[base] = state.pop(key).float() * state.pop(base + ".scale").float().unsqueeze(1)
-            missing, unexpected = model.load_state_dict(state, strict=False)
-            loaded = {t.data_ptr() for n, t in model.state_dict().items() if n in state}
-            missing = [n for n in missing if model.state_dict()[n].data_ptr() not in loaded]  # tied aliases
+        for key in [k for k in state if k.endswith(".int8")]:
+            base = key[: -len(".int8")]
+            state[base] = state.pop(key).float() * state.pop(base + ".scale").float().unsqueeze(1)
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        own = model.state_dict()
+        loaded = {own[n].data_ptr() for n in state if n in own}
+        missing = [n for n in missing if own[n].data_ptr() not in loaded]  # tied aliases
     except (SafetensorError, OSError, RuntimeError, ValueError, KeyError) as e:
         raise TextRNNError(f"{path}: unreadable or does not match config.json ({str(e).splitlines()[0]})") from None
     if missing or unexpected:
@@ -230,8 +244,6 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
     stores the embedding matrix as int8 with one float scale per row (a quarter of the
     size). Both load back as float32."""
-    from safetensors.torch import save_file
-
     ck = load(run_dir)
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():

@@ -14,7 +14,8 @@ import pytest
 from textrnn import checkpoint
 
 ARGS = ["--hidden", "24", "--embed", "8", "--batch-size", "4", "--seq-len", "16", "--warmup-steps", "2",
-        "--max-steps", "300", "--eval-every", "1", "--save-every", "1", "--seed", "7", "--dropout", "0.1"]
+        "--max-steps", "300", "--eval-every", "1", "--save-every", "1", "--seed", "7", "--dropout", "0.1",
+        "--device", "cpu"]  # where a GPU is, it could finish before the random kills land
 
 
 def train_cmd(corpus, out, *extra):

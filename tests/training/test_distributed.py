@@ -167,9 +167,24 @@ def test_cuda_training_and_cpu_loading(tmp_path, tiny_corpus, precision):
                         hidden=64, embed=16, batch_size=8, seq_len=32, eval_every=10)
     assert run.best["val_loss"] < 5.0
     lm = textrnn.load(run.path, device="cpu")  # trained on GPU, used on CPU
-    assert len(lm.generate("Th", length=20, seed=1)) == 22
+    assert len(lm.generate("Th", length=20, seed=1)) == 20  # the continuation only
     resumed = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cpu", max_steps=30, resume=True)
     assert resumed.steps == 30  # and the other way round: resumed on the CPU
+
+
+@cuda
+def test_cuda_checkpoints_of_a_two_layer_lstm_with_weight_drop(tmp_path, tiny_corpus):
+    """On CUDA an nn.LSTM's weights are views into one flat cuDNN buffer: saving and loading them
+    (the best weights, last/, a resume on the GPU) must not trip over the shared storage."""
+    import textrnn
+
+    opts = dict(layers=2, hidden=32, embed=16, weight_drop=0.2, batch_size=8, seq_len=32, eval_every=5,
+                save_every=5, tie_weights=True)
+    run = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cuda", max_steps=10, **opts)
+    resumed = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cuda", max_steps=15, resume=True)
+    assert resumed.steps == 15 and run.best is not None
+    gpu = textrnn.load(run.path, device="cuda").generate("Th", length=20, greedy=True)
+    assert gpu == textrnn.load(run.path, device="cpu").generate("Th", length=20, greedy=True)
 
 
 @cuda

@@ -7,6 +7,7 @@ from textrnn import checkpoint
 from textrnn.config import TrainConfig
 from textrnn.generate import generate
 from textrnn.training.lm import SAMPLE_TEMPERATURE, _sampler, train_language_model
+from textrnn.training.runtime import resolve_device
 
 
 def test_one_sample_per_evaluation_from_the_weights_of_that_step(tmp_path, tiny_corpus):
@@ -17,7 +18,8 @@ def test_one_sample_per_evaluation_from_the_weights_of_that_step(tmp_path, tiny_
     assert [s["step"] for s in samples] == [m["step"] for m in checkpoint.read_metrics(tmp_path / "run")] == [4, 8, 10]
     assert [p.sample for p in seen if p.event == "eval"] == [s["text"] for s in samples]
     assert all(p.sample is None for p in seen if p.event != "eval")
-    ck = checkpoint.load(tmp_path / "run", which="last")  # the weights of the last evaluation
+    # the weights of the last evaluation, on the device that sampled them (a generator's draws are the device's)
+    ck = checkpoint.load(tmp_path / "run", which="last", device=resolve_device("auto"))
     again = "".join(p[0] for p in generate(ck.model, ck.tokenizer, "", 30, temperature=SAMPLE_TEMPERATURE, seed=1234))
     assert samples[-1]["text"] == again and again
 
