@@ -142,7 +142,7 @@ def test_export_int8_saves_embedding_dtype_in_config(lm_run, tmp_path):
 
 
 def test_shipped_config_names_its_int8_embedding():
-    shipped = checkpoint.SHIPPED[0]
+    shipped = checkpoint.SHIPPED["sst2"]
     assert json.loads((shipped / "config.json").read_text())["embedding_dtype"] == "int8"
     assert checkpoint.load(shipped).task == "classify"
 

@@ -146,3 +146,20 @@ def test_the_prompt_runs_through_the_encoder_only(lm):
     finally:
         hook.remove()
     assert len(text) == 5 and calls == []  # the sampler's own head does the 5 steps; the prompt needs no logits
+
+
+def test_many_samples_each_with_its_own_seed(lm):
+    from textrnn.generate import generate_many
+
+    records = list(generate_many(lm.model, lm.tokenizer, "Th", 12, num_samples=5, batch_size=2, seed=40,
+                                 temperature=0.9))
+    assert [r["sample"] for r in records] == [1, 2, 3, 4, 5] and [r["seed"] for r in records] == [40, 41, 42, 43, 44]
+    assert all(r["prompt"] == "Th" and r["length"] == 12 and r["temperature"] == 0.9 and r["top_p"] is None
+               for r in records)
+    for r in records:  # a sample's seed gives its text again, alone
+        assert lm.generate("Th", 12, seed=r["seed"], temperature=0.9) == r["text"]
+    again = list(generate_many(lm.model, lm.tokenizer, "Th", 12, num_samples=5, batch_size=5, seed=40,
+                               temperature=0.9))
+    assert [r["text"] for r in again] == [r["text"] for r in records]  # batching does not change the texts
+    fresh = list(lm.generate_many("", 5, num_samples=2))
+    assert fresh[1]["seed"] == fresh[0]["seed"] + 1  # no seed: a random one, recorded

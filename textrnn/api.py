@@ -16,6 +16,7 @@ from typing import Any, Iterator, Optional, Sequence, Union
 from . import checkpoint
 from .errors import TextRNNError
 from .generate import generate as _generate
+from .generate import generate_many as _generate_many
 from .training.lm import train_language_model
 from .training.rundir import RunResult
 from .training.runtime import resolve_device
@@ -68,6 +69,14 @@ class Trained:
         texts = ["".join(p) for p in parts]
         return texts[0] if num_samples == 1 else texts
 
+    def generate_many(self, prompt: str = "", length: int = 500, *, num_samples: int = 1, batch_size: int = 100,
+                      **options: Any) -> Iterator[dict[str, Any]]:
+        """Sample ``num_samples`` texts, ``batch_size`` at a time: one record per sample (``sample``, its own
+        ``seed``, ``prompt``, ``text``, the settings). See :func:`textrnn.generate.generate_many`."""
+        self._require("lm", "generate")
+        return _generate_many(self.model, self.tokenizer, prompt, length, num_samples=num_samples,
+                              batch_size=batch_size, **options)
+
     def evaluate(self, files: Union[PathLike, Sequence[PathLike]], *, encoding: Optional[str] = None,
                  per_line: bool = False) -> list[dict[str, Any]]:
         """Score text files with this language model: one dict per file (tokens, loss in
@@ -111,7 +120,8 @@ def train_classifier(train_file: PathLike, **options: Any) -> RunResult:
 
 def load(path: Optional[PathLike] = None, *, device: str = "cpu", which: str = "best",
          task: str = "lm") -> Trained:
-    """Load a checkpoint directory (default: the most recent ``task`` model, ``lm`` or
-    ``classify``, under ./checkpoints)."""
+    """Load a checkpoint directory or a shipped model by name (``english-char``, ``sst2``);
+    default: the most recent ``task`` model (``lm`` or ``classify``) under ./checkpoints, else
+    the one textrnn ships."""
     path = Path(path) if path is not None else checkpoint.find_latest("checkpoints", task)
     return Trained(checkpoint.load(path, which=which, device=resolve_device(device)))

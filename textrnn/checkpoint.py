@@ -213,8 +213,8 @@ def load_weights(model: torch.nn.Module, path: Path) -> None:
 
 
 def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.device = "cpu") -> Checkpoint:
-    """Load a checkpoint directory (``which`` = ``best`` or ``last`` weights)."""
-    path = Path(path)
+    """Load a checkpoint directory, or a shipped model by name (``which`` = ``best`` or ``last`` weights)."""
+    path = locate(path)
     if which not in ("best", "last"):
         raise TextRNNError(f"which must be 'best' or 'last', got {which!r}")
     if path.name in (LAST, LAST + ".old") and not (path / CONFIG).exists():
@@ -275,8 +275,17 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     return dest
 
 
-# Models that come with textrnn: the fallback when ./checkpoints has none of a kind.
-SHIPPED = [Path(__file__).resolve().parent.parent / "checkpoints" / "sst2"]
+# Models that come with textrnn, by name: the fallback when ./checkpoints has none of a kind, and
+# what --checkpoint / --init-from / textrnn.load take by name (checkpoints/README.md describes them).
+SHIPPED = {name: Path(__file__).resolve().parent.parent / "checkpoints" / name for name in ("english-char", "sst2")}
+
+
+def locate(run: str | os.PathLike) -> Path:
+    """The run directory ``run``, or where it names no directory, the shipped model of that name."""
+    path = Path(run)
+    if not path.exists() and str(run) in SHIPPED:
+        return SHIPPED[str(run)]
+    return path
 
 
 def _runs_of(task: str, dirs) -> list[tuple[float, Path]]:
@@ -294,10 +303,10 @@ def _runs_of(task: str, dirs) -> list[tuple[float, Path]]:
 
 def find_latest(root: str | os.PathLike = "checkpoints", task: str = "lm") -> Path:
     """The most recently trained checkpoint of ``task`` under ``root``, else the one
-    textrnn ships for that task (the SST-2 sentiment classifier)."""
+    textrnn ships for that task (``english-char``, the SST-2 sentiment classifier)."""
     root = Path(root)
     found = _runs_of(task, [c.parent for c in root.glob(f"*/{CONFIG}")] if root.is_dir() else [])
-    found = found or _runs_of(task, SHIPPED)
+    found = found or _runs_of(task, SHIPPED.values())
     if not found:
         what = "language model" if task == "lm" else "classifier"
         raise TextRNNError(f"no trained {what} under {root}/; train one with `textrnn train` "

@@ -50,7 +50,8 @@ def auto_cutoffs(vocab_size: int) -> list[int]:
     return sorted({c for c in (vocab_size // 10, vocab_size // 2) if 0 < c < vocab_size})
 
 
-def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING, resumable: bool = False,
+def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING,
+           finetune: Any = dataclasses.MISSING, resumable: bool = False,
            choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
            unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
            short: Optional[str] = None, off: Optional[str] = None, metavar: Optional[str] = None,
@@ -58,7 +59,8 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     """Declare an option as a dataclass field (its type is the field's annotation).
 
     ``default``: the language model's default; ``classify``: the classifier's, where it
-    differs. ``resumable``: a resumed run may change it. ``choices``: the allowed values.
+    differs; ``finetune``: a language model's that starts from another (``--init-from``).
+    ``resumable``: a resumed run may change it. ``choices``: the allowed values.
     ``only``: the one task (``lm`` / ``classify``) it is for; ``misuse`` replaces the error
     given when it is used for the other. ``fitted``: a new language model's value is
     chosen by the fit (:mod:`textrnn.training.recipe`) unless given or ``--no-fit``.
@@ -69,7 +71,8 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     For the command line only: ``short`` (e.g. ``-o``), ``off`` (the name of a boolean's
     off switch: default ``no-<name>``, ``""`` for a plain flag), ``metavar``.
     """
-    defaults = {} if classify is dataclasses.MISSING else {"classify": classify}
+    defaults = {task: value for task, value in (("classify", classify), ("finetune", finetune))
+                if value is not dataclasses.MISSING}
     return dataclasses.field(default=default, metadata={
         "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,
         "stop": stop, "unlimited": unlimited, "parse": parse, "default_text": default_text, "short": short,
@@ -175,8 +178,11 @@ class DataOptions:
                                          default_text="a column named label, sentiment, ...")
     format: Optional[str] = option(None, "Input format (csv | tsv | jsonl | txt).", only="classify",
                                    default_text="by extension")
-    init_from: Optional[Path] = option(None, "Start from this language-model run (its tokenizer, embedding and "
-                                             "recurrent layers).", only="classify")
+    init_from: Optional[Path] = option(None, "Start from this language model (a run directory, or a shipped "
+                                             "model's name: english-char): a language model fine-tunes it (its "
+                                             "tokenizer, plus the corpus's new characters; its weights and size); "
+                                             "a classifier takes its tokenizer, embedding and recurrent layers.",
+                                       metavar="RUN")
     encoding: str = option("utf-8", "Text encoding of the input (on --resume: the run's own unless given).")
     dataset: Optional[str] = option(None, "Train on a Hugging Face dataset (INPUTS are then its data files, for "
                                           "builders such as text, csv, json).", only="lm", metavar="NAME[:CONFIG]",
@@ -260,9 +266,9 @@ class TrainConfig(_DictMixin):
                              classify=256)
     seq_len: int = option(128, "Language model: tokens per truncated-BPTT window.")
     max_len: int = option(512, "Cut texts to their first this many tokens.", only="classify")
-    lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3)
+    lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3, finetune=2e-3)
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and embeddings).")
-    warmup_steps: int = option(100, "Linear warm-up steps before the cosine decay.", classify=50)
+    warmup_steps: int = option(100, "Linear warm-up steps before the cosine decay.", classify=50, finetune=20)
     min_lr_ratio: float = option(0.05, "The cosine schedule ends at --lr times this.")
     clip: float = option(1.0, "Gradient-norm clipping threshold.")
     epochs: Optional[float] = option(None, "Stop after this many passes over the training data.", stop=True,
@@ -331,6 +337,8 @@ class TrainConfig(_DictMixin):
 
 
 # -- what the pipelines and the command line ask of the declarations ---------------------
+SHAPE = ("cell", "layers", "hidden", "embed")
+"""What a run started --init-from a language model takes from it and may not change."""
 OPTIONS: dict[str, dataclasses.Field] = {
     f.name: f for cls in (RunOptions, DataOptions, ModelConfig, TrainConfig) for f in options_of(cls)}
 """Every declared option of ``textrnn train``, by name, in the order the help lists them."""

@@ -2,13 +2,16 @@
 
 The prompt is run through the network once to set the recurrent state; after that each
 new token costs one step of the :class:`~textrnn.model.Stepper` (never a re-run of the
-prefix). ``num_samples`` streams are sampled together as one batch. Sampling options:
+prefix). ``num_samples`` streams are sampled together as one batch (:func:`generate_many`: any
+number, batch after batch, one record each). Sampling options:
 temperature, top-k, top-p (nucleus) and greedy; ``<unk>`` is never sampled.
 """
 
 from __future__ import annotations
 
-from typing import Iterator, Optional
+import inspect
+import secrets
+from typing import Any, Iterator, Optional
 
 import torch
 
@@ -62,15 +65,14 @@ def sample_ids(
     seed: Optional[int] = None,
     banned: Optional[list[int]] = None,
 ) -> Iterator[torch.Tensor]:
-    """Yield ``length`` steps of sampled ids, each ``(num_samples,)``, after the prompt."""
+    """Yield ``length`` steps of sampled ids, each ``(num_samples,)``, after the prompt. Sample ``j``
+    draws from its own generator seeded ``seed + j`` (so it is the text a single sample with that seed
+    gives); no seed: a fresh random one (torch's global RNG is untouched either way)."""
     if not prompt_ids:
         raise TextRNNError("the prompt is empty")
     device = next(model.parameters()).device
-    gen = torch.Generator(device=device)
-    if seed is not None:
-        gen.manual_seed(seed)
-    else:
-        gen.seed()  # a fresh non-deterministic seed for this sampler only; torch's global RNG is untouched
+    seed = new_seed() if seed is None else seed
+    gens = [torch.Generator(device=device).manual_seed(seed + j) for j in range(num_samples)]
     model.eval()
     with torch.inference_mode():
         # temperature and banned tokens are folded into the head once, not applied per step
@@ -83,6 +85,7 @@ def sample_ids(
         token = torch.full((num_samples,), prompt_ids[-1], dtype=torch.long, device=device)  # (N,)
         filtered = top_k is not None or top_p is not None
         noise = torch.empty(0)
+        chunk = noise_chunk(model.cfg.vocab_size)
         for t in range(length):
             logits, state = stepper(token, state)  # (N, V)
             if greedy:
@@ -93,13 +96,21 @@ def sample_ids(
                 logits = filter_logits(logits, top_k, top_p)
             # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits);
             # the noise is drawn for many steps at once, which is much cheaper per step.
-            if t % _NOISE_CHUNK == 0:
-                noise = _gumbel((min(_NOISE_CHUNK, length - t), *logits.shape), gen, device)
-            token = (logits + noise[t % _NOISE_CHUNK]).argmax(dim=-1)  # (N,)
+            if t % chunk == 0:
+                steps = min(chunk, length - t)
+                noise = torch.stack([_gumbel((steps, logits.shape[-1]), g, device) for g in gens], dim=1)  # (S, N, V)
+            token = (logits + noise[t % chunk]).argmax(dim=-1)  # (N,)
             yield token
 
 
-_NOISE_CHUNK = 256
+def noise_chunk(vocab_size: int) -> int:
+    """Steps of noise drawn at once: up to 256, at most about 1 MB per sample (a word vocabulary draws fewer)."""
+    return max(1, min(256, (1 << 18) // vocab_size))
+
+
+def new_seed() -> int:
+    """A fresh random seed (from the OS, not from torch's generator)."""
+    return secrets.randbits(31)
 
 
 def _gumbel(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -139,6 +150,29 @@ def generate(
     tails = [d.flush() for d in decoders]
     if any(tails):
         yield tails
+
+
+def generate_many(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "", length: int = 500, *,
+                  num_samples: int = 1, batch_size: int = 100, seed: Optional[int] = None,
+                  **options: Any) -> Iterator[dict[str, Any]]:
+    """Sample ``num_samples`` texts in batches of ``batch_size``; yield one record per sample, in
+    order: ``sample`` (1, 2, ...), ``seed`` (that sample's own: ``generate(..., seed=it)`` gives its
+    text again), ``prompt``, ``text`` (the continuation) and the settings (``length`` and the
+    ``options``: temperature, top_k, top_p, greedy)."""
+    base = new_seed() if seed is None else seed
+    for first in range(0, num_samples, batch_size):
+        n = min(batch_size, num_samples - first)
+        parts: list[list[str]] = [[] for _ in range(n)]
+        for pieces in generate(model, tokenizer, prompt, length, num_samples=n, seed=base + first, **options):
+            for acc, piece in zip(parts, pieces):
+                acc.append(piece)
+        for j, acc in enumerate(parts):
+            yield {"sample": first + j + 1, "seed": base + first + j, "prompt": prompt, "text": "".join(acc),
+                   "length": length, **{k: options.get(k, d) for k, d in SETTINGS.items()}}
+
+
+SETTINGS = {k: inspect.signature(generate).parameters[k].default for k in ("temperature", "top_k", "top_p", "greedy")}
+"""The sampling settings a record of :func:`generate_many` carries, with their defaults (generate's)."""
 
 
 def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:

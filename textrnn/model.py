@@ -198,3 +198,25 @@ def detach_state(state: Optional[State]) -> Optional[State]:
     if isinstance(state, tuple):
         return tuple(s.detach() for s in state)  # type: ignore[return-value]
     return state.detach()
+
+
+def copy_pretrained(model: nn.Module, source: nn.Module) -> int:
+    """Copy ``source``'s weights into ``model``, a model of the same shape whose vocabulary may be
+    larger (a fine-tuning run's char tokenizer gains the corpus's new characters as ids after the
+    source's): the rows of the new ids (embedding, output layer) start at the mean of the source's
+    rows. Returns the number of ids added."""
+    theirs = source.state_dict()
+    added = 0
+    with torch.no_grad():
+        for name, mine in model.state_dict().items():  # (tensors that share the parameters' storage)
+            old = theirs[name]
+            if old.shape == mine.shape:
+                mine.copy_(old)
+                continue
+            if old.shape[1:] != mine.shape[1:] or old.shape[0] > mine.shape[0]:
+                raise ValueError(f"{name}: {tuple(old.shape)} cannot grow into {tuple(mine.shape)}")
+            n = old.shape[0]  # a vocabulary-sized tensor: (V, ...) -> (V', ...)
+            mine[:n].copy_(old)
+            mine[n:].copy_(old.float().mean(0).to(mine.dtype))
+            added = mine.shape[0] - n
+    return added

@@ -98,6 +98,23 @@ class Tokenizer:
         cps = np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)
         return self._lut.take(cps)
 
+    def with_tokens_of(self, other: "Tokenizer") -> "Tokenizer":
+        """This char tokenizer plus the characters of ``other`` (a char tokenizer) it lacks, as
+        new ids after its own (so a model's rows for the old ids stay where they are); word and
+        BPE tokenizers are returned as they are."""
+        if self.kind != "char" or other.kind != "char":
+            return self
+        vocab = dict(self.hf.get_vocab())
+        for token in sorted(other.hf.get_vocab()):
+            if token not in vocab:
+                vocab[token] = len(vocab)
+        if len(vocab) == self.vocab_size:
+            return self
+        hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
+        hf.pre_tokenizer = _char_pre_tokenizer()
+        hf.decoder = decoders.Fuse()
+        return Tokenizer("char", hf)
+
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of ``text`` outside a char tokenizer's vocabulary ([] for word and BPE)."""
         if self.kind != "char":
@@ -199,7 +216,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             seen[np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
         vocab = {UNK: 0, **{chr(c): i + 1 for i, c in enumerate(np.flatnonzero(seen))}}
         hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
-        hf.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
+        hf.pre_tokenizer = _char_pre_tokenizer()
         hf.decoder = decoders.Fuse()
     elif kind == "word":
         hf = HFTokenizer(models.WordLevel(unk_token=UNK))
@@ -224,6 +241,10 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
         )
         hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
     return Tokenizer(kind, hf)
+
+
+def _char_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")  # every code point its own piece
 
 
 PIECE_CHARS = 1 << 16

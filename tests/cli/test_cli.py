@@ -85,11 +85,28 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_corpus, monkeypatch):
         (["generate", "--top-p", "0"], ["--top-p"]),
         (["generate", "--top-p", "1.5"], ["--top-p"]),
         (["generate", "--temp", "0"], ["--temp", "--greedy"]),
-        (["generate"], ["no trained language model"]),
         (["frobnicate"], ["No such command"]),
     ]
     for args, fragments in cases:
         _check_error(run(args), *fragments)
+
+
+def test_generate_right_after_installation_samples_the_shipped_model(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no ./checkpoints
+    res = run(["generate", "--length", "40", "--seed", "1", "--prompt", "The "])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.startswith("The ") and len(res.stdout) == len("The ") + 40 + 1
+    assert "shipped english-char" in res.stderr
+    again = run(["generate", "-c", "english-char", "--length", "40", "--seed", "1", "--prompt", "The "])
+    assert again.stdout == res.stdout and "shipped" not in again.stderr  # by name: no note
+
+
+def test_generate_without_any_model_is_one_error(tmp_path, monkeypatch):
+    from textrnn import checkpoint
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(checkpoint, "SHIPPED", {})
+    _check_error(run(["generate"]), "no trained language model")
 
 
 def test_generate_errors_that_need_a_model(trained):
@@ -117,3 +134,31 @@ def test_python_m_and_help_do_not_import_torch():
     assert out.stdout.strip() == "False"
     res = subprocess.run([sys.executable, "-m", "textrnn", "--help"], capture_output=True, text=True)
     assert res.returncode == 0 and "generate" in res.stdout
+
+
+def test_bulk_generation_to_jsonl_text_and_stdout(trained, tmp_path):
+    import json
+
+    out = tmp_path / "samples.jsonl"
+    res = run(["generate", "--num-samples", "7", "--batch-size", "3", "--length", "15", "--seed", "5",
+               "--prompt", "Th", "--temp", "0.7", "--output", str(out)])
+    assert res.exit_code == 0, res.output
+    records = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
+    assert [r["seed"] for r in records] == list(range(5, 12)) and all(r["prompt"] == "Th" for r in records)
+    assert records[3]["temperature"] == 0.7 and len(records[3]["text"]) == 15 and res.stdout == ""
+    single = run(["generate", "--length", "15", "--seed", "8", "--prompt", "Th", "--temp", "0.7"])
+    assert single.stdout == "Th" + records[3]["text"] + "\n"  # sample 4 is seed 8's text
+    text = tmp_path / "samples.txt"
+    assert run(["generate", "--num-samples", "2", "--length", "15", "--seed", "5", "--prompt", "Th", "--temp", "0.7",
+                "-o", str(text)]).exit_code == 0
+    assert text.read_text(encoding="utf-8") == "".join(
+        f"--- sample {r['sample']} (seed {r['seed']}) ---\nTh{r['text']}\n" for r in records[:2])
+    piped = run(["generate", "--num-samples", "2", "--length", "15", "--seed", "5", "--prompt", "Th", "--temp", "0.7",
+                 "--format", "jsonl"])
+    assert [json.loads(line) for line in piped.stdout.splitlines()] == records[:2]
+
+
+def test_bulk_generation_errors(trained, tmp_path):
+    _check_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "s.csv")]), "s.csv", ".jsonl or .txt")
+    _check_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "no" / "s.jsonl")]), "does not exist")
+    _check_error(run(["generate", "--batch-size", "0"]), "--batch-size")

@@ -47,6 +47,8 @@ def test_help_shows_the_declared_defaults():
         classify = f.metadata["defaults"].get("classify")
         if classify is not None:
             assert f"classify: {show(classify)}" in records[name]
+    for name in ("lr", "warmup_steps"):
+        assert f"fine-tuning (--init-from): {show(fields[name].metadata['defaults']['finetune'])}" in records[name]
     for name in ("cell", "device", "precision", "tokenizer"):
         assert " | ".join(fields[name].metadata["choices"]) in records[name]
     epochs = fields["epochs"].metadata

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sys
 import time
 from typing import Iterator, Optional
@@ -10,42 +12,99 @@ import click
 
 from ..config import DEVICES
 
+GENERATE_FORMATS = ("text", "jsonl")
+_EXTENSIONS = {".jsonl": "jsonl", ".txt": "text"}  # --output's extension -> format
+
 
 @click.command("generate")
-@click.option("--checkpoint", "-c", type=click.Path(), help="Run directory [default: latest LM in ./checkpoints].")
+@click.option("--checkpoint", "-c", type=click.Path(),
+              help="Run directory or shipped model [default: latest LM in ./checkpoints, else english-char].")
 @click.option("--prompt", "-p", default="", help="Text to start from.")
 @click.option("--length", "-n", default=500, show_default=True, type=int, help="Tokens to generate.")
 @click.option("--temp", "--temperature", "temperature", default=1.0, show_default=True, type=float,
               help="Sampling temperature (lower is more conservative).")
 @click.option("--top-k", type=int, help="Sample only among the k most likely tokens.")
 @click.option("--top-p", type=float, help="Sample only within the smallest set of probability >= p.")
-@click.option("--num-samples", default=1, show_default=True, type=int, help="Sample N texts as one batch.")
+@click.option("--num-samples", default=1, show_default=True, type=int,
+              help="Sample N texts, --batch-size at a time; sample i has seed --seed + i - 1.")
+@click.option("--batch-size", default=100, show_default=True, type=int, help="Samples drawn together.")
+@click.option("--output", "-o", type=click.Path(), help="Write the samples to this .jsonl or .txt file (atomically, "
+              "with a progress bar) instead of stdout.")
+@click.option("--format", "fmt", type=click.Choice(GENERATE_FORMATS),
+              help="text | jsonl (one record per sample: sample, seed, prompt, text, settings)  "
+                   "[default: by --output's extension, else text]")
 @click.option("--seed", type=int, help="Random seed (same seed and checkpoint give the same text).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 def generate_command(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
-                     top_p: Optional[float], num_samples: int, seed: Optional[int], greedy: bool,
-                     device: str) -> None:
-    """Sample text from a trained language model; one stream prints as it is sampled."""
+                     top_p: Optional[float], num_samples: int, batch_size: int, output: Optional[str],
+                     fmt: Optional[str], seed: Optional[int], greedy: bool, device: str) -> None:
+    """Sample text from a trained language model; one stream prints as it is sampled, many
+    samples go to --output (JSONL or text) or stdout.
+
+    \b
+    textrnn generate --temp 0.8 --prompt "ROMEO:"
+    textrnn generate --num-samples 1000 --output samples.jsonl
+    """
+    from ..errors import TextRNNError
     from ..generate import check_options
+    from .output import check_output_path
 
     check_options(10**9, temperature, top_k, top_p, greedy, length, num_samples)  # before loading torch
+    if batch_size <= 0:
+        raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
+    fmt = _format(fmt, output)
+    check_output_path(output)
     from ..api import load
+    from ..checkpoint import SHIPPED
+    from .output import write_output
 
     lm = load(checkpoint, device=device)
-    pieces = lm.stream(prompt, length, temperature=temperature, top_k=top_k, top_p=top_p,
-                       greedy=greedy, num_samples=num_samples, seed=seed)
-    if num_samples == 1:
+    if checkpoint is None and lm.path in SHIPPED.values():
+        click.echo(f"note: no language model under ./checkpoints; sampling from the shipped {lm.path.name} "
+                   "(train your own: textrnn train FILE, or fine-tune it: --init-from english-char)", err=True)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    if num_samples == 1 and fmt == "text" and not output:
+        pieces = lm.stream(prompt, length, seed=seed, **settings)
         _write_stream(prompt, (piece for (piece,) in pieces))
         return
-    texts = [[prompt] for _ in range(num_samples)]
-    for step in pieces:
-        for acc, piece in zip(texts, step):
-            acc.append(piece)
-    out = sys.stdout
-    for i, parts in enumerate(texts):
-        out.write(f"--- sample {i + 1} ---\n{''.join(parts)}\n")
-    out.flush()
+    records = lm.generate_many(prompt, length, num_samples=num_samples, batch_size=batch_size, seed=seed,
+                               **settings)
+    write_output("".join(_render(r, fmt) for r in _with_progress(records, num_samples, bool(output))), output)
+
+
+def _format(fmt: Optional[str], output: Optional[str]) -> str:
+    """--format, else what --output's extension names (.jsonl, .txt), else text."""
+    from ..errors import TextRNNError
+
+    if fmt is None and output and output != "-":
+        fmt = _EXTENSIONS.get(os.path.splitext(output)[1].lower())
+        if fmt is None:
+            raise TextRNNError(f"--output {output}: samples are written as .jsonl or .txt; "
+                               "use one of those extensions or give --format")
+    return fmt or "text"
+
+
+def _render(record: dict, fmt: str) -> str:
+    if fmt == "jsonl":
+        return json.dumps(record, ensure_ascii=False) + "\n"
+    return f"--- sample {record['sample']} (seed {record['seed']}) ---\n{record['prompt']}{record['text']}\n"
+
+
+def _with_progress(records: Iterator[dict], total: int, show: bool) -> Iterator[dict]:
+    """The records, counted on a progress bar on stderr (when the samples go to a file)."""
+    if not show:
+        yield from records
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress("samples", BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+                  console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("samples", total=total)
+        for record in records:
+            bar.advance(task)
+            yield record
 
 
 def _write_stream(prompt: str, pieces: Iterator[str]) -> None:

@@ -22,6 +22,7 @@ from ..config import DataOptions, ModelConfig, RunOptions, TrainConfig, options_
 DECLARED = (RunOptions, DataOptions, ModelConfig, TrainConfig)
 """The classes whose declared options are the options of ``textrnn train``, in help order."""
 TASK_NAMES = {"lm": "language model", "classify": "classifier"}
+DEFAULT_NAMES = {"classify": "classify", "finetune": "fine-tuning (--init-from)"}  # how the help names the defaults
 
 
 def show(value: Any) -> str:
@@ -56,7 +57,7 @@ def help_text(f: dataclasses.Field) -> str:
         notes.append(f"default: fitted to the corpus and budget; {show(lm_default)} with --no-fit")
     elif lm_default is not None and not plain_flag:
         notes.append(f"default: {show(lm_default)}")
-    notes += [f"{task}: {show(value)}" for task, value in defaults.items()]
+    notes += [f"{DEFAULT_NAMES[task]}: {show(value)}" for task, value in defaults.items()]
     if m["stop"] and (lm_default is not None or defaults):
         notes.append("when no limit is given")
     text = m["help"]

@@ -183,6 +183,7 @@ def prepare(
     val_fraction: float = 0.1,
     val_max_bytes: Optional[int] = None,
     tokenizer: Any = None,
+    start_from: Any = None,
     report: Report = None,
 ) -> Prepared:
     """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
@@ -190,6 +191,8 @@ def prepare(
     Pass ``tokenizer`` to encode with an existing tokenizer (resume; other ranks) instead
     of training one of ``kind``; the tokenizer's own kind then decides how the text is
     read, so the ids are those a fresh preparation with it gives (``kind`` is ignored).
+    ``start_from``: a pretrained model's tokenizer (fine-tuning): the corpus is encoded with
+    it, a char tokenizer first gaining the corpus's characters it lacks (new ids after its own).
     """
     codec = stream_codec(encoding)
     cache_dir = Path(cache_dir)
@@ -214,7 +217,11 @@ def prepare(
 
     reused = {"tokenizer": tokenizer is not None, "tokens": False}
     try:
-        if tokenizer is None:
+        if tokenizer is None and start_from is not None:
+            own = _tokenizer(cache_dir, data_sha, "char", None, train_segs, report)[0] if start_from.kind == "char" \
+                else start_from
+            tokenizer = start_from.with_tokens_of(own)
+        elif tokenizer is None:
             tokenizer, reused["tokenizer"] = _tokenizer(cache_dir, data_sha, kind, vocab_size, train_segs, report)
         tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
         ids_dir = cache_dir / "tokens" / cache_key("ids", data_sha, tok_sha)

@@ -18,7 +18,7 @@ import numpy as np
 
 from .. import __version__, checkpoint
 from ..classify import encode_texts
-from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
+from ..config import SHAPE, ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data.batches import ClassBatches
 from ..data.labels import detect_label_column, detect_text_column, label_key, parse_labels
 from ..data.tables import read_table
@@ -30,8 +30,6 @@ from .runtime import check_precision, resolve_device, seed_everything
 from .tasks import ClassifyTask
 from .optim import make_optimizer
 from .trainer import Progress
-
-SHAPE = ("cell", "layers", "hidden", "embed")  # what a classifier built --init-from an LM takes from it
 
 
 @dataclass

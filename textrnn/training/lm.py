@@ -19,14 +19,15 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .. import __version__, checkpoint
-from ..config import ModelConfig, TrainConfig, default, model_config, split_options, train_config
+from ..config import (MODEL_OPTIONS, SHAPE, TRAIN_OPTIONS, ModelConfig, TrainConfig, default, model_config,
+                      split_options, task_defaults, train_config)
 from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches
 from ..errors import TextRNNError
 from ..evaluation import check_scorable, check_text_file, test_run
 from ..generate import generate
-from ..model import LanguageModel
+from ..model import LanguageModel, copy_pretrained
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
@@ -51,6 +52,7 @@ class _Inputs:
     encoding: Optional[str]  # None: the run's own, else the default (utf-8)
     text_column: Optional[str]
     cache: Path
+    init_from: Optional[Path] = None  # a language model to fine-tune (a run directory or a shipped name)
 
     def resumed(self, saved: dict[str, Any]) -> "_Inputs":
         """The saved run's own data options wherever none was given again."""
@@ -80,6 +82,7 @@ def train_language_model(
     encoding: Optional[str] = None,
     text_column: Optional[str] = None,
     dataset: Optional[str] = None,
+    init_from: Optional[str | Path] = None,
     cache_dir: Optional[str | Path] = None,
     resume: bool = False,
     force: bool = False,
@@ -101,7 +104,10 @@ def train_language_model(
     and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read,
     ``on_note(line)`` with what the fit chose (see :mod:`textrnn.training.recipe`).
     ``test_file``: scored with the best weights at the end (``test_*`` in metrics.jsonl and
-    ``RunResult.test``; see :mod:`textrnn.evaluation`).
+    ``RunResult.test``; see :mod:`textrnn.evaluation`). ``init_from``: fine-tune this language
+    model (a run directory or a shipped model's name): its tokenizer (a char tokenizer gains the
+    corpus's new characters), size, regularization and weights, with the fine-tuning defaults
+    (``lr``, ``warmup_steps``) for the options not given.
     Under ``torchrun`` the job trains data-parallel (see :mod:`textrnn.training.distributed`).
     """
     model_opts, train_opts = split_options(options)
@@ -119,7 +125,7 @@ def train_language_model(
     out = Path(out) if out is not None else default_run_dir(first)
     cache = Path(cache_dir) if cache_dir is not None else cache_mod.default_cache_dir(out)
     inputs = _Inputs(files, dataset, tokenizer, vocab_size, Path(val_file) if val_file else None, encoding,
-                     text_column, cache)
+                     text_column, cache, Path(init_from) if init_from is not None else None)
     try:
         with open_run(out, resume, force, dist) as resuming:
             result = _train(out, inputs, model_opts, train_opts, resuming, device, dist,
@@ -148,10 +154,15 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
            on_prepare: corpus_mod.Report, on_note: Optional[Callable[[str], None]], report_every: int) -> RunResult:
     """Prepare the data, build the model and train it into ``out`` (locked by the caller)."""
     saved = checkpoint.read_config(out) if resuming else None
+    source = None
     if saved is not None:
         inputs = inputs.resumed(saved)
         tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
         cell = saved["model"]["cell"]
+    elif inputs.init_from is not None:
+        source = dist.agree(lambda: _source(inputs, model_opts))
+        tcfg = train_config("lm", {**task_defaults("finetune", TRAIN_OPTIONS), **train_opts})
+        cell = source.config["model"]["cell"]
     else:
         tcfg = train_config("lm", train_opts)
         cell = model_config("lm", {k: v for k, v in model_opts.items() if not k.startswith("adaptive")},
@@ -159,7 +170,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     # every option is checked (the same on every rank) before anything is written
     dist.agree(lambda: check_precision(tcfg.precision, device, cell))
     run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"]) if saved else None
-    data, inputs = _prepare(inputs, tcfg, dist, run_tok, on_prepare)
+    data, inputs = _prepare(inputs, tcfg, dist, run_tok, on_prepare, source.tokenizer if source else None)
     tok = data.tokenizer
     if saved is not None:
         saved = dist.agree(lambda: check_resume(out, "lm", model_opts, train_opts, inputs.tokenizer,
@@ -167,13 +178,19 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         mcfg = ModelConfig.from_dict(saved["model"])
         fit = None
     else:
+        # fine-tuning: the source's size and regularization count as given (the fit may still choose the precision)
+        inherited = {k: v for k, v in source.config["model"].items() if k in MODEL_OPTIONS} if source else {}
+        model_opts = {**inherited, **model_opts}
         fit = _fit(tok, data.meta, tcfg, model_opts, train_opts, device, dist)
         fit_model, fit_train = split_options(fit.options if fit else {})
         tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **fit_train})
         mcfg = model_config("lm", {**fit_model, **model_opts}, vocab_size=tok.vocab_size)
     train_batches, val_batches = dist.agree(lambda: _batches(data, tcfg, inputs.val_file, dist, device))
     seed_everything(tcfg.seed)
-    model = LanguageModel(mcfg).to(device)
+    model = LanguageModel(mcfg)
+    if source is not None:
+        copy_pretrained(model, source.model)
+    model.to(device)
     if dist.active:  # same initial weights everywhere, different dropout masks
         torch.manual_seed(tcfg.seed + 7919 * dist.rank)
     meta = data.meta
@@ -181,10 +198,40 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist,
                   ar=tcfg.ar, tar=tcfg.tar)
     config = _run_config(mcfg, tok, tcfg, inputs, meta, dist, fit)
-    if fit is not None and on_note is not None and dist.is_main:  # (once every check has passed)
-        on_note(fit.message)
+    if source is not None:
+        config["init_from"] = {"run": str(inputs.init_from), "path": str(source.path),
+                               "vocab_size": source.tokenizer.vocab_size, "added_tokens": tok.vocab_size -
+                               source.tokenizer.vocab_size}
+    if on_note is not None and dist.is_main:  # (once every check has passed)
+        if source is not None:
+            on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, tok.vocab_size - source.tokenizer.vocab_size))
+        elif fit is not None:
+            on_note(fit.message)
     return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist,
                    sample=_sampler(tok, tcfg))
+
+
+def _source(inputs: _Inputs, model_opts: dict[str, Any]) -> checkpoint.Checkpoint:
+    """The language model a fine-tuning run starts from; an option that would change its shape or
+    its tokenizer is an error."""
+    name = inputs.init_from
+    source = checkpoint.load(name)
+    if source.task != "lm":
+        raise TextRNNError(f"--init-from {name}: is a classifier; give a language-model run (or english-char)")
+    clash = sorted(k for k in SHAPE + ("tie_weights", "adaptive_softmax", "adaptive_cutoffs")
+                   if k in model_opts and model_opts[k] != source.config["model"][k])
+    clash += ["tokenizer"] if inputs.tokenizer not in (None, source.tokenizer.kind) else []
+    clash += ["vocab_size"] if inputs.vocab_size is not None else []
+    if clash:
+        raise TextRNNError(f"--init-from {name}: the model's size and tokenizer come from it; drop "
+                           + ", ".join("--" + k.replace("_", "-") for k in clash))
+    return source
+
+
+def _fine_tune_note(name: Path, mcfg: ModelConfig, tcfg: TrainConfig, added: int) -> str:
+    new = f", {added} new token{'s' if added != 1 else ''}" if added else ""
+    return (f"fine-tuning {name}: {mcfg.layers}x{mcfg.hidden} {mcfg.cell.upper()}, {mcfg.vocab_size} tokens{new}; "
+            f"learning rate {tcfg.lr:g}, warm-up {tcfg.warmup_steps} steps; options you set are kept")
 
 
 def _fit(tok: Tokenizer, meta: dict[str, Any], tcfg: TrainConfig, model_opts: dict[str, Any],
@@ -220,8 +267,10 @@ def _sampler(tok: Tokenizer, tcfg: TrainConfig) -> Optional[Callable[[torch.nn.M
 
 
 def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[Tokenizer],
-             on_prepare: corpus_mod.Report) -> tuple[cache_mod.Prepared, _Inputs]:
-    """The corpus as token files (a dataset exported to text first), on every rank."""
+             on_prepare: corpus_mod.Report, start_from: Optional[Tokenizer] = None
+             ) -> tuple[cache_mod.Prepared, _Inputs]:
+    """The corpus as token files (a dataset exported to text first), on every rank; ``start_from``:
+    the tokenizer of the model a fine-tuning run starts from."""
     files, read_as, val_file = inputs.corpus, inputs.codec, inputs.val_file
     if inputs.dataset is not None:
         files, dataset_val = _dataset_files(dist, inputs, on_prepare)
@@ -232,7 +281,8 @@ def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[T
         return cache_mod.prepare(
             files, cache_dir=inputs.cache, kind=inputs.kind, vocab_size=inputs.vocab_size, encoding=read_as,
             text_column=inputs.text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
-            val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, report=on_prepare if dist.is_main else None)
+            val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, start_from=start_from if tok is None else None,
+            report=on_prepare if dist.is_main else None)
 
     return _prepare_everywhere(dist, prep, run_tok), replace(inputs, val_file=val_file)
 
