@@ -23,13 +23,18 @@ from ..config import DEVICES
 @click.option("--seed", type=int, help="Random seed (same seed and checkpoint give the same text).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
+@click.option("--interactive", "-i", is_flag=True, help="A prompt loop: type text, the continuation streams back.")
 def generate_command(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
                      top_p: Optional[float], num_samples: int, seed: Optional[int], greedy: bool,
-                     device: str) -> None:
+                     device: str, interactive: bool) -> None:
     """Sample text from a trained language model; one stream prints as it is sampled."""
     from ..generate import check_options
 
     check_options(10**9, temperature, top_k, top_p, greedy, length, num_samples)  # before loading torch
+    if interactive:  # the loop lives in cli/interactive.py
+        from .interactive import interact
+        return interact(checkpoint, device, prompt, num_samples, seed=seed, length=length, temperature=temperature,
+                        top_k=top_k, top_p=top_p, greedy=greedy)
     from ..api import load
 
     lm = load(checkpoint, device=device)
