@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence, Union
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 
 from . import checkpoint
@@ -20,6 +20,9 @@ from .generate import generate_many as _generate_many
 from .training.lm import train_language_model
 from .training.rundir import RunResult
 from .training.runtime import resolve_device
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .session import Session
 
 PathLike = Union[str, os.PathLike]
 
@@ -57,6 +60,15 @@ class Trained:
         """Yield the generated text piece by piece: a list with one piece per sample."""
         self._require("lm", "generate")
         return _generate(self.model, self.tokenizer, prompt, length, **options)
+
+    def session(self, **options: Any) -> "Session":
+        """A :class:`~textrnn.session.Session`: feed text turn by turn, each continuation
+        streamed, the state carried across turns. Options: ``temperature``, ``top_k``,
+        ``top_p``, ``greedy``, ``length`` (tokens per continuation), ``seed``."""
+        from .session import Session
+
+        self._require("lm", "generate")
+        return Session(self.model, self.tokenizer, **options)
 
     def generate(self, prompt: str = "", length: int = 500, *, num_samples: int = 1,
                  **options: Any) -> Union[str, list[str]]:

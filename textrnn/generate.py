@@ -71,46 +71,75 @@ def sample_ids(
     if not prompt_ids:
         raise TextRNNError("the prompt is empty")
     device = next(model.parameters()).device
-    seed = new_seed() if seed is None else seed
-    gens = [torch.Generator(device=device).manual_seed(seed + j) for j in range(num_samples)]
+    gens = sampling_generators(seed, device, num_samples)
     model.eval()
     with torch.inference_mode():
         # temperature and banned tokens are folded into the head once, not applied per step
         stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned)
-        state = stepper.initial_state(num_samples, device)
-        if len(prompt_ids) > 1:  # run the prefix through the recurrent layers once (no output layer)
-            prefix = torch.tensor([prompt_ids[:-1]], device=device).expand(num_samples, -1)  # (N, P-1)
-            _, module_state = model.encoder(prefix)
-            state = Stepper.from_module_state(module_state)
+        state = run_prefix(model, prompt_ids[:-1], None, num_samples)
+        if state is None:
+            state = stepper.initial_state(num_samples, device)
         token = torch.full((num_samples,), prompt_ids[-1], dtype=torch.long, device=device)  # (N,)
-        filtered = top_k is not None or top_p is not None
-        noise = torch.empty(0)
-        chunk = noise_chunk(model.cfg.vocab_size)
-        for t in range(length):
-            logits, state = stepper(token, state)  # (N, V)
-            if greedy:
-                token = logits.argmax(dim=-1)
-                yield token
-                continue
-            if filtered:
-                logits = filter_logits(logits, top_k, top_p)
-            # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits);
-            # the noise is drawn for many steps at once, which is much cheaper per step.
-            if t % chunk == 0:
-                steps = min(chunk, length - t)
-                noise = torch.stack([_gumbel((steps, logits.shape[-1]), g, device) for g in gens], dim=1)  # (S, N, V)
-            token = (logits + noise[t % chunk]).argmax(dim=-1)  # (N,)
+        for token, _ in sample_steps(stepper, token, state, length, gens, greedy=greedy, top_k=top_k, top_p=top_p):
             yield token
 
 
-def noise_chunk(vocab_size: int) -> int:
-    """Steps of noise drawn at once: up to 256, at most about 1 MB per sample (a word vocabulary draws fewer)."""
-    return max(1, min(256, (1 << 18) // vocab_size))
+def sampling_generators(seed: Optional[int], device: torch.device, n: int) -> list[torch.Generator]:
+    """One random generator per sample, sample ``j``'s seeded ``seed + j`` (so it draws what a single
+    sample with that seed draws); no seed: a fresh random one (torch's global RNG is untouched either way)."""
+    seed = new_seed() if seed is None else seed
+    return [torch.Generator(device=device).manual_seed(seed + j) for j in range(n)]
 
 
 def new_seed() -> int:
     """A fresh random seed (from the OS, not from torch's generator)."""
     return secrets.randbits(31)
+
+
+def run_prefix(model: LanguageModel, ids: list[int], state: Optional[list], batch: int) -> Optional[list]:
+    """The :class:`Stepper` state after running ``ids`` through the recurrent layers once (no
+    output layer), starting from the Stepper ``state`` (None: zeros); ``state`` itself when
+    ``ids`` is empty. Use under ``torch.inference_mode()``."""
+    if not ids:
+        return state
+    device = next(model.parameters()).device
+    prefix = torch.tensor([ids], device=device).expand(batch, -1)  # (N, P)
+    _, module_state = model.encoder(prefix, None if state is None else Stepper.to_module_state(state))
+    return Stepper.from_module_state(module_state)
+
+
+def sample_steps(stepper: Stepper, token: torch.Tensor, state: list, length: int, gens: list[torch.Generator], *,
+                 greedy: bool = False, top_k: Optional[int] = None,
+                 top_p: Optional[float] = None) -> Iterator[tuple[torch.Tensor, list]]:
+    """From the last token seen, ``token`` (N,), and the state before it, yield ``length``
+    sampled tokens (N,), each with the state before it (the state after the previous token).
+    Temperature and banned tokens are the ``stepper``'s; sample ``j`` draws from ``gens[j]``. Use under
+    ``torch.inference_mode()``."""
+    filtered = top_k is not None or top_p is not None
+    noise = torch.empty(0)
+    chunk = 1
+    for t in range(length):
+        logits, state = stepper(token, state)  # (N, V)
+        if greedy:
+            token = logits.argmax(dim=-1)
+            yield token, state
+            continue
+        if filtered:
+            logits = filter_logits(logits, top_k, top_p)
+        # Gumbel-max: argmax(logits + Gumbel noise) is a sample from softmax(logits);
+        # the noise is drawn for many steps at once, which is much cheaper per step.
+        if t == 0:
+            chunk = noise_chunk(logits.shape[-1])
+        if t % chunk == 0:
+            steps = min(chunk, length - t)
+            noise = torch.stack([_gumbel((steps, logits.shape[-1]), g, token.device) for g in gens], dim=1)  # (S, N, V)
+        token = (logits + noise[t % chunk]).argmax(dim=-1)  # (N,)
+        yield token, state
+
+
+def noise_chunk(vocab_size: int) -> int:
+    """Steps of noise drawn at once: up to 256, at most about 1 MB per sample (a word vocabulary draws fewer)."""
+    return max(1, min(256, (1 << 18) // vocab_size))
 
 
 def _gumbel(shape: tuple[int, ...], gen: torch.Generator, device: torch.device) -> torch.Tensor:
@@ -182,12 +211,17 @@ def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
         if not ids or (tokenizer.unk_id is not None and ids[-1] == tokenizer.unk_id):
             return [0 if tokenizer.unk_id != 0 else min(1, tokenizer.vocab_size - 1)]
         return ids[-1:]
-    unknown = tokenizer.unknown_chars(prompt)
-    if unknown:
-        shown = " ".join(repr(u) for u in unknown[:10])
-        raise TextRNNError(f"--prompt has characters the model never saw in training: {shown}; "
-                           f"remove them or train on a corpus that has them")
-    ids = tokenizer.encode(prompt).tolist()
+    ids = encode_text(tokenizer, prompt)
     if not ids:
         raise TextRNNError("--prompt encodes to no tokens; give a prompt with text in it")
     return ids
+
+
+def encode_text(tokenizer: Tokenizer, text: str, what: str = "--prompt") -> list[int]:
+    """Ids of ``text`` (maybe none); a character the model never saw is an error about ``what``."""
+    unknown = tokenizer.unknown_chars(text)
+    if unknown:
+        shown = " ".join(repr(u) for u in unknown[:10])
+        raise TextRNNError(f"{what} has characters the model never saw in training: {shown}; "
+                           f"remove them or train on a corpus that has them")
+    return tokenizer.encode(text).tolist()

@@ -74,6 +74,13 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
             return [(h[k], c[k]) for k in range(h.shape[0])]
         return [state[k] for k in range(state.shape[0])]
 
+    @staticmethod
+    def to_module_state(state: list) -> State:
+        """The inverse of :meth:`from_module_state`: per-layer tensors -> ``(layers, B, H)``."""
+        if isinstance(state[0], tuple):
+            return torch.stack([h for h, _ in state]), torch.stack([c for _, c in state])
+        return torch.stack(state)
+
     def __call__(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
         """``ids`` (B,) -> logits (B, V); ``state`` is updated and returned."""
         H = self.hidden

@@ -36,9 +36,10 @@ _EXTENSIONS = {".jsonl": "jsonl", ".txt": "text"}  # --output's extension -> for
 @click.option("--seed", type=int, help="Random seed (same seed and checkpoint give the same text).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
+@click.option("--interactive", "-i", is_flag=True, help="A prompt loop: type text, the continuation streams back.")
 def generate_command(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
                      top_p: Optional[float], num_samples: int, batch_size: int, output: Optional[str],
-                     fmt: Optional[str], seed: Optional[int], greedy: bool, device: str) -> None:
+                     fmt: Optional[str], seed: Optional[int], greedy: bool, device: str, interactive: bool) -> None:
     """Sample text from a trained language model; one stream prints as it is sampled, many
     samples go to --output (JSONL or text) or stdout.
 
@@ -55,6 +56,10 @@ def generate_command(checkpoint: Optional[str], prompt: str, length: int, temper
         raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
     fmt = _format(fmt, output)
     check_output_path(output)
+    if interactive:  # the loop lives in cli/interactive.py
+        from .interactive import interact
+        return interact(checkpoint, device, prompt, num_samples, seed=seed, length=length, temperature=temperature,
+                        top_k=top_k, top_p=top_p, greedy=greedy)
     from ..api import load
     from ..checkpoint import SHIPPED
     from .output import write_output
