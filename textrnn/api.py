@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 
 from . import checkpoint
 from .errors import TextRNNError
+from .condition import label_index, labels_of, marker_ids, prompt_start
 from .generate import generate as _generate
 from .generate import generate_many as _generate_many
 from .training.lm import train_language_model
@@ -56,10 +57,19 @@ class Trained:
             raise TextRNNError(f"{self.path}: is {kind}; {what} needs a "
                                f"{'language model' if task == 'lm' else 'classifier'} checkpoint")
 
-    def stream(self, prompt: str = "", length: int = 500, **options: Any) -> Iterator[list[str]]:
-        """Yield the generated text piece by piece: a list with one piece per sample."""
+    def stream(self, prompt: str = "", length: int = 500, *, condition: Optional[str] = None,
+               **options: Any) -> Iterator[list[str]]:
+        """Yield the generated text piece by piece: a list with one piece per sample. ``condition``:
+        a label of a model trained with ``condition_column`` (the text is of that label's kind)."""
         self._require("lm", "generate")
-        return _generate(self.model, self.tokenizer, prompt, length, **options)
+        return _generate(self.model, self.tokenizer, prompt_start(self.config, condition) + prompt, length,
+                         ban=marker_ids(self.config, self.tokenizer), label=label_index(self.config, condition),
+                         **options)
+
+    @property
+    def conditions(self) -> Optional[list[str]]:
+        """The labels a conditioned language model generates for (None: not conditioned)."""
+        return labels_of(self.config)
 
     def session(self, **options: Any) -> "Session":
         """A :class:`~textrnn.session.Session`: feed text turn by turn, each continuation
@@ -73,7 +83,7 @@ class Trained:
     def generate(self, prompt: str = "", length: int = 500, *, num_samples: int = 1,
                  **options: Any) -> Union[str, list[str]]:
         """Sample ``length`` tokens after ``prompt``. Options: ``temperature``, ``top_k``,
-        ``top_p``, ``greedy``, ``seed``. One string, or a list for ``num_samples > 1``."""
+        ``top_p``, ``greedy``, ``seed``, ``condition``. One string, or a list for ``num_samples > 1``."""
         parts: list[list[str]] = [[] for _ in range(num_samples)]
         for pieces in self.stream(prompt, length, num_samples=num_samples, **options):
             for acc, piece in zip(parts, pieces):
@@ -82,12 +92,17 @@ class Trained:
         return texts[0] if num_samples == 1 else texts
 
     def generate_many(self, prompt: str = "", length: int = 500, *, num_samples: int = 1, batch_size: int = 100,
-                      **options: Any) -> Iterator[dict[str, Any]]:
+                      condition: Optional[str] = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Sample ``num_samples`` texts, ``batch_size`` at a time: one record per sample (``sample``, its own
-        ``seed``, ``prompt``, ``text``, the settings). See :func:`textrnn.generate.generate_many`."""
+        ``seed``, ``prompt``, ``text``, the settings, and ``condition`` for a conditioned model). See
+        :func:`textrnn.generate.generate_many`."""
         self._require("lm", "generate")
-        return _generate_many(self.model, self.tokenizer, prompt, length, num_samples=num_samples,
-                              batch_size=batch_size, **options)
+        start = prompt_start(self.config, condition)
+        records = _generate_many(self.model, self.tokenizer, start + prompt, length, num_samples=num_samples,
+                                 batch_size=batch_size, ban=marker_ids(self.config, self.tokenizer),
+                                 label=label_index(self.config, condition), **options)
+        labelled = {"condition": condition} if self.conditions else {}
+        return ({**record, "prompt": prompt, **labelled} for record in records)
 
     def evaluate(self, files: Union[PathLike, Sequence[PathLike]], *, encoding: Optional[str] = None,
                  per_line: bool = False) -> list[dict[str, Any]]:

@@ -183,6 +183,9 @@ class DataOptions:
                                              "tokenizer, plus the corpus's new characters; its weights and size); "
                                              "a classifier takes its tokenizer, embedding and recurrent layers.",
                                        metavar="RUN")
+    condition_column: Optional[str] = option(None, "Table input: train one model on every row's text, conditioned on "
+                                                   "its label in this column (then: generate --condition LABEL).",
+                                             only="lm")
     encoding: str = option("utf-8", "Text encoding of the input (on --resume: the run's own unless given).")
     dataset: Optional[str] = option(None, "Train on a Hugging Face dataset (INPUTS are then its data files, for "
                                           "builders such as text, csv, json).", only="lm", metavar="NAME[:CONFIG]",
@@ -226,6 +229,9 @@ class ModelConfig(_DictMixin):
                                  classify=True, only="classify", off="unidirectional")
     num_classes: Optional[int] = None
     """Number of labels (classifier only; set from the data)."""
+    condition_tokens: Optional[list[int]] = None
+    """A conditioned language model's label markers, as token ids in label order (set from the data;
+    see :mod:`textrnn.condition`)."""
 
     def __post_init__(self) -> None:
         _check_choices(self)
@@ -292,6 +298,9 @@ class TrainConfig(_DictMixin):
                                     "kernels); fp16 needs CUDA, bf16 CUDA or such a CPU.",
                             choices=PRECISIONS, resumable=True, fitted=True)
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
+    layer_lr_decay: float = option(1.0, "Discriminative learning rates (ULMFiT; 2.6 there, for fine-tuning): the "
+                                        "output layer trains at --lr, each layer below it at the rate of the one "
+                                        "above divided by this (the embedding lowest); 1: one rate.", only="lm")
     fit: bool = option(True, "Choose the model size, embedding, dropout, weight drop, output layer and precision "
                              "you do not set from the corpus size, the budget and the device (the README's table); "
                              "--no-fit: the fixed defaults.", only="lm")
@@ -325,6 +334,8 @@ class TrainConfig(_DictMixin):
         _check_choices(self)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
+        if not isinstance(self.layer_lr_decay, (int, float)) or self.layer_lr_decay < 1:
+            raise TextRNNError(f"--layer-lr-decay must be >= 1, got {self.layer_lr_decay!r}")
         for name in ("ar", "tar"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise TextRNNError(f"--{name} must be >= 0, got {getattr(self, name)!r}")

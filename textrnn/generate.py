@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import secrets
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
@@ -64,6 +64,7 @@ def sample_ids(
     num_samples: int = 1,
     seed: Optional[int] = None,
     banned: Optional[list[int]] = None,
+    label: int = 0,
 ) -> Iterator[torch.Tensor]:
     """Yield ``length`` steps of sampled ids, each ``(num_samples,)``, after the prompt. Sample ``j``
     draws from its own generator seeded ``seed + j`` (so it is the text a single sample with that seed
@@ -75,7 +76,7 @@ def sample_ids(
     model.eval()
     with torch.inference_mode():
         # temperature and banned tokens are folded into the head once, not applied per step
-        stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned)
+        stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned, label=label)
         state = run_prefix(model, prompt_ids[:-1], None, num_samples)
         if state is None:
             state = stepper.initial_state(num_samples, device)
@@ -159,8 +160,12 @@ def generate(
     greedy: bool = False,
     num_samples: int = 1,
     seed: Optional[int] = None,
+    ban: Sequence[int] = (),
+    label: int = 0,
 ) -> Iterator[list[str]]:
-    """Stream generated text: yields, per step, one text piece for each sample.
+    """Stream generated text: yields, per step, one text piece for each sample. ``ban``: token ids
+    never sampled (besides ``<unk>``; e.g. a conditioned model's label markers); ``label``: a
+    conditioned model's label (1 + its index) for every step (see :mod:`textrnn.condition`).
 
     ``length`` counts tokens (characters for a char model). The prompt itself is not
     yielded. Same seed and checkpoint give the same text.
@@ -171,10 +176,10 @@ def generate(
     for d in decoders:  # let word spacing and BPE byte joins see the prompt's end
         for i in prompt_ids[-1:]:
             d(i)
-    banned = [tokenizer.unk_id] if tokenizer.unk_id is not None else None
+    banned = ([tokenizer.unk_id] if tokenizer.unk_id is not None else []) + list(ban) or None
     for tokens in sample_ids(model, prompt_ids, length, temperature=temperature, top_k=top_k,
                              top_p=top_p, greedy=greedy, num_samples=num_samples, seed=seed,
-                             banned=banned):
+                             banned=banned, label=label):
         yield [d(i) for d, i in zip(decoders, tokens.tolist())]
     tails = [d.flush() for d in decoders]
     if any(tails):

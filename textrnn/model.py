@@ -58,6 +58,20 @@ class RNNEncoder(nn.Module):
                         p[cfg.hidden : 2 * cfg.hidden].fill_(1.0)
         between = cfg.dropout if cfg.layers > 1 else 0.0
         self.stack = RecurrentStack(self.rnn, cfg.weight_drop, cfg.hidden_dropout, between)
+        self.label_embedding: Optional[nn.Embedding] = None
+        if cfg.condition_tokens:  # a conditioned LM: its label's vector joins every input (row 0: no label yet)
+            self.label_embedding = nn.Embedding(len(cfg.condition_tokens) + 1, cfg.embed)
+            label_of = torch.zeros(cfg.vocab_size, dtype=torch.long)
+            label_of[torch.tensor(cfg.condition_tokens)] = torch.arange(1, len(cfg.condition_tokens) + 1)
+            self.register_buffer("label_of_token", label_of, persistent=False)  # (V,): marker -> its label + 1
+
+    def running_labels(self, ids: Tensor) -> Tensor:
+        """(B, T) ids -> (B, T) the label (+1) of the last marker at or before each position in the
+        window; 0 before the window's first marker (the state carries the label across windows)."""
+        marks = self.label_of_token[ids]  # (B, T)
+        at = torch.arange(ids.shape[1], device=ids.device).expand_as(ids)
+        last = torch.where(marks > 0, at, -1).cummax(dim=1).values  # (B, T): where the last marker is
+        return torch.where(last >= 0, marks.gather(1, last.clamp_min(0)), 0)
 
     def embed(self, ids: Tensor) -> Tensor:
         """(B, T) -> (B, T, E), with embedding dropout (whole tokens) and dropout in training."""
@@ -70,7 +84,10 @@ class RNNEncoder(nn.Module):
         return self.drop(x)
 
     def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        x = locked_dropout(self.embed(ids), self.cfg.input_dropout, self.training)  # (B, T, E)
+        x = self.embed(ids)  # (B, T, E)
+        if self.label_embedding is not None:
+            x = x + self.label_embedding(self.running_labels(ids))
+        x = locked_dropout(x, self.cfg.input_dropout, self.training)
         out, state = self.stack(x, state, self.training)  # (B, T, H)
         return out, state
 
@@ -159,12 +176,13 @@ class LanguageModel(nn.Module):
             nll = -self.asm(flat, targets.flatten().clamp_min(0)).output  # (B*T,)
         return nll.view(targets.shape).masked_fill(targets < 0, 0.0)  # (B, T)
 
-    def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None) -> "Stepper":
+    def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None, label: int = 0) -> "Stepper":
         """A fast one-token-at-a-time evaluator of this model (for sampling); its logits
-        are multiplied by ``logit_scale`` and the ``banned`` tokens get -inf."""
+        are multiplied by ``logit_scale`` and the ``banned`` tokens get -inf; a conditioned
+        model's every step has label ``label`` (1 + its index; 0: none)."""
         from .stepper import Stepper
 
-        return Stepper(self, logit_scale, banned)
+        return Stepper(self, logit_scale, banned, label)
 
 
 class Classifier(nn.Module):
@@ -209,7 +227,9 @@ def copy_pretrained(model: nn.Module, source: nn.Module) -> int:
     added = 0
     with torch.no_grad():
         for name, mine in model.state_dict().items():  # (tensors that share the parameters' storage)
-            old = theirs[name]
+            old = theirs.get(name)
+            if old is None:  # a part the source lacks (a label embedding): as initialized
+                continue
             if old.shape == mine.shape:
                 mine.copy_(old)
                 continue

@@ -25,7 +25,8 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
     equals ``LanguageModel.forward`` (tested). Use under ``torch.inference_mode()``.
     """
 
-    def __init__(self, model: LanguageModel, logit_scale: float = 1.0, banned: Optional[list[int]] = None):
+    def __init__(self, model: LanguageModel, logit_scale: float = 1.0, banned: Optional[list[int]] = None,
+                 label: int = 0):
         cfg = model.cfg
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden
         rnn = model.encoder.rnn
@@ -35,6 +36,8 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
             b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(cfg.layers)]
             b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(cfg.layers)]
             emb = model.encoder.embedding.weight.detach()
+            if model.encoder.label_embedding is not None:  # a conditioned model: the label joins every input
+                emb = emb + model.encoder.label_embedding.weight.detach()[label]
             # input side of layer 0 for every token: (V, G*H)
             self.table = torch.addmm(b_ih[0], emb, w_ih[0].t())
             self.w_ih_t = [None] + [w.t().contiguous() for w in w_ih[1:]]

@@ -67,6 +67,9 @@ def test_fine_tuning_starts_from_the_model_and_records_it(lm_run, tmp_path):
     assert 0 < (a - b).abs().max() < 0.05
     resumed = train_language_model([corpus], out=tmp_path / "ft", init_from=lm_run, max_steps=5, resume=True)
     assert resumed.steps == 5
+    ulmfit = train_language_model([corpus], out=tmp_path / "ulmfit", init_from=lm_run, max_steps=2, eval_every=2,
+                                  layer_lr_decay=2.6, batch_size=4, seq_len=16)  # discriminative rates, resumable
+    assert train_language_model([corpus], out=ulmfit.path, max_steps=4, resume=True).steps == 4
     assert json.loads((run.path / "config.json").read_text())["init_from"] == config["init_from"]
 
 

@@ -33,13 +33,15 @@ _EXTENSIONS = {".jsonl": "jsonl", ".txt": "text"}  # --output's extension -> for
 @click.option("--format", "fmt", type=click.Choice(GENERATE_FORMATS),
               help="text | jsonl (one record per sample: sample, seed, prompt, text, settings)  "
                    "[default: by --output's extension, else text]")
+@click.option("--condition", help="A label of a model trained with --condition-column: write text of that kind.")
 @click.option("--seed", type=int, help="Random seed (same seed and checkpoint give the same text).")
 @click.option("--greedy", is_flag=True, help="Always take the most likely token.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 @click.option("--interactive", "-i", is_flag=True, help="A prompt loop: type text, the continuation streams back.")
 def generate_command(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
                      top_p: Optional[float], num_samples: int, batch_size: int, output: Optional[str],
-                     fmt: Optional[str], seed: Optional[int], greedy: bool, device: str, interactive: bool) -> None:
+                     fmt: Optional[str], condition: Optional[str], seed: Optional[int], greedy: bool, device: str,
+                     interactive: bool) -> None:
     """Sample text from a trained language model; one stream prints as it is sampled, many
     samples go to --output (JSONL or text) or stdout.
 
@@ -56,6 +58,8 @@ def generate_command(checkpoint: Optional[str], prompt: str, length: int, temper
         raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
     fmt = _format(fmt, output)
     check_output_path(output)
+    if interactive and condition is not None:
+        raise TextRNNError("--condition is not available with --interactive yet; give it without --interactive")
     if interactive:  # the loop lives in cli/interactive.py
         from .interactive import interact
         return interact(checkpoint, device, prompt, num_samples, seed=seed, length=length, temperature=temperature,
@@ -68,7 +72,7 @@ def generate_command(checkpoint: Optional[str], prompt: str, length: int, temper
     if checkpoint is None and lm.path in SHIPPED.values():
         click.echo(f"note: no language model under ./checkpoints; sampling from the shipped {lm.path.name} "
                    "(train your own: textrnn train FILE, or fine-tune it: --init-from english-char)", err=True)
-    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy)
+    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, condition=condition)
     if num_samples == 1 and fmt == "text" and not output:
         pieces = lm.stream(prompt, length, seed=seed, **settings)
         _write_stream(prompt, (piece for (piece,) in pieces))

@@ -52,10 +52,12 @@ def train_command(inputs: tuple[str, ...], **options: Any) -> None:
 
 
 def _infer_task(inputs: tuple[str, ...], given: dict[str, Any]) -> str:
-    """classify for a table input (unless it is a --dataset's data file), else lm."""
+    """classify for a table input (unless it is a --dataset's data file, or its rows are to condition a
+    language model: --condition-column), else lm."""
     from ..data.tables import TABLE_SUFFIXES
 
-    return "classify" if inputs and inputs[0].lower().endswith(TABLE_SUFFIXES) and not given.get("dataset") else "lm"
+    table = inputs and inputs[0].lower().endswith(TABLE_SUFFIXES)
+    return "classify" if table and not given.get("dataset") and not given.get("condition_column") else "lm"
 
 
 def _for_task(task: str, given: dict[str, Any]) -> dict[str, Any]:

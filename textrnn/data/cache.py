@@ -28,12 +28,15 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
+from ..condition import line_start, markers
 from ..errors import TextRNNError
 from ..files import atomic_file, atomic_write, temp_dir
 from . import corpus
 from .corpus import (Report, Segment, expand_inputs, nonblank, read_stream, segments, split_tail, stream_codec,
                      total_bytes)
-from .tables import TABLE_SUFFIXES, text_column_lines
+from .tables import TABLE_SUFFIXES, labelled_lines, text_column_lines
+
+Condition = tuple[str, list[str]]  # --condition-column and its labels, sorted
 
 FORMAT = 1  # bump when the cache layout or the encoding rules change
 
@@ -161,14 +164,37 @@ class Prepared:
 
 
 def materialize_table(path: Path, encoding: str, text_column: Optional[str], cache: Path,
-                      hashes: FileHashes) -> Path:
-    """A table's text column as a UTF-8 text file in the cache (one row per line), streamed."""
-    dest = cache / "texts" / f"{cache_key('table', hashes.sha256(path), encoding, text_column)}.txt"
+                      hashes: FileHashes, condition: Optional[Condition] = None) -> Path:
+    """A table's text column as a UTF-8 text file in the cache (one row per line), streamed;
+    with ``condition``, each line starts with its row's label marker (:mod:`textrnn.condition`)."""
+    key = cache_key("table", hashes.sha256(path), encoding, text_column, *(condition or ()))
+    dest = cache / "texts" / f"{key}.txt"
     if not dest.exists():
         with atomic_file(dest, "wb") as f:
-            for line in text_column_lines(path, encoding=encoding, text_column=text_column):
-                f.write(line.encode("utf-8"))
+            if condition is None:
+                for line in text_column_lines(path, encoding=encoding, text_column=text_column):
+                    f.write(line.encode("utf-8"))
+                return dest
+            column, labels = condition
+            starts = {label: line_start(marker) for label, marker in markers(labels).items()}
+            for label, line in labelled_lines(path, encoding=encoding, text_column=text_column, label_column=column):
+                if label not in starts:
+                    raise TextRNNError(f"{path}: label {label!r} of --condition-column {column} is not among the "
+                                       f"training data's ({', '.join(labels)}); drop those rows")
+                f.write((starts[label] + line).encode("utf-8"))
     return dest
+
+
+def condition_labels(paths: Sequence[str | os.PathLike], *, encoding: str, text_column: Optional[str],
+                     column: str) -> list[str]:
+    """The labels of ``column`` in the tables ``paths`` (sorted); anything but tables is an error."""
+    files = expand_inputs(paths)
+    others = [str(p) for p in files if not str(p).lower().endswith(TABLE_SUFFIXES)]
+    if others:
+        raise TextRNNError(f"{others[0]}: --condition-column needs labelled tables (.csv, .tsv, .jsonl); "
+                           "give the text with its labels in a table")
+    return sorted({label for p in files
+                   for label, _ in labelled_lines(p, encoding=encoding, text_column=text_column, label_column=column)})
 
 
 def prepare(
@@ -184,6 +210,7 @@ def prepare(
     val_max_bytes: Optional[int] = None,
     tokenizer: Any = None,
     start_from: Any = None,
+    condition: Optional[Condition] = None,
     report: Report = None,
 ) -> Prepared:
     """Stream ``inputs`` into a tokenizer and token files under ``cache_dir`` (or reuse them).
@@ -193,6 +220,8 @@ def prepare(
     read, so the ids are those a fresh preparation with it gives (``kind`` is ignored).
     ``start_from``: a pretrained model's tokenizer (fine-tuning): the corpus is encoded with
     it, a char tokenizer first gaining the corpus's characters it lacks (new ids after its own).
+    ``condition``: (column, labels): tables' rows start with their label's marker (see
+    :mod:`textrnn.condition`).
     """
     codec = stream_codec(encoding)
     cache_dir = Path(cache_dir)
@@ -200,8 +229,8 @@ def prepare(
     files = expand_inputs(inputs)
     val_paths = expand_inputs([val_file]) if val_file is not None else []
     try:
-        train_files = _text_files(files, codec, encoding, text_column, cache_dir, hashes)
-        val_files = _text_files(val_paths, codec, encoding, text_column, cache_dir, hashes)
+        train_files = _text_files(files, codec, encoding, text_column, cache_dir, hashes, condition)
+        val_files = _text_files(val_paths, codec, encoding, text_column, cache_dir, hashes, condition)
     except OSError as e:
         raise cache_error(cache_dir, e) from None
     segs = segments(train_files)
@@ -241,9 +270,9 @@ def prepare(
 
 
 def _text_files(paths: Sequence[Path], codec: str, encoding: str, text_column: Optional[str], cache_dir: Path,
-                hashes: FileHashes) -> list[tuple[Path, str]]:
+                hashes: FileHashes, condition: Optional[Condition] = None) -> list[tuple[Path, str]]:
     """Each input with the codec to read it in (a table becomes a UTF-8 text file)."""
-    return [(materialize_table(p, encoding, text_column, cache_dir, hashes), "utf-8")
+    return [(materialize_table(p, encoding, text_column, cache_dir, hashes, condition), "utf-8")
             if str(p).lower().endswith(TABLE_SUFFIXES) else (p, codec) for p in paths]
 
 

@@ -311,6 +311,35 @@ def text_column_lines(path: str | os.PathLike, *, encoding: str = "utf-8",
         yield "\n"
 
 
+def labelled_lines(path: str | os.PathLike, *, encoding: str = "utf-8", text_column: str | None = None,
+                   label_column: str) -> Iterator[tuple[str, str]]:
+    """(label, text + newline) of each row of the csv, tsv or jsonl table at ``path`` that has a
+    text (``None`` texts are left out), streamed: what a conditioned language model's corpus
+    takes from a table. The text column is found by name (``text_column``, else a usual name);
+    a row without a label is an error."""
+    path = Path(path)
+    name, codec = str(path), lookup_codec(encoding)
+    fmt = _format_from_extension(path, name)
+    columns: list[str] = []
+    n_rows = 0
+    for line, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, columns):
+        n_rows += 1
+        column = text_column_by_name(columns, text_column)
+        if column is None or (fmt != "jsonl" and label_column not in columns):
+            what = f"no column {label_column!r} to condition on" if column else "no text column found by name"
+            raise TextRNNError(f"{name}: {what} (columns: {quoted_names(columns)}); "
+                               "name them with --text-column and --condition-column")
+        text, label = row.get(column), row.get(label_column)
+        if text is None:
+            continue
+        if label is None or not str(label).strip():
+            raise TextRNNError(f"{name}, line {line}: no {label_column!r} value to condition on; "
+                               "fill it in or drop the row")
+        yield str(label).strip(), f"{text}\n"
+    if not n_rows:
+        raise _no_rows(name, fmt, columns)
+
+
 def _file_lines(path: Path, codec: str, newline: str) -> Iterator[str]:
     """The lines of the file at ``path`` (line ends kept), as ``io.StringIO(text,
     newline=newline)`` cuts its decoded text, read a block at a time; a BOM is dropped."""

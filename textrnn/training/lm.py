@@ -19,6 +19,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .. import __version__, checkpoint
+from ..condition import labels_of, marker_ids, token_ids
 from ..config import (MODEL_OPTIONS, SHAPE, TRAIN_OPTIONS, ModelConfig, TrainConfig, default, model_config,
                       split_options, task_defaults, train_config)
 from ..data import cache as cache_mod
@@ -31,6 +32,7 @@ from ..model import LanguageModel, copy_pretrained
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
+from .optim import layer_lr_scales, make_optimizer
 from .recipe import Fit, fit_defaults
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
@@ -53,6 +55,8 @@ class _Inputs:
     text_column: Optional[str]
     cache: Path
     init_from: Optional[Path] = None  # a language model to fine-tune (a run directory or a shipped name)
+    condition_column: Optional[str] = None  # tables: condition on this column's labels
+    condition_labels: Optional[list[str]] = None  # (found in the training tables, or the resumed run's)
 
     def resumed(self, saved: dict[str, Any]) -> "_Inputs":
         """The saved run's own data options wherever none was given again."""
@@ -60,6 +64,8 @@ class _Inputs:
         return replace(self, tokenizer=self.tokenizer or saved["tokenizer"]["kind"],
                        val_file=self.val_file or data.get("val_file"),
                        text_column=self.text_column or data.get("text_column"),
+                       condition_column=self.condition_column or data.get("condition_column"),
+                       condition_labels=labels_of(saved),
                        encoding=self.encoding or data.get("encoding"))
 
     @property
@@ -83,6 +89,7 @@ def train_language_model(
     text_column: Optional[str] = None,
     dataset: Optional[str] = None,
     init_from: Optional[str | Path] = None,
+    condition_column: Optional[str] = None,
     cache_dir: Optional[str | Path] = None,
     resume: bool = False,
     force: bool = False,
@@ -107,7 +114,8 @@ def train_language_model(
     ``RunResult.test``; see :mod:`textrnn.evaluation`). ``init_from``: fine-tune this language
     model (a run directory or a shipped model's name): its tokenizer (a char tokenizer gains the
     corpus's new characters), size, regularization and weights, with the fine-tuning defaults
-    (``lr``, ``warmup_steps``) for the options not given.
+    (``lr``, ``warmup_steps``) for the options not given. ``condition_column``: tables' rows are
+    conditioned on their label in that column (see :mod:`textrnn.condition`).
     Under ``torchrun`` the job trains data-parallel (see :mod:`textrnn.training.distributed`).
     """
     model_opts, train_opts = split_options(options)
@@ -125,7 +133,7 @@ def train_language_model(
     out = Path(out) if out is not None else default_run_dir(first)
     cache = Path(cache_dir) if cache_dir is not None else cache_mod.default_cache_dir(out)
     inputs = _Inputs(files, dataset, tokenizer, vocab_size, Path(val_file) if val_file else None, encoding,
-                     text_column, cache, Path(init_from) if init_from is not None else None)
+                     text_column, cache, Path(init_from) if init_from is not None else None, condition_column)
     try:
         with open_run(out, resume, force, dist) as resuming:
             result = _train(out, inputs, model_opts, train_opts, resuming, device, dist,
@@ -184,7 +192,8 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         fit = _fit(tok, data.meta, tcfg, model_opts, train_opts, device, dist)
         fit_model, fit_train = split_options(fit.options if fit else {})
         tcfg = TrainConfig.from_dict({**tcfg.to_dict(), **fit_train})
-        mcfg = model_config("lm", {**fit_model, **model_opts}, vocab_size=tok.vocab_size)
+        conditioned = token_ids(inputs.condition_labels, tok) if inputs.condition_column else None
+        mcfg = model_config("lm", {**fit_model, **model_opts}, vocab_size=tok.vocab_size, condition_tokens=conditioned)
     train_batches, val_batches = dist.agree(lambda: _batches(data, tcfg, inputs.val_file, dist, device))
     seed_everything(tcfg.seed)
     model = LanguageModel(mcfg)
@@ -207,8 +216,9 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
             on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, tok.vocab_size - source.tokenizer.vocab_size))
         elif fit is not None:
             on_note(fit.message)
-    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, dist=dist,
-                   sample=_sampler(tok, tcfg))
+    optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay))
+    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer=optimizer,
+                   dist=dist, sample=_sampler(tok, tcfg, marker_ids(config, tok)))
 
 
 def _source(inputs: _Inputs, model_opts: dict[str, Any]) -> checkpoint.Checkpoint:
@@ -249,16 +259,18 @@ def _fit(tok: Tokenizer, meta: dict[str, Any], tcfg: TrainConfig, model_opts: di
 SAMPLE_TEMPERATURE = 0.8
 
 
-def _sampler(tok: Tokenizer, tcfg: TrainConfig) -> Optional[Callable[[torch.nn.Module], str]]:
+def _sampler(tok: Tokenizer, tcfg: TrainConfig, ban: Sequence[int] = ()) -> Optional[Callable[[torch.nn.Module], str]]:
     """What ``execute`` samples after each evaluation: ``sample_length`` tokens after a newline, with
-    the run's seed (generate's own generator: the training RNGs are untouched); None when off."""
+    the run's seed (generate's own generator: the training RNGs are untouched), never the tokens
+    ``ban``; None when off."""
     if not tcfg.sample_length:
         return None
 
     def sample(model: torch.nn.Module) -> str:
         training = model.training
         try:
-            pieces = generate(model, tok, "", tcfg.sample_length, temperature=SAMPLE_TEMPERATURE, seed=tcfg.seed)
+            pieces = generate(model, tok, "", tcfg.sample_length, temperature=SAMPLE_TEMPERATURE, seed=tcfg.seed,
+                              ban=ban)
             return "".join(piece[0] for piece in pieces)
         finally:
             model.train(training)
@@ -272,6 +284,12 @@ def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[T
     """The corpus as token files (a dataset exported to text first), on every rank; ``start_from``:
     the tokenizer of the model a fine-tuning run starts from."""
     files, read_as, val_file = inputs.corpus, inputs.codec, inputs.val_file
+    if inputs.condition_column is not None and inputs.condition_labels is None:
+        if inputs.dataset is not None:
+            raise TextRNNError("--condition-column is for table files, not --dataset; export the dataset to a table")
+        inputs = replace(inputs, condition_labels=dist.agree(lambda: cache_mod.condition_labels(
+            files, encoding=inputs.codec, text_column=inputs.text_column, column=inputs.condition_column)))
+    condition = (inputs.condition_column, inputs.condition_labels) if inputs.condition_column else None
     if inputs.dataset is not None:
         files, dataset_val = _dataset_files(dist, inputs, on_prepare)
         val_file = val_file or dataset_val
@@ -282,7 +300,7 @@ def _prepare(inputs: _Inputs, tcfg: TrainConfig, dist: Dist, run_tok: Optional[T
             files, cache_dir=inputs.cache, kind=inputs.kind, vocab_size=inputs.vocab_size, encoding=read_as,
             text_column=inputs.text_column, val_file=val_file, val_fraction=tcfg.val_fraction,
             val_max_bytes=tcfg.val_max_bytes, tokenizer=tok, start_from=start_from if tok is None else None,
-            report=on_prepare if dist.is_main else None)
+            condition=condition, report=on_prepare if dist.is_main else None)
 
     return _prepare_everywhere(dist, prep, run_tok), replace(inputs, val_file=val_file)
 
@@ -338,9 +356,12 @@ def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _I
         "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": inputs.vocab_size},
         "train": tcfg.to_dict(),
         "data": {"files": meta["files"], "sha256": meta["sha256"], "encoding": inputs.codec,
-                 "text_column": inputs.text_column, "dataset": inputs.dataset, "val_file": meta["val_file"],
+                 "text_column": inputs.text_column, "condition_column": inputs.condition_column,
+                 "dataset": inputs.dataset, "val_file": meta["val_file"],
                  **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
                                          "train_tokens", "val_tokens")}},
         "distributed": {"world_size": dist.world},
         "fit": fit.to_dict() if fit else None,
+        "condition": ({"column": inputs.condition_column, "labels": inputs.condition_labels}
+                      if inputs.condition_column else None),
     }

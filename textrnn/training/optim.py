@@ -26,6 +26,25 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig,
     return torch.optim.AdamW(param_groups, lr=cfg.lr, betas=(0.9, 0.99), **kwargs)
 
 
+def layer_lr_scales(model: nn.Module, decay: float) -> dict[str, float]:
+    """ULMFiT's discriminative rates for a language model: the output layer (and projection) at 1,
+    recurrent layer ``k`` of ``L`` at ``decay ** -(L - k)``, the embedding at ``decay ** -(L + 1)``;
+    {} for ``decay == 1``."""
+    if decay == 1:
+        return {}
+    layers = model.encoder.rnn.num_layers
+    scales = {}
+    for name, _ in model.named_parameters():
+        if name.startswith("encoder.embedding"):
+            depth = layers + 1
+        elif name.startswith("encoder.rnn."):
+            depth = layers - int(name.rsplit("_l", 1)[1].split("_")[0])
+        else:
+            depth = 0
+        scales[name] = decay ** -depth
+    return scales
+
+
 def lr_at(cfg: TrainConfig, step: int, fraction: float) -> float:
     """Linear warm-up over ``warmup_steps``, then cosine decay to ``min_lr_ratio`` by the end."""
     warm = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0

@@ -1,0 +1,72 @@
+"""Language models conditioned on a label (``train --condition-column``, ``generate --condition``).
+
+Each row of a labelled table goes into the corpus as one line that starts with its label's
+*marker* and a space: a character of Unicode's supplementary private-use area (U+F0000 plus the
+label's index among the run's labels, in sorted order) that ordinary text never holds, so every
+tokenizer keeps it apart from the words around it. The model learns what text follows each
+marker. The model also adds a learned vector for the current label (the last marker seen in the
+window) to every input token, so the label holds along the whole row, not only through the state.
+Generating with a label starts from that marker (the caller's prompt after it) with the label's
+vector at every step, and no marker is ever sampled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+from .errors import TextRNNError
+
+MARKER_BASE = 0xF0000
+
+
+def markers(labels: Sequence[str]) -> dict[str, str]:
+    """label -> its marker character."""
+    return {label: chr(MARKER_BASE + i) for i, label in enumerate(labels)}
+
+
+def line_start(marker: str) -> str:
+    """What a conditioned row's line starts with."""
+    return marker + " "
+
+
+def labels_of(config: dict[str, Any]) -> Optional[list[str]]:
+    """The labels a checkpoint's model was conditioned on (None: not conditioned)."""
+    condition = config.get("condition")
+    return list(condition["labels"]) if condition else None
+
+
+def prompt_start(config: dict[str, Any], label: Optional[str]) -> str:
+    """The text generation with ``label`` starts from ("" for no label); an unknown label, or a
+    label for a model trained without one, is a one-line error."""
+    if label is None:
+        return ""
+    labels = labels_of(config)
+    if labels is None:
+        raise TextRNNError(f"--condition {label}: this model was trained without labels; "
+                           "train one with --condition-column COLUMN")
+    if str(label) not in labels:
+        raise TextRNNError(f"--condition {label}: not a label of this model; its labels: {', '.join(labels)}")
+    return line_start(markers(labels)[str(label)])
+
+
+def token_ids(labels: Sequence[str], tokenizer: Any) -> list[int]:
+    """The markers' token ids, in label order; a tokenizer that splits a marker (or lacks it) is an error."""
+    ids = []
+    for label, marker in markers(labels).items():
+        encoded = tokenizer.encode(marker).tolist()
+        if len(encoded) != 1 or encoded[0] == tokenizer.unk_id:
+            raise TextRNNError(f"--condition-column: the {tokenizer.kind} tokenizer does not keep label {label!r}'s "
+                               "marker as one token; use --tokenizer char or word")
+        ids.append(encoded[0])
+    return ids
+
+
+def marker_ids(config: dict[str, Any], tokenizer: Any) -> list[int]:
+    """The token ids of a checkpoint's markers (never sampled); none for a model without labels."""
+    labels = labels_of(config)
+    return token_ids(labels, tokenizer) if labels else []
+
+
+def label_index(config: dict[str, Any], label: Optional[str]) -> int:
+    """What a conditioned model's every generated step carries for ``label``: 1 + its index (0: none)."""
+    return 0 if label is None else (labels_of(config) or []).index(str(label)) + 1
