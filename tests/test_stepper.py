@@ -74,3 +74,18 @@ def test_adaptive_softmax_sampling_is_seeded_and_never_gives_a_banned_token():
     draw = lambda: torch.stack(list(sample_ids(model, [1, 2], 40, num_samples=4, seed=5, banned=[0])))  # noqa: E731
     first = draw()
     assert torch.equal(first, draw()) and (first != 0).all() and first.max() < 11
+
+
+def test_a_conditioned_model_steps_with_its_label_as_forward_reads_the_marker():
+    model = tiny("lstm", 2, condition_tokens=[9, 10])  # token 9 marks label 1, token 10 label 2
+    ids = torch.tensor([[10, 3, 4, 5, 6, 7], [9, 1, 2, 3, 9, 8]])
+    full, _ = model(ids)
+    with torch.inference_mode():
+        for row, label in ((0, 2), (1, 1)):  # each row's marker is at its start: its label holds throughout
+            step = model.stepper(label=label)
+            state = step.initial_state(1)
+            for t in range(6):
+                logits, state = step(ids[row : row + 1, t], state)
+                torch.testing.assert_close(logits[0], full[row, t], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(model.stepper(label=1)(ids[:1, 1], step.initial_state(1))[0],
+                                  model.stepper(label=2)(ids[:1, 1], step.initial_state(1))[0])

@@ -222,13 +222,15 @@ def copy_pretrained(model: nn.Module, source: nn.Module) -> int:
     """Copy ``source``'s weights into ``model``, a model of the same shape whose vocabulary may be
     larger (a fine-tuning run's char tokenizer gains the corpus's new characters as ids after the
     source's): the rows of the new ids (embedding, output layer) start at the mean of the source's
-    rows. Returns the number of ids added."""
+    rows, and parts the source lacks (a conditioned model's label vectors) at zero. Returns the number
+    of ids added."""
     theirs = source.state_dict()
     added = 0
     with torch.no_grad():
         for name, mine in model.state_dict().items():  # (tensors that share the parameters' storage)
             old = theirs.get(name)
-            if old is None:  # a part the source lacks (a label embedding): as initialized
+            if old is None:  # a part the source lacks (a label embedding): zeros, so the model starts as its source
+                mine.zero_()
                 continue
             if old.shape == mine.shape:
                 mine.copy_(old)
