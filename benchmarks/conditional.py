@@ -32,13 +32,14 @@ def main() -> None:
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--samples", type=int, default=200)
     p.add_argument("--length", type=int, default=300, help="characters sampled (then cut at the first line end)")
-    p.add_argument("--temperature", type=float, default=0.8)
+    p.add_argument("--temperature", type=float, nargs="+", default=[0.8], help="one result per temperature")
+    p.add_argument("--out", type=Path, help="keep the trained run here (default: a temporary directory)")
     p.add_argument("--run", type=Path, help="an existing conditioned run (no training)")
     p.add_argument("--init-from", help="start from this language model (e.g. english-char)")
     args = p.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
-        run = args.run or Path(tmp) / "sst2-conditioned"
+        run = args.run or args.out or Path(tmp) / "sst2-conditioned"
         if args.run is None:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "textrnn", "train", "corpora/sst2/train.tsv", "--condition-column",
@@ -50,19 +51,20 @@ def main() -> None:
         import textrnn
 
         lm, clf = textrnn.load(run), textrnn.load("sst2")
-        total_right = 0
-        for label in lm.conditions:
-            records = lm.generate_many("", args.length, num_samples=args.samples, condition=label, seed=1,
-                                       temperature=args.temperature)
-            texts = [r["text"].strip().split("\n")[0].strip() or r["text"].strip() for r in records]
-            predicted = [str(p) for p, _ in clf.classify(texts)]
-            right = sum(p == label for p in predicted)
-            total_right += right
-            print(f"condition {label} ({NAMES.get(label, label)}): {right}/{len(texts)} = {right / len(texts):.1%} "
-                  f"classified {NAMES.get(label, label)}; e.g. {texts[0][:100]!r} | {texts[1][:100]!r}")
-        share = total_right / (args.samples * len(lm.conditions))
-        print(f"overall: {share:.1%} of the samples get the label they were conditioned on (bar: >= 80%): "
-              f"{'met' if share >= 0.8 else 'NOT met'}")
+        for temperature in args.temperature:
+            total_right = 0
+            for label in lm.conditions:
+                records = lm.generate_many("", args.length, num_samples=args.samples, condition=label, seed=1,
+                                           temperature=temperature)
+                texts = [r["text"].strip().split("\n")[0].strip() or r["text"].strip() for r in records]
+                right = sum(str(p) == label for p, _ in clf.classify(texts))
+                total_right += right
+                name = NAMES.get(label, label)
+                print(f"temperature {temperature}, condition {label} ({name}): {right}/{len(texts)} = "
+                      f"{right / len(texts):.1%} classified {name}; e.g. {texts[0][:80]!r} | {texts[1][:80]!r}")
+            share = total_right / (args.samples * len(lm.conditions))
+            print(f"temperature {temperature}: {share:.1%} of the samples get the label they were conditioned on "
+                  f"(bar: >= 80%): {'met' if share >= 0.8 else 'NOT met'}")
 
 
 if __name__ == "__main__":
