@@ -31,11 +31,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--minutes", type=float, default=10)
     p.add_argument("--samples", type=int, default=200)
-    p.add_argument("--length", type=int, default=300, help="characters sampled (then cut at the first line end)")
+    p.add_argument("--length", type=int, default=300, help="tokens sampled (then cut at the first line end)")
     p.add_argument("--temperature", type=float, nargs="+", default=[0.8], help="one result per temperature")
     p.add_argument("--out", type=Path, help="keep the trained run here (default: a temporary directory)")
     p.add_argument("--run", type=Path, help="an existing conditioned run (no training)")
     p.add_argument("--init-from", help="start from this language model (e.g. english-char)")
+    p.add_argument("--tokenizer", default="word", help="word (default) or char")
     args = p.parse_args()
     print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs")
     with tempfile.TemporaryDirectory() as tmp:
@@ -43,7 +44,7 @@ def main() -> None:
         if args.run is None:
             start = time.perf_counter()
             subprocess.run([sys.executable, "-m", "textrnn", "train", "corpora/sst2/train.tsv", "--condition-column",
-                            "label", "--max-time", f"{args.minutes}m", "--out", str(run),
+                            "label", "--max-time", f"{args.minutes}m", "--out", str(run), "--tokenizer", args.tokenizer,
                             *(["--init-from", args.init_from] if args.init_from else [])], cwd=ROOT, check=True,
                            stdout=subprocess.DEVNULL)
             print(f"trained {run} in {time.perf_counter() - start:.0f} s: "
