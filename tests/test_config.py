@@ -13,7 +13,8 @@ FIELDS = {f.name: f for cls in (ModelConfig, TrainConfig) for f in dataclasses.f
 
 
 def test_every_config_field_a_user_sets_is_a_declared_option():
-    assert MODEL_OPTIONS == {f.name for f in dataclasses.fields(ModelConfig)} - {"vocab_size", "num_classes"}
+    from_data = {"vocab_size", "num_classes", "condition_tokens"}
+    assert MODEL_OPTIONS == {f.name for f in dataclasses.fields(ModelConfig)} - from_data
     assert TRAIN_OPTIONS == {f.name for f in dataclasses.fields(TrainConfig)}
     assert set(OPTIONS) == MODEL_OPTIONS | TRAIN_OPTIONS | {f.name for c in (RunOptions, DataOptions)
                                                             for f in dataclasses.fields(c)}
