@@ -16,11 +16,12 @@ that are not part of the saved configs (the pipelines take them as keyword argum
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
+from .declare import (DictMixin, check_choice, check_choices, check_positive, check_probability, option,
+                      options_of, parse_duration)
 from .errors import TextRNNError
 
 TASKS = ("lm", "classify")
@@ -48,106 +49,6 @@ def auto_cutoffs(vocab_size: int) -> list[int]:
     frequent tenth of the vocabulary, a first tail cluster up to half of it, a second for the rest
     (20,000 words: 2000,10000; 4096 BPE tokens: 409,2048); cutoffs at 0 or past the end are dropped."""
     return sorted({c for c in (vocab_size // 10, vocab_size // 2) if 0 < c < vocab_size})
-
-
-def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING,
-           finetune: Any = dataclasses.MISSING, resumable: bool = False,
-           choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
-           unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
-           short: Optional[str] = None, off: Optional[str] = None, metavar: Optional[str] = None,
-           misuse: Optional[str] = None, fitted: bool = False) -> Any:
-    """Declare an option as a dataclass field (its type is the field's annotation).
-
-    ``default``: the language model's default; ``classify``: the classifier's, where it
-    differs; ``finetune``: a language model's that starts from another (``--init-from``).
-    ``resumable``: a resumed run may change it. ``choices``: the allowed values.
-    ``only``: the one task (``lm`` / ``classify``) it is for; ``misuse`` replaces the error
-    given when it is used for the other. ``fitted``: a new language model's value is
-    chosen by the fit (:mod:`textrnn.training.recipe`) unless given or ``--no-fit``.
-    ``stop``: a limit on the run's length; stop options take their defaults (``unlimited``
-    for the language model, ``classify``) only when no stop option is given. ``parse``:
-    turns (and checks) the text given on the command line. ``default_text``: how the help
-    describes a default computed at run time.
-    For the command line only: ``short`` (e.g. ``-o``), ``off`` (the name of a boolean's
-    off switch: default ``no-<name>``, ``""`` for a plain flag), ``metavar``.
-    """
-    defaults = {task: value for task, value in (("classify", classify), ("finetune", finetune))
-                if value is not dataclasses.MISSING}
-    return dataclasses.field(default=default, metadata={
-        "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,
-        "stop": stop, "unlimited": unlimited, "parse": parse, "default_text": default_text, "short": short,
-        "off": off, "metavar": metavar, "misuse": misuse, "fitted": fitted})
-
-
-def options_of(cls: type) -> tuple[dataclasses.Field, ...]:
-    """The fields of ``cls`` that are options (declared with :func:`option`), in order."""
-    return tuple(f for f in dataclasses.fields(cls) if "help" in f.metadata)
-
-
-def _one_of(choices: tuple[str, ...]) -> str:
-    return " or ".join(choices) if len(choices) == 2 else "one of " + ", ".join(choices)
-
-
-def _positive(name: str, value: float) -> None:
-    if value is None or value <= 0:
-        raise TextRNNError(f"--{name.replace('_', '-')} must be positive, got {value!r}")
-
-
-def _probability(name: str, value: float) -> None:
-    if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
-        raise TextRNNError(f"--{name.replace('_', '-')} must be in [0, 1), got {value!r}")
-
-
-def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
-    if value not in choices:
-        raise TextRNNError(f"--{name.replace('_', '-')} must be {_one_of(choices)}, got {value!r}")
-
-
-def _check_choices(config: Any) -> None:
-    for f in options_of(type(config)):
-        if f.metadata["choices"]:
-            _choice(f.name, getattr(config, f.name), f.metadata["choices"])
-
-
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(h|m|s)")
-
-
-def parse_duration(text: str | float | int | None) -> Optional[float]:
-    """Parse ``45s``, ``5m``, ``1h30m``, ``90`` (seconds) into seconds; None stays None."""
-    if text is None:
-        return None
-    if isinstance(text, (int, float)):
-        seconds = float(text)
-    else:
-        s = text.strip().lower().replace(" ", "")
-        try:
-            seconds = float(s)
-        except ValueError:
-            pos, seconds = 0, 0.0
-            for m in _DURATION_PART.finditer(s):
-                if m.start() != pos:
-                    break
-                seconds += float(m.group(1)) * {"h": 3600, "m": 60, "s": 1}[m.group(2)]
-                pos = m.end()
-            if pos != len(s) or not s:
-                raise TextRNNError(
-                    f"--max-time: cannot parse {text!r}; use a duration like 45s, 5m or 1h30m"
-                ) from None
-    if seconds <= 0:
-        raise TextRNNError(f"--max-time must be positive, got {text!r}")
-    return seconds
-
-
-class _DictMixin:
-    """Round-trip through plain dicts (``config.json``); unknown keys are ignored."""
-
-    def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)  # type: ignore[call-overload]
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]):
-        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
-        return cls(**{k: v for k, v in d.items() if k in names})
 
 
 @dataclass
@@ -193,7 +94,7 @@ class DataOptions:
 
 
 @dataclass
-class ModelConfig(_DictMixin):
+class ModelConfig(DictMixin):
     """The shape of the network. Saved in the checkpoint; enough to rebuild the model."""
 
     vocab_size: int
@@ -234,15 +135,15 @@ class ModelConfig(_DictMixin):
     see :mod:`textrnn.condition`)."""
 
     def __post_init__(self) -> None:
-        _check_choices(self)
+        check_choices(self)
         for name in ("vocab_size", "layers", "hidden", "embed"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         if self.num_classes is not None and self.num_classes < 2:
             raise TextRNNError(f"a classifier needs at least two classes, got {self.num_classes}")
         for name in ("dropout", "embed_dropout"):
-            _probability(name, getattr(self, name))
+            check_probability(name, getattr(self, name))
         for name in ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"):
-            _probability(name, getattr(self, name))
+            check_probability(name, getattr(self, name))
         self._check_adaptive()
 
     def cutoffs(self) -> list[int]:
@@ -265,7 +166,7 @@ class ModelConfig(_DictMixin):
 
 
 @dataclass
-class TrainConfig(_DictMixin):
+class TrainConfig(DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
 
     batch_size: int = option(32, "Parallel streams (language model) or texts (classifier) per batch.",
@@ -314,10 +215,10 @@ class TrainConfig(_DictMixin):
 
     def __post_init__(self) -> None:
         for name in ("batch_size", "seq_len", "max_len", "lr", "eval_every", "save_every"):
-            _positive(name, getattr(self, name))
+            check_positive(name, getattr(self, name))
         for name in ("epochs", "max_steps"):
             if getattr(self, name) is not None:
-                _positive(name, getattr(self, name))
+                check_positive(name, getattr(self, name))
         for f in options_of(TrainConfig):  # max_time: "5m" -> 300.0
             if f.metadata["parse"]:
                 setattr(self, f.name, f.metadata["parse"](getattr(self, f.name)))
@@ -331,7 +232,7 @@ class TrainConfig(_DictMixin):
             raise TextRNNError(f"--val-fraction must be in (0, 1), got {self.val_fraction}")
         if not 0.0 <= self.min_lr_ratio <= 1.0:
             raise TextRNNError(f"min_lr_ratio must be in [0, 1], got {self.min_lr_ratio}")
-        _check_choices(self)
+        check_choices(self)
         if not isinstance(self.seed, int) or self.seed < 0:
             raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if not isinstance(self.layer_lr_decay, (int, float)) or self.layer_lr_decay < 1:
@@ -340,7 +241,7 @@ class TrainConfig(_DictMixin):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise TextRNNError(f"--{name} must be >= 0, got {getattr(self, name)!r}")
         if self.val_max_bytes is not None:
-            _positive("val_max_bytes", self.val_max_bytes)
+            check_positive("val_max_bytes", self.val_max_bytes)
         if all(getattr(self, name) is None for name in STOP_OPTIONS):  # 10 epochs: about 5 minutes on
             for f in options_of(TrainConfig):                           # tiny-shakespeare with a 2-core CPU
                 if f.metadata["unlimited"] is not None:
@@ -377,7 +278,7 @@ def check_options(options: dict[str, Any]) -> None:
         if f is None or value is None:
             continue
         if f.metadata["choices"]:
-            _choice(name, value, f.metadata["choices"])
+            check_choice(name, value, f.metadata["choices"])
         if f.metadata["parse"]:
             f.metadata["parse"](value)
 

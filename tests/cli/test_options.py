@@ -15,7 +15,8 @@ from textrnn import process
 from textrnn.cli import cli
 from textrnn.cli.options import DECLARED, flag_name, show
 from textrnn.cli.train import train_command
-from textrnn.config import MODEL_OPTIONS, OPTIONS, TRAIN_OPTIONS, ModelConfig, TrainConfig, options_of
+from textrnn.config import MODEL_OPTIONS, OPTIONS, TRAIN_OPTIONS, ModelConfig, TrainConfig
+from textrnn.declare import options_of
 
 
 def run(args, **kw):

@@ -10,7 +10,8 @@ from textrnn.errors import TextRNNError
 from textrnn.data.labels import detect_label_column, detect_text_column, parse_labels
 
 from textrnn.data import corpus
-from textrnn.data.tables import read_table, render_rows, text_column_lines
+from textrnn.data.table_output import render_rows
+from textrnn.data.tables import read_table, text_column_lines
 
 
 def write(tmp_path: Path, name: str, data: bytes | str) -> Path:

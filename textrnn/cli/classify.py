@@ -50,7 +50,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     from ..api import load
     from ..classify import prediction_rows
     from ..data.labels import detect_label_column, detect_text_column
-    from ..data.tables import render_rows
+    from ..data.table_output import render_rows
 
     table = _read_input(file, text, input_format, encoding)
     text_col = detect_text_column(table, text_column)

@@ -59,7 +59,7 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
     else:
         _print_table(results, str(lm.path), stderr=to_stdout)
     if per_line:
-        from ..data.tables import render_rows
+        from ..data.table_output import render_rows
 
         out_fmt = output_format(None, output, "csv")
         write_output(render_rows(rows, LINE_COLUMNS, "csv" if out_fmt == "table" else out_fmt), output)

@@ -17,7 +17,8 @@ from typing import Any
 
 import click
 
-from ..config import DataOptions, ModelConfig, RunOptions, TrainConfig, options_of
+from ..config import DataOptions, ModelConfig, RunOptions, TrainConfig
+from ..declare import options_of
 
 DECLARED = (RunOptions, DataOptions, ModelConfig, TrainConfig)
 """The classes whose declared options are the options of ``textrnn train``, in help order."""

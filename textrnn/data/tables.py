@@ -282,12 +282,9 @@ def text_column_lines(path: str | os.PathLike, *, encoding: str = "utf-8",
     name from the header (jsonl: from the keys as they come), or, when only the values can
     tell, after a first pass that counts them.
     """
-    path = Path(path)
-    name, codec = str(path), lookup_codec(encoding)
-    fmt = _format_from_extension(path, name)
-    columns: list[str] = []
+    name, fmt, columns, rows = _streamed_rows(path, encoding)
     column, counts, n_rows, written = None, Counter(), 0, False
-    for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, columns):
+    for _, row in rows:
         n_rows += 1
         if column is None:
             column = text_column_by_name(columns, text_column)
@@ -303,7 +300,7 @@ def text_column_lines(path: str | os.PathLike, *, encoding: str = "utf-8",
     if column is None:  # no name told: the values do (or a --text-column the file lacks, an error)
         column = detect_text_column(Table(name, fmt, columns, [], []), text_column,
                                     mostly_text=lambda c: counts[c] * 2 > n_rows)
-        for _, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, []):
+        for _, row in _streamed_rows(path, encoding)[3]:
             if (value := row.get(column)) is not None:
                 yield f"{value}\n"
                 written = True
@@ -317,12 +314,9 @@ def labelled_lines(path: str | os.PathLike, *, encoding: str = "utf-8", text_col
     text (``None`` texts are left out), streamed: what a conditioned language model's corpus
     takes from a table. The text column is found by name (``text_column``, else a usual name);
     a row without a label is an error."""
-    path = Path(path)
-    name, codec = str(path), lookup_codec(encoding)
-    fmt = _format_from_extension(path, name)
-    columns: list[str] = []
+    name, fmt, columns, rows = _streamed_rows(path, encoding)
     n_rows = 0
-    for line, row in _rows(_file_lines(path, codec, _NEWLINE[fmt]), name, fmt, columns):
+    for line, row in rows:
         n_rows += 1
         column = text_column_by_name(columns, text_column)
         if column is None or (fmt != "jsonl" and label_column not in columns):
@@ -338,6 +332,14 @@ def labelled_lines(path: str | os.PathLike, *, encoding: str = "utf-8", text_col
         yield str(label).strip(), f"{text}\n"
     if not n_rows:
         raise _no_rows(name, fmt, columns)
+
+
+def _streamed_rows(path: str | os.PathLike, encoding: str) -> tuple[str, str, list[str], Iterator[tuple[int, dict]]]:
+    """A table's name, format, columns (filled in as the rows are read: see :func:`_rows`) and rows, streamed."""
+    path, columns = Path(path), []
+    fmt = _format_from_extension(path, str(path))
+    return str(path), fmt, columns, _rows(_file_lines(path, lookup_codec(encoding), _NEWLINE[fmt]), str(path), fmt,
+                                          columns)
 
 
 def _file_lines(path: Path, codec: str, newline: str) -> Iterator[str]:
@@ -363,41 +365,3 @@ def _file_lines(path: Path, codec: str, newline: str) -> Iterator[str]:
 
 
 _LINE_ENDS = {"": re.compile(r"\r\n?|\n"), "\n": re.compile(r"\n")}  # (io's newline="" and "\n")
-
-
-# --- writing -------------------------------------------------------------------------
-
-
-def render_rows(rows: list[dict[str, Any]], columns: list[str], fmt: str) -> str:
-    """``rows`` (their ``columns``, in order) as a table in ``fmt`` that reads back as the
-    same rows, with the same texts, through :func:`read_table` and through :mod:`csv`.
-
-    ``csv``: the csv module's default (Excel) dialect: rows end with ``\\r\\n``, and a field
-    holding a comma, a quote, ``\\r`` or ``\\n`` is quoted, so a text with a lone carriage
-    return stays one field of one row. ``None`` is an empty field.
-    ``tsv``: no quoting, as :func:`read_table` reads tsv: a field cannot hold a tab or a line
-    end, so each tab, ``\\r``, ``\\n`` and ``\\r\\n`` in a value becomes one space.
-    ``jsonl``: one JSON object per line (non-ASCII characters as they are).
-    """
-    buf = io.StringIO()
-    if fmt == "jsonl":
-        for r in rows:
-            buf.write(json.dumps({c: r.get(c) for c in columns}, ensure_ascii=False) + "\n")
-    elif fmt == "tsv":
-        for values in [columns] + [[r.get(c) for c in columns] for r in rows]:
-            buf.write("\t".join(_tsv_field(v) for v in values) + "\n")
-    elif fmt == "csv":
-        writer = csv.writer(buf, lineterminator="\r\n")  # (csv quotes fields with the terminator's characters)
-        writer.writerow(columns)
-        writer.writerows([r.get(c) for c in columns] for r in rows)
-    else:
-        raise TextRNNError(f"--format: cannot write a {fmt!r} table; use csv, tsv or jsonl")
-    return buf.getvalue()
-
-
-def _tsv_field(value: Any) -> str:
-    s = "" if value is None else str(value)
-    return s.replace("\r\n", " ").translate(_TSV_SPACES)
-
-
-_TSV_SPACES = str.maketrans("\t\r\n", "   ")
