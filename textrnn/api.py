@@ -18,6 +18,7 @@ from .errors import TextRNNError
 from .condition import label_index, labels_of, marker_ids, prompt_start
 from .generate import generate as _generate
 from .generate import generate_many as _generate_many
+from .generate import joined as _joined
 from .training.lm import train_language_model
 from .training.rundir import RunResult
 from .training.runtime import resolve_device
@@ -61,10 +62,15 @@ class Trained:
                **options: Any) -> Iterator[list[str]]:
         """Yield the generated text piece by piece: a list with one piece per sample. ``condition``:
         a label of a model trained with ``condition_column`` (the text is of that label's kind)."""
+        start, conditioning = self._conditioning(condition)
+        return _generate(self.model, self.tokenizer, start + prompt, length, **conditioning, **options)
+
+    def _conditioning(self, condition: Optional[str]) -> tuple[str, dict[str, Any]]:
+        """What sampling with ``condition`` starts from, and the sampler's ``ban`` and ``label``
+        (see :mod:`textrnn.condition`); checks that this is a language model."""
         self._require("lm", "generate")
-        return _generate(self.model, self.tokenizer, prompt_start(self.config, condition) + prompt, length,
-                         ban=marker_ids(self.config, self.tokenizer), label=label_index(self.config, condition),
-                         **options)
+        return prompt_start(self.config, condition), {"ban": marker_ids(self.config, self.tokenizer),
+                                                      "label": label_index(self.config, condition)}
 
     @property
     def conditions(self) -> Optional[list[str]]:
@@ -84,11 +90,7 @@ class Trained:
                  **options: Any) -> Union[str, list[str]]:
         """Sample ``length`` tokens after ``prompt``. Options: ``temperature``, ``top_k``,
         ``top_p``, ``greedy``, ``seed``, ``condition``. One string, or a list for ``num_samples > 1``."""
-        parts: list[list[str]] = [[] for _ in range(num_samples)]
-        for pieces in self.stream(prompt, length, num_samples=num_samples, **options):
-            for acc, piece in zip(parts, pieces):
-                acc.append(piece)
-        texts = ["".join(p) for p in parts]
+        texts = _joined(self.stream(prompt, length, num_samples=num_samples, **options), num_samples)
         return texts[0] if num_samples == 1 else texts
 
     def generate_many(self, prompt: str = "", length: int = 500, *, num_samples: int = 1, batch_size: int = 100,
@@ -96,11 +98,9 @@ class Trained:
         """Sample ``num_samples`` texts, ``batch_size`` at a time: one record per sample (``sample``, its own
         ``seed``, ``prompt``, ``text``, the settings, and ``condition`` for a conditioned model). See
         :func:`textrnn.generate.generate_many`."""
-        self._require("lm", "generate")
-        start = prompt_start(self.config, condition)
+        start, conditioning = self._conditioning(condition)
         records = _generate_many(self.model, self.tokenizer, start + prompt, length, num_samples=num_samples,
-                                 batch_size=batch_size, ban=marker_ids(self.config, self.tokenizer),
-                                 label=label_index(self.config, condition), **options)
+                                 batch_size=batch_size, **conditioning, **options)
         labelled = {"condition": condition} if self.conditions else {}
         return ({**record, "prompt": prompt, **labelled} for record in records)
 

@@ -196,13 +196,19 @@ def generate_many(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "", 
     base = new_seed() if seed is None else seed
     for first in range(0, num_samples, batch_size):
         n = min(batch_size, num_samples - first)
-        parts: list[list[str]] = [[] for _ in range(n)]
-        for pieces in generate(model, tokenizer, prompt, length, num_samples=n, seed=base + first, **options):
-            for acc, piece in zip(parts, pieces):
-                acc.append(piece)
-        for j, acc in enumerate(parts):
-            yield {"sample": first + j + 1, "seed": base + first + j, "prompt": prompt, "text": "".join(acc),
+        texts = joined(generate(model, tokenizer, prompt, length, num_samples=n, seed=base + first, **options), n)
+        for j, text in enumerate(texts):
+            yield {"sample": first + j + 1, "seed": base + first + j, "prompt": prompt, "text": text,
                    "length": length, **{k: options.get(k, d) for k, d in SETTINGS.items()}}
+
+
+def joined(stream: Iterator[list[str]], num_samples: int) -> list[str]:
+    """The whole text of each sample of a :func:`generate` stream."""
+    parts: list[list[str]] = [[] for _ in range(num_samples)]
+    for pieces in stream:
+        for acc, piece in zip(parts, pieces):
+            acc.append(piece)
+    return ["".join(p) for p in parts]
 
 
 SETTINGS = {k: inspect.signature(generate).parameters[k].default for k in ("temperature", "top_k", "top_p", "greedy")}

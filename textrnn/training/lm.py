@@ -197,8 +197,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     train_batches, val_batches = dist.agree(lambda: _batches(data, tcfg, inputs.val_file, dist, device))
     seed_everything(tcfg.seed)
     model = LanguageModel(mcfg)
-    if source is not None:
-        copy_pretrained(model, source.model)
+    added = copy_pretrained(model, source.model) if source is not None else 0
     model.to(device)
     if dist.active:  # same initial weights everywhere, different dropout masks
         torch.manual_seed(tcfg.seed + 7919 * dist.rank)
@@ -209,11 +208,10 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     config = _run_config(mcfg, tok, tcfg, inputs, meta, dist, fit)
     if source is not None:
         config["init_from"] = {"run": str(inputs.init_from), "path": str(source.path),
-                               "vocab_size": source.tokenizer.vocab_size, "added_tokens": tok.vocab_size -
-                               source.tokenizer.vocab_size}
+                               "vocab_size": source.tokenizer.vocab_size, "added_tokens": added}
     if on_note is not None and dist.is_main:  # (once every check has passed)
         if source is not None:
-            on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, tok.vocab_size - source.tokenizer.vocab_size))
+            on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, added))
         elif fit is not None:
             on_note(fit.message)
     optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay))
