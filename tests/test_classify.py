@@ -66,3 +66,54 @@ def test_shipped_sentiment_classifier():
     assert clf.labels == [0, 1]
     got = clf.classify(["a gorgeous , witty , deeply moving film .", "a dull , lifeless mess ."])
     assert [label for label, _ in got] == [1, 0]
+
+
+def _classifier(cell: str, bidirectional: bool, layers: int = 1):
+    import torch
+
+    from textrnn.config import ModelConfig
+    from textrnn.model import Classifier
+
+    torch.manual_seed(0)
+    cfg = ModelConfig(vocab_size=30, cell=cell, layers=layers, hidden=8, embed=6, bidirectional=bidirectional,
+                      num_classes=3)
+    return Classifier(cfg).eval()
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("bidirectional", [True, False])
+def test_reader_gives_the_logits_of_forward(cell, bidirectional):
+    """The Reader (step by step, rows longest first, pooling kept running) equals the packed
+    forward pass, in input order, across batches and with an empty text among them."""
+    import numpy as np
+    import torch
+
+    from textrnn.classify import Reader
+    from textrnn.data.batches import pad_batch
+
+    model = _classifier(cell, bidirectional)
+    rng = np.random.default_rng(1)
+    texts = [rng.integers(0, 30, size=n) for n in [3, 9, 0, 5, 9, 1, 4, 2]]
+    x, lengths = pad_batch(texts)
+    with torch.inference_mode():
+        expected = model(x, lengths)
+        got = Reader(model).logits(texts, batch_size=3)
+    assert Reader.reads(model)
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_predict_ids_reads_one_layer_models_and_runs_deeper_ones_forward():
+    import numpy as np
+    import torch
+
+    from textrnn.classify import Reader, predict_ids
+    from textrnn.data.batches import pad_batch
+
+    rng = np.random.default_rng(2)
+    texts = [rng.integers(0, 30, size=n) for n in [6, 2, 7, 7, 1]]
+    for layers in (1, 2):
+        model = _classifier("lstm", True, layers)
+        assert Reader.reads(model) == (layers == 1)
+        with torch.inference_mode():
+            expected = torch.softmax(model(*pad_batch(texts)), dim=-1).numpy()
+        np.testing.assert_allclose(predict_ids(model, texts, batch_size=2), expected, atol=1e-6)

@@ -86,7 +86,6 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
 
     def __call__(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
         """``ids`` (B,) -> logits (B, V); ``state`` is updated and returned."""
-        H = self.hidden
         x_proj = self.table.index_select(0, ids)  # (B, G*H)
         new_state = []
         x = None
@@ -96,18 +95,11 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
                 x_proj = torch.addmm(bias, x, self.w_ih_t[k])  # (B, G*H)
             if self.cell == "lstm":
                 h, c = state[k]
-                gates = torch.addmm(x_proj, h, self.w_hh_t[k])  # (B, 4H): i f g o
-                ifo = torch.sigmoid(gates)
-                g = torch.tanh(gates[:, 2 * H : 3 * H])
-                c = torch.addcmul(ifo[:, H : 2 * H] * c, ifo[:, :H], g)
-                h = ifo[:, 3 * H :] * torch.tanh(c)
+                h, c = lstm_update(torch.addmm(x_proj, h, self.w_hh_t[k]), c)  # gates (B, 4H)
                 new_state.append((h, c))
             elif self.cell == "gru":
                 h = state[k]
-                gh = torch.addmm(self.b_hh[k], h, self.w_hh_t[k])  # (B, 3H): r z n
-                rz = torch.sigmoid(x_proj[:, : 2 * H] + gh[:, : 2 * H])
-                n = torch.tanh(torch.addcmul(x_proj[:, 2 * H :], rz[:, :H], gh[:, 2 * H :]))
-                h = n + rz[:, H:] * (h - n)
+                h = gru_update(x_proj, torch.addmm(self.b_hh[k], h, self.w_hh_t[k]), h)  # (B, 3H): r z n
                 new_state.append(h)
             else:
                 h = torch.tanh(torch.addmm(x_proj, state[k], self.w_hh_t[k]))
@@ -119,3 +111,31 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
         if self.banned:
             logits[:, self.banned] = float("-inf")
         return logits, new_state
+
+
+def lstm_update(gates: Tensor, c: Tensor, doubled_g: bool = False) -> tuple[Tensor, Tensor]:
+    """One LSTM cell update from its pre-activations ``gates`` (..., 4H), in PyTorch's gate order
+    i f g o (both biases included), and the cell state ``c`` (..., H): the new ``(h, c)``.
+
+    ``doubled_g``: the g pre-activations come doubled (their weights scaled by 2 at load), and
+    both tanh are taken through the sigmoid, tanh(x) = 2 sigmoid(2x) - 1: on a CPU, for large
+    batches, about 3x cheaper than ``torch.tanh`` (equal to 2e-7)."""
+    H = c.shape[-1]
+    if not doubled_g:
+        ifo = torch.sigmoid(gates)
+        g = torch.tanh(gates[..., 2 * H : 3 * H])
+        c = torch.addcmul(ifo[..., H : 2 * H] * c, ifo[..., :H], g)
+        return ifo[..., 3 * H :] * torch.tanh(c), c
+    ifgo = torch.sigmoid(gates)
+    g = ifgo[..., 2 * H : 3 * H].mul(2).sub_(1)
+    c = torch.addcmul(ifgo[..., H : 2 * H] * c, ifgo[..., :H], g)
+    return ifgo[..., 3 * H :] * torch.sigmoid(c * 2).mul_(2).sub_(1), c
+
+
+def gru_update(x_proj: Tensor, gh: Tensor, h: Tensor) -> Tensor:
+    """One GRU cell update: ``x_proj`` the input side (..., 3H) with its bias, ``gh`` the hidden
+    side (..., 3H) with its bias (it sits inside the reset gate for n), ``h`` (..., H): the new h."""
+    H = h.shape[-1]
+    rz = torch.sigmoid(x_proj[..., : 2 * H] + gh[..., : 2 * H])
+    n = torch.tanh(torch.addcmul(x_proj[..., 2 * H :], rz[..., :H], gh[..., 2 * H :]))
+    return n + rz[..., H:] * (h - n)
