@@ -141,3 +141,18 @@ def test_stream_decoder_flushes_an_unfinished_character():
     dec = _BPE.stream_decoder()
     assert [dec(int(i)) for i in _BPE.encode("a😀")[:-1]] == ["a", "", ""]
     assert dec.flush() == REPLACEMENT and dec.flush() == ""
+
+
+@pytest.mark.parametrize("kind", ["word", "bpe"])
+def test_a_tokenizer_learnt_from_lowercase_text_lowercases_what_it_reads(tmp_path, kind):
+    """SST-2 is all lowercase: a tokenizer learnt from it must not make every capitalised word of
+    ordinary text unknown. One learnt from cased text keeps case."""
+    text = "the film is great . the plot is dull .\n" * 20
+    size = 300 if kind == "bpe" else None
+    lower = train_tokenizer(kind, [text], vocab_size=size)
+    assert lower.encode("The Film is GREAT .").tolist() == lower.encode("the film is great .").tolist()
+    atomic_write(tmp_path / "tokenizer.json", lower.to_json())  # the normalizer is part of the saved file
+    again = Tokenizer.load(tmp_path / "tokenizer.json")
+    assert again.encode("The Film").tolist() == lower.encode("the film").tolist()
+    cased = train_tokenizer(kind, [text + "The End\n"], vocab_size=size)
+    assert cased.encode("The film").tolist() != cased.encode("the film").tolist()

@@ -12,6 +12,10 @@ Every kind is a ``tokenizers.Tokenizer`` underneath and is saved as one ``tokeni
   rebuilds the spacing by rule, so it is readable rather than exact.
 - ``bpe``: byte-level BPE trained on the corpus: all 256 bytes are in the vocabulary, so
   any text encodes and ``decode(encode(text)) == text``.
+
+A word or BPE tokenizer learnt from text without a capital letter (SST-2, say) lowercases what
+it reads (a ``Lowercase`` normalizer in its ``tokenizer.json``): otherwise every capitalised
+word of ordinary text ("The", "Loved") would be unknown to it.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
 import numpy as np
-from tokenizers import Regex, decoders, models, pre_tokenizers, trainers
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
 from tokenizers import Tokenizer as HFTokenizer
 
 from .config import VOCAB_SIZES, check_options
@@ -218,7 +222,9 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
         hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
         hf.pre_tokenizer = _char_pre_tokenizer()
         hf.decoder = decoders.Fuse()
-    elif kind == "word":
+        return Tokenizer(kind, hf)
+    pieces = _Pieces(texts)
+    if kind == "word":
         hf = HFTokenizer(models.WordLevel(unk_token=UNK))
         hf.pre_tokenizer = pre_tokenizers.Sequence(
             [
@@ -229,7 +235,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
         trainer = trainers.WordLevelTrainer(
             vocab_size=vocab_size or VOCAB_SIZES["word"], special_tokens=[UNK], show_progress=False
         )
-        hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
+        hf.train_from_iterator(pieces, trainer=trainer)
     else:
         hf = HFTokenizer(models.BPE())
         hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -239,7 +245,9 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
             show_progress=False,
         )
-        hf.train_from_iterator(_all_pieces(texts), trainer=trainer)
+        hf.train_from_iterator(pieces, trainer=trainer)
+    if not pieces.cased:
+        hf.normalizer = normalizers.Lowercase()
     return Tokenizer(kind, hf)
 
 
@@ -264,6 +272,14 @@ def split_pieces(text: str, size: int = PIECE_CHARS) -> list[str]:
     return out or [""]
 
 
-def _all_pieces(texts: Iterable[str]) -> Iterator[str]:
-    for text in texts:
-        yield from split_pieces(text)
+class _Pieces:
+    """The pieces of ``texts`` (:func:`split_pieces`), once; ``cased`` tells, after, whether any
+    had a capital letter (a character that lowercasing changes)."""
+
+    def __init__(self, texts: Iterable[str]):
+        self.texts, self.cased = texts, False
+
+    def __iter__(self) -> Iterator[str]:
+        for text in self.texts:
+            self.cased = self.cased or text != text.lower()
+            yield from split_pieces(text)
