@@ -143,7 +143,7 @@ class LanguageModel(nn.Module):
         if targets is not None:
             first = self._nll(dropped, targets)  # (B, T)
         else:
-            first = self.log_probs(dropped) if self.asm is not None else self._logits(dropped)  # (B, T, V)
+            first = self.scores(dropped)  # (B, T, V)
         if return_outputs:
             return first, state, Outputs(raw, dropped)
         return first, state
@@ -153,6 +153,11 @@ class LanguageModel(nn.Module):
         negative), the state[, :class:`Outputs`]. Full softmax: the cross-entropy of the logits;
         adaptive softmax: minus the target's log-probability from the clusters it needs only."""
         return self(ids, state, return_outputs=return_outputs, targets=targets)
+
+    def scores(self, features: Tensor) -> Tensor:
+        """The last layer's (dropped) outputs (..., H) -> what :meth:`forward` gives for them (..., V):
+        logits, or with the adaptive softmax log-probabilities."""
+        return self.log_probs(features) if self.asm is not None else self._logits(features)
 
     def log_probs(self, features: Tensor) -> Tensor:
         """The last layer's (dropped) outputs (..., H) -> log-probabilities over the vocabulary (..., V)."""
