@@ -84,12 +84,17 @@ class RNNEncoder(nn.Module):
         return self.drop(x)
 
     def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        out, state = self.stack(self.inputs(ids), state, self.training)  # (B, T, H)
+        return out, state
+
+    def inputs(self, ids: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        """(B, T) -> what the recurrent layers read (B, T, E): the embedding (and a conditioned model's
+        label vectors: of ``labels`` (B, T), else of :meth:`running_labels`), with the input dropouts
+        in training."""
         x = self.embed(ids)  # (B, T, E)
         if self.label_embedding is not None:
-            x = x + self.label_embedding(self.running_labels(ids))
-        x = locked_dropout(x, self.cfg.input_dropout, self.training)
-        out, state = self.stack(x, state, self.training)  # (B, T, H)
-        return out, state
+            x = x + self.label_embedding(self.running_labels(ids) if labels is None else labels)
+        return locked_dropout(x, self.cfg.input_dropout, self.training)
 
     def forward_padded(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Encode padded texts of the given lengths as packed sequences (padding never
