@@ -82,12 +82,17 @@ def encode_prompt(tok, meta, prompt):
     if meta["tokenizer"] == "char":
         unknown = sorted({c for c in prompt if tok.token_to_id(c) is None})
         if unknown:
-            sys.exit("error: --prompt has characters the model never saw in training: "
-                     + " ".join(repr(u) for u in unknown[:10]))
+            fail("--prompt has characters the model never saw in training: " + " ".join(repr(u) for u in unknown[:10]))
     ids = tok.encode(prompt, add_special_tokens=False).ids
     if not ids:
-        sys.exit("error: --prompt encodes to no tokens; give a prompt with text in it")
+        fail("--prompt encodes to no tokens; give a prompt with text in it")
     return ids
+
+
+def fail(message):
+    """End with one line on stderr and exit status 2, as textrnn does."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
 
 
 class Decoder:

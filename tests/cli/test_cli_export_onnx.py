@@ -88,6 +88,8 @@ def test_sample_py_sampling(char_export, no_torch):
     assert _sample(export, no_torch, "-p", "First", "-n", "80", "--top-p", "1e-9", "--seed", "5") == greedy
     res = _python(no_torch, str(export / "sample.py"), "--temp", "0")
     assert res.returncode == 2 and b"--temp must be > 0" in res.stderr
+    res = _python(no_torch, str(export / "sample.py"), "--prompt", "\u0416")
+    assert res.returncode == 2 and res.stderr.decode().startswith("error: --prompt has characters the model never")
 
 
 def _untrained_run(root, kind, text, condition=None, **model):
