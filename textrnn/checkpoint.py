@@ -238,13 +238,8 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
     return Checkpoint(path, config, tokenizer, model)
 
 
-def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False,
-           int8_embedding: bool = False) -> Path:
-    """Copy a run's model (best weights, config, tokenizer, metrics) without its training
-    state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
-    stores the embedding matrix as int8 with one float scale per row (a quarter of the
-    size). Both load back as float32."""
-    ck = load(run_dir)
+def export_dir(dest: str | os.PathLike) -> Path:
+    """``dest`` made ready for an export: a new or empty directory (made here); else a user error."""
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise TextRNNError(f"{dest}: exists and is not a directory; give a new or empty directory as DEST")
@@ -255,6 +250,17 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     except OSError as e:
         raise TextRNNError(f"{dest}: cannot create the directory ({e.strerror or e}); "
                            "give a new or empty directory as DEST") from None
+    return dest
+
+
+def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False,
+           int8_embedding: bool = False) -> Path:
+    """Copy a run's model (best weights, config, tokenizer, metrics) without its training
+    state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
+    stores the embedding matrix as int8 with one float scale per row (a quarter of the
+    size). Both load back as float32."""
+    ck = load(run_dir)
+    dest = export_dir(dest)
     config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
     tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
                for k, v in ck.model.state_dict().items()}

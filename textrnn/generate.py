@@ -176,7 +176,7 @@ def generate(
     for d in decoders:  # let word spacing and BPE byte joins see the prompt's end
         for i in prompt_ids[-1:]:
             d(i)
-    banned = ([tokenizer.unk_id] if tokenizer.unk_id is not None else []) + list(ban) or None
+    banned = banned_ids(tokenizer, ban) or None
     for tokens in sample_ids(model, prompt_ids, length, temperature=temperature, top_k=top_k,
                              top_p=top_p, greedy=greedy, num_samples=num_samples, seed=seed,
                              banned=banned, label=label):
@@ -184,6 +184,11 @@ def generate(
     tails = [d.flush() for d in decoders]
     if any(tails):
         yield tails
+
+
+def banned_ids(tokenizer: Tokenizer, ban: Sequence[int] = ()) -> list[int]:
+    """The token ids sampling never gives: ``<unk>`` (if the vocabulary has one) and ``ban``."""
+    return ([tokenizer.unk_id] if tokenizer.unk_id is not None else []) + list(ban)
 
 
 def generate_many(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "", length: int = 500, *,

@@ -84,12 +84,17 @@ class RNNEncoder(nn.Module):
         return self.drop(x)
 
     def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
+        out, state = self.stack(self.inputs(ids), state, self.training)  # (B, T, H)
+        return out, state
+
+    def inputs(self, ids: Tensor, labels: Optional[Tensor] = None) -> Tensor:
+        """(B, T) -> what the recurrent layers read (B, T, E): the embedding (and a conditioned model's
+        label vectors: of ``labels`` (B, T), else of :meth:`running_labels`), with the input dropouts
+        in training."""
         x = self.embed(ids)  # (B, T, E)
         if self.label_embedding is not None:
-            x = x + self.label_embedding(self.running_labels(ids))
-        x = locked_dropout(x, self.cfg.input_dropout, self.training)
-        out, state = self.stack(x, state, self.training)  # (B, T, H)
-        return out, state
+            x = x + self.label_embedding(self.running_labels(ids) if labels is None else labels)
+        return locked_dropout(x, self.cfg.input_dropout, self.training)
 
     def forward_padded(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         """Encode padded texts of the given lengths as packed sequences (padding never
@@ -143,7 +148,7 @@ class LanguageModel(nn.Module):
         if targets is not None:
             first = self._nll(dropped, targets)  # (B, T)
         else:
-            first = self.log_probs(dropped) if self.asm is not None else self._logits(dropped)  # (B, T, V)
+            first = self.scores(dropped)  # (B, T, V)
         if return_outputs:
             return first, state, Outputs(raw, dropped)
         return first, state
@@ -153,6 +158,11 @@ class LanguageModel(nn.Module):
         negative), the state[, :class:`Outputs`]. Full softmax: the cross-entropy of the logits;
         adaptive softmax: minus the target's log-probability from the clusters it needs only."""
         return self(ids, state, return_outputs=return_outputs, targets=targets)
+
+    def scores(self, features: Tensor) -> Tensor:
+        """The last layer's (dropped) outputs (..., H) -> what :meth:`forward` gives for them (..., V):
+        logits, or with the adaptive softmax log-probabilities."""
+        return self.log_probs(features) if self.asm is not None else self._logits(features)
 
     def log_probs(self, features: Tensor) -> Tensor:
         """The last layer's (dropped) outputs (..., H) -> log-probabilities over the vocabulary (..., V)."""

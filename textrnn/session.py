@@ -22,7 +22,8 @@ from typing import Any, Iterator, Optional
 
 import torch
 
-from .generate import check_options, encode_prompt, encode_text, run_prefix, sample_steps, sampling_generators
+from .generate import (banned_ids, check_options, encode_prompt, encode_text, run_prefix, sample_steps,
+                       sampling_generators)
 from .model import LanguageModel
 from .stepper import Stepper
 from .tokenizer import Tokenizer
@@ -48,7 +49,7 @@ class Session:
         self.settings = Settings()
         self.configure(**settings)
         self._device = next(model.parameters()).device
-        self._banned = [tokenizer.unk_id] if tokenizer.unk_id is not None else None
+        self._banned = banned_ids(tokenizer) or None
         self._stepper: Optional[tuple[float, Stepper]] = None  # (logit scale, the stepper built for it)
         self._turn = 0
         self.reset()

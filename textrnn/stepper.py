@@ -3,12 +3,14 @@ at a time, as fast as PyTorch allows on a CPU (tested equal to the model's ``for
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional
+from typing import TYPE_CHECKING, Optional, Union
 
 import torch
 from torch import Tensor
 
 from .model import State
+
+LayerState = Union[Tensor, tuple[Tensor, Tensor]]  # one layer's: (h, c) for an LSTM, else h; each (B, H)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .model import LanguageModel
@@ -93,24 +95,30 @@ softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
             if k > 0:
                 bias = self.b_in[k] if self.cell != "gru" else self.b_ih[k]
                 x_proj = torch.addmm(bias, x, self.w_ih_t[k])  # (B, G*H)
-            if self.cell == "lstm":
-                h, c = state[k]
-                h, c = lstm_update(torch.addmm(x_proj, h, self.w_hh_t[k]), c)  # gates (B, 4H)
-                new_state.append((h, c))
-            elif self.cell == "gru":
-                h = state[k]
-                h = gru_update(x_proj, torch.addmm(self.b_hh[k], h, self.w_hh_t[k]), h)  # (B, 3H): r z n
-                new_state.append(h)
-            else:
-                h = torch.tanh(torch.addmm(x_proj, state[k], self.w_hh_t[k]))
-                new_state.append(h)
-            x = h
+            layer_state, x = cell_step(self.cell, x_proj, state[k], self.w_hh_t[k], self.b_hh[k])
+            new_state.append(layer_state)
         if self.asm is None:
             return torch.addmm(self.head_b, x, self.head_w_t), new_state  # (B, V)
         logits = self.asm.log_prob(x.float()) * self.logit_scale  # (B, V): adaptive softmax log-probabilities
         if self.banned:
             logits[:, self.banned] = float("-inf")
         return logits, new_state
+
+
+def cell_step(cell: str, x_proj: Tensor, state: LayerState, w_hh_t: Tensor, b_hh: Tensor) -> tuple[LayerState, Tensor]:
+    """One step of one recurrent layer (PyTorch's gate order and equations). ``x_proj`` (B, G*H):
+    the input times ``weight_ih`` plus ``bias_ih``, and for an LSTM or RNN plus ``bias_hh`` too
+    (both biases simply add); ``w_hh_t`` (H, G*H): ``weight_hh`` transposed; ``b_hh`` (G*H,): used
+    by a GRU only (its hidden bias sits inside the reset gate). ``state``: the layer's ``(h, c)``
+    (LSTM) or ``h`` (B, H). Returns the layer's new state and its output ``h`` (B, H)."""
+    if cell == "lstm":
+        h, c = lstm_update(torch.addmm(x_proj, state[0], w_hh_t), state[1])  # gates (B, 4H): i f g o
+        return (h, c), h
+    if cell == "gru":
+        h = gru_update(x_proj, torch.addmm(b_hh, state, w_hh_t), state)  # (B, 3H): r z n
+        return h, h
+    h = torch.tanh(torch.addmm(x_proj, state, w_hh_t))
+    return h, h
 
 
 def lstm_update(gates: Tensor, c: Tensor, doubled_g: bool = False) -> tuple[Tensor, Tensor]:

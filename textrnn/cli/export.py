@@ -1,19 +1,34 @@
-"""``textrnn export``: a trained model without its training state."""
+"""``textrnn export``: a trained model without its training state, or as ONNX functions."""
 
 from __future__ import annotations
 
 import click
 
+EXPORT_FORMATS = ("checkpoint", "onnx")
+
 
 @click.command("export")
 @click.argument("run", type=click.Path(path_type=str))
 @click.argument("dest", type=click.Path(path_type=str))
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="checkpoint", show_default=True,
+              help="checkpoint: a run directory textrnn loads; onnx: ONNX functions, tokenizer.json and a sampler "
+                   "that run without PyTorch (needs the onnx extra).")
 @click.option("--half", is_flag=True, help="Store the weights as float16 (half the size).")
 @click.option("--int8-embedding", is_flag=True, help="Store the embedding as int8 with a scale per row.")
-def export_command(run: str, dest: str, half: bool, int8_embedding: bool) -> None:
-    """Copy a trained model from RUN to DEST without its training state, to ship or share."""
-    from ..checkpoint import export as export_run
+def export_command(run: str, dest: str, fmt: str, half: bool, int8_embedding: bool) -> None:
+    """Copy a trained model from RUN to DEST without its training state, to ship or share;
+    with --format onnx, as ONNX functions that run without PyTorch."""
+    from ..errors import TextRNNError
 
-    out = export_run(run, dest, half=half, int8_embedding=int8_embedding)
+    if fmt == "onnx" and (half or int8_embedding):
+        raise TextRNNError("--half and --int8-embedding apply to --format checkpoint; an ONNX export is float32")
+    if fmt == "onnx":
+        from ..onnx_export import export_onnx
+
+        out = export_onnx(run, dest)
+    else:
+        from ..checkpoint import export as export_run
+
+        out = export_run(run, dest, half=half, int8_embedding=int8_embedding)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())
     click.echo(f"exported {run} to {out} ({size / 1e6:.1f} MB)")

@@ -1,0 +1,170 @@
+"""Sample text from a language model exported by ``textrnn export --format onnx``.
+
+Standalone: needs only numpy, onnxruntime and tokenizers (0.21 or later: ``DecodeStream``), not
+PyTorch or textrnn, and the files beside it (``model.json``, ``tokenizer.json``, ``prompt.onnx``,
+``step.onnx``).
+
+    python sample.py --prompt "ROMEO:" --length 200 --temp 0.8 --top-p 0.9 --seed 1
+    python sample.py --prompt "ROMEO:" --length 200 --greedy
+
+``--greedy`` writes the text ``textrnn generate --greedy`` writes for the same prompt and length.
+Sampling draws from numpy's generator, so a seed gives other text than ``textrnn generate``'s.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import numpy as np
+import onnxruntime
+from tokenizers import Tokenizer, decoders
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+UNK = "<unk>"
+
+
+def parse_args(meta, argv=None):
+    p = argparse.ArgumentParser(description="Sample text from an exported textrnn language model.")
+    p.add_argument("--prompt", "-p", default="", help="Text to start from.")
+    p.add_argument("--length", "-n", type=int, default=500, help="Tokens to generate (default 500).")
+    p.add_argument("--temp", "--temperature", dest="temperature", type=float, default=1.0,
+                   help="Sampling temperature (default 1.0; lower is more conservative).")
+    p.add_argument("--top-k", type=int, help="Sample only among the k most likely tokens.")
+    p.add_argument("--top-p", type=float, help="Sample only within the smallest set of probability >= p.")
+    p.add_argument("--greedy", action="store_true", help="Always take the most likely token.")
+    p.add_argument("--seed", type=int, help="Random seed (same seed, same text).")
+    labels = [c["label"] for c in meta["conditions"]]
+    if labels:
+        p.add_argument("--condition", choices=labels, help="Write text of this label's kind.")
+    args = p.parse_args(argv)
+    if not args.greedy and not args.temperature > 0:
+        p.error(f"--temp must be > 0 (got {args.temperature}); use --greedy for argmax decoding")
+    if args.top_p is not None and not 0 < args.top_p <= 1:
+        p.error(f"--top-p must be in (0, 1], got {args.top_p}")
+    if args.top_k is not None and not 1 <= args.top_k <= meta["vocab_size"]:
+        p.error(f"--top-k must be from 1 to the vocabulary size {meta['vocab_size']}, got {args.top_k}")
+    if args.length < 0:
+        p.error(f"--length must be >= 0, got {args.length}")
+    return args
+
+
+class Model:
+    """The exported step and prompt functions, one sample at a time."""
+
+    def __init__(self, meta, label=0):
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = 1  # one token at a time: threads cost more than they give
+        self.sessions = {name: onnxruntime.InferenceSession(os.path.join(HERE, f["file"]), options,
+                                                            providers=["CPUExecutionProvider"])
+                         for name, f in meta["functions"].items()}
+        self.meta = meta
+        self.label = np.array([label], dtype=np.int64)
+
+    def initial_state(self):
+        shape = (self.meta["layers"], 1, self.meta["hidden"])
+        return [np.zeros(shape, dtype=np.float32) for _ in self.meta["state"]]
+
+    def run(self, name, ids, state):
+        """(logits (V,), the next state) after ``ids``: one id (step) or a list of them (prompt)."""
+        f = self.meta["functions"][name]
+        feed = dict(zip(f["inputs"], [np.array([ids], dtype=np.int64), *state]))
+        if "label" in f["inputs"]:
+            feed["label"] = self.label
+        logits, *state = self.sessions[name].run(f["outputs"], feed)
+        return logits[0], state
+
+
+def encode_prompt(tok, meta, prompt):
+    """Token ids of the prompt (an empty one starts where ``textrnn generate`` starts)."""
+    if not prompt:
+        return list(meta["empty_prompt"])
+    if meta["tokenizer"] == "char":
+        unknown = sorted({c for c in prompt if tok.token_to_id(c) is None})
+        if unknown:
+            fail("--prompt has characters the model never saw in training: " + " ".join(repr(u) for u in unknown[:10]))
+    ids = tok.encode(prompt, add_special_tokens=False).ids
+    if not ids:
+        fail("--prompt encodes to no tokens; give a prompt with text in it")
+    return ids
+
+
+def fail(message):
+    """End with one line on stderr and exit status 2, as textrnn does."""
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
+class Decoder:
+    """One id at a time -> the text it completes, as ``textrnn generate`` writes it."""
+
+    def __init__(self, tok, meta):
+        self.tok, self.kind, self.prev = tok, meta["tokenizer"], None
+        self.spacing = meta.get("word_spacing")
+        self.stream, self.held = decoders.DecodeStream(skip_special_tokens=False), []
+
+    def __call__(self, i):
+        if self.kind == "char":
+            piece = self.tok.id_to_token(i)
+            return "\ufffd" if piece == UNK else piece
+        if self.kind == "bpe":  # bytes held back until they complete a character
+            text = self.stream.step(self.tok, i)
+            if text is None:
+                self.held.append(i)
+                return ""
+            self.held.clear()
+            return text
+        piece = self.tok.id_to_token(i)  # word: the spaces between words by rule
+        prev, self.prev = self.prev, piece
+        if prev is None or piece[:1] in self.spacing["no_space_before"] or prev[-1:] in self.spacing["no_space_after"]:
+            return piece
+        return " " + piece
+
+    def flush(self):
+        return self.tok.decode(self.held, skip_special_tokens=False) if self.kind == "bpe" and self.held else ""
+
+
+def pick(logits, args, rng):
+    """The next token: the most likely (--greedy), else a sample of softmax(logits / temp) within top-k, top-p."""
+    if args.greedy:
+        return int(np.argmax(logits))
+    logits = logits.astype(np.float64) / args.temperature
+    if args.top_k is not None and args.top_k < logits.size:
+        logits = np.where(logits < np.sort(logits)[-args.top_k], -np.inf, logits)
+    if args.top_p is not None and args.top_p < 1:
+        order = np.argsort(-logits, kind="stable")
+        probs = np.exp(logits[order] - logits[order[0]])
+        probs /= probs.sum()
+        drop = (np.cumsum(probs) - probs) >= args.top_p  # the tokens before it already reach top_p
+        logits[order[drop]] = -np.inf
+    return int(np.argmax(logits + rng.gumbel(size=logits.size)))  # Gumbel-max: a sample of softmax(logits)
+
+
+def sample(meta, args, out):
+    tok = Tokenizer.from_file(os.path.join(HERE, "tokenizer.json"))
+    condition = next((c for c in meta["conditions"] if c["label"] == getattr(args, "condition", None)), None)
+    ids = encode_prompt(tok, meta, (condition["start"] if condition else "") + args.prompt)
+    model = Model(meta, condition["index"] if condition else 0)
+    rng = np.random.default_rng(args.seed)
+    decode = Decoder(tok, meta)
+    decode(ids[-1])  # word spacing and BPE byte joins see the prompt's end
+    out.write(args.prompt)
+    logits, state = model.run("prompt", ids, model.initial_state())
+    for t in range(args.length):
+        logits[meta["banned"]] = -np.inf
+        token = pick(logits, args, rng)
+        out.write(decode(token))
+        out.flush()
+        if t + 1 < args.length:
+            logits, state = model.run("step", token, state)
+    out.write(decode.flush() + "\n")
+
+
+def main(argv=None):
+    with open(os.path.join(HERE, "model.json"), encoding="utf-8") as f:
+        meta = json.load(f)
+    sample(meta, parse_args(meta, argv), sys.stdout)
+
+
+if __name__ == "__main__":
+    main()
