@@ -57,9 +57,13 @@ def test_save_load_same_ids(tmp_path, kind):
     tok = train_tokenizer(kind, [MIXED * 4], vocab_size=300 if kind == "bpe" else None)
     atomic_write(tmp_path / "tokenizer.json", tok.to_json())
     again = Tokenizer.load(tmp_path / "tokenizer.json")
-    assert again.kind == kind
+    assert again.kind == kind  # read back from the file's structure
     np.testing.assert_array_equal(again.encode(MIXED), tok.encode(MIXED))
     assert again.decode(again.encode(MIXED)) == tok.decode(tok.encode(MIXED))
+    from tokenizers import Tokenizer as HFTokenizer  # a plain Hugging Face file, as the README says
+
+    plain = HFTokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    assert plain.encode("Hello", add_special_tokens=False).ids == tok.encode("Hello").tolist()
 
 
 def test_stream_decoder_holds_partial_utf8():

@@ -137,9 +137,9 @@ class Tokenizer:
 
     # -- persistence --------------------------------------------------------------------
     def to_json(self) -> str:
-        data = json.loads(self.hf.to_str())
-        data["textrnn_kind"] = self.kind  # ignored by HF, lets tokenizer.json stand alone
-        return json.dumps(data, ensure_ascii=False)
+        """A plain Hugging Face ``tokenizer.json`` (``tokenizers.Tokenizer.from_file`` loads it);
+        the kind is read back from its structure (:func:`kind_of`)."""
+        return self.hf.to_str()
 
     @classmethod
     def load(cls, path: str | Path, kind: str | None = None) -> "Tokenizer":
@@ -154,12 +154,20 @@ class Tokenizer:
         """The tokenizer saved by :meth:`to_json`."""
         try:
             data = json.loads(text)
-            saved_kind = data.pop("textrnn_kind", None)
-            kind = kind or saved_kind or "bpe"
+            saved_kind = data.pop("textrnn_kind", None)  # (files written before 2026-11-27 name it)
+            kind = kind or saved_kind or kind_of(data)
             hf = HFTokenizer.from_str(json.dumps(data))
         except Exception as e:  # noqa: BLE001 - JSON errors, and HF's plain Exception
             raise TextRNNError(f"{name}: not a readable textrnn tokenizer.json ({e})") from None
         return cls(kind, hf)
+
+
+def kind_of(data: dict) -> str:
+    """The kind of a parsed ``tokenizer.json``: BPE by its model, char by its one-code-point
+    pre-tokenizer (:func:`_char_pre_tokenizer`), else word."""
+    if data.get("model", {}).get("type") == "BPE":
+        return "bpe"
+    return "char" if data.get("pre_tokenizer") == json.loads(_char_pre_tokenizer().__getstate__()) else "word"
 
 
 class StreamDecoder:
