@@ -263,8 +263,7 @@ def export_onnx(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     tmp = files.temp_dir(dest.parent, f".{dest.name}.")
     try:
         exported = write_functions(ck.model, tmp)
-        # the plain HF file (Tokenizer.from_file refuses a run's, which adds its kind): the kind is in META
-        (tmp / checkpoint.TOKENIZER).write_text(ck.tokenizer.hf.to_str(), encoding="utf-8")
+        (tmp / checkpoint.TOKENIZER).write_text(ck.tokenizer.to_json(), encoding="utf-8")  # (a plain HF file)
         (tmp / META).write_text(json.dumps(metadata(ck, exported, str(run)), indent=2, ensure_ascii=False) + "\n",
                                 encoding="utf-8")
         if ck.task == "lm":
