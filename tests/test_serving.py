@@ -7,7 +7,7 @@ import pytest
 
 from textrnn.api import load
 from textrnn.errors import TextRNNError
-from textrnn.serve.batcher import SHUTTING_DOWN, Batcher
+from textrnn.serve.batcher import PREFILL_CHUNK, SHUTTING_DOWN, Batcher
 from textrnn.serve.limits import Limits
 from textrnn.serve.models import load_models
 from textrnn.serve.requests import RequestError, Sampling, parse_generate, parse_json, parse_texts
@@ -58,6 +58,17 @@ def test_streams_join_and_leave_between_steps(lm, batcher):
     assert texts == [solo(lm, "Second", 100, seed=6 + j) for j in range(3)]
     assert [r["seed"] for r in late.records()] == [6, 7, 8]
     assert long.result(10) == [solo(lm, "First", 4000, seed=5)]
+
+
+def test_a_long_prompt_runs_in_chunks_beside_the_running_streams(lm, batcher, tiny_corpus):
+    prompt = tiny_corpus.read_text()[: PREFILL_CHUNK * 3 + 5]  # four chunks
+    running = batcher.submit(Sampling(prompt="a", length=3000, seed=1))
+    assert running.wait(10)
+    long = batcher.submit(Sampling(prompt=prompt, length=50, seed=2, num_samples=2))
+    same = batcher.submit(Sampling(prompt=prompt, length=50, seed=2))  # (joins in the same batches)
+    assert long.result(10) == [solo(lm, prompt, 50, seed=2 + j) for j in range(2)] and same.result(10)[0] == \
+        long.text()[0]
+    assert running.result(10) == [solo(lm, "a", 3000, seed=1)]
 
 
 def test_updates_carry_the_pieces_in_order_and_count_tokens(batcher):

@@ -22,6 +22,7 @@ consumer once per step at most, so a slow reader gets the tokens of several step
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
 import threading
 import time
@@ -31,12 +32,27 @@ import torch
 
 from ..condition import marker_ids
 from ..errors import TextRNNError
-from ..generate import _gumbel, encode_prompt, filter_logits, new_seed, noise_chunk, run_prefix, sampling_generators
+from ..generate import _gumbel, encode_prompt, filter_logits, new_seed, noise_chunk, sampling_generators
+from ..stepper import Stepper
 from .jobs import Job
 from .requests import JSON_NAMES, RequestError, Sampling
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "the server is shutting down"
+
+
+PREFILL_CHUNK = 128
+"""Prompt tokens a joining request runs through the network per iteration of the step loop: a
+long prompt takes several iterations, so the running streams wait at most about one chunk's time
+between two steps."""
+
+
+class _Prefill:
+    """A job whose prompt is being run: the ids to run (all but the last), how many are done, the state."""
+
+    def __init__(self, job: Job):
+        self.job, self.ids, self.done = job, job.prompt_ids[:-1], 0
+        self.state: Optional[list] = None
 
 
 class _Stream:
@@ -84,7 +100,8 @@ class Batcher:
         self._chunk = noise_chunk(self._vocab)
         self._zeros = torch.zeros(self._vocab, device=self._device)
         self._cond = threading.Condition()
-        self._joining: list[Job] = []
+        self._joining: list[Job] = []  # submitted, not yet seen by the step loop
+        self._prefilling: list[_Prefill] = []  # their prompts being run
         self._admitted = 0  # streams of the jobs joining or running
         self._closing_at: Optional[float] = None
         self._stopped = False
@@ -95,6 +112,7 @@ class Batcher:
         self._touched: dict[Job, None] = {}  # jobs with news this iteration
         self._thread = threading.Thread(target=self._run, name="textrnn-batcher", daemon=True)
         self._thread.start()
+        atexit.register(self.close)  # (a step cut short by the interpreter's exit aborts the process)
 
     @property
     def streams(self) -> int:
@@ -135,13 +153,14 @@ class Batcher:
             self._stopped = True
             self._cond.notify()
         self._thread.join(timeout)
+        atexit.unregister(self.close)
 
     # -- the step loop ----------------------------------------------------------------------------
     def _run(self) -> None:
         with torch.inference_mode():
             while True:
                 with self._cond:
-                    while not (self._joining or self._rows or self._stopped):
+                    while not (self._joining or self._prefilling or self._rows or self._stopped):
                         self._cond.wait()
                     if self._stopped:
                         break
@@ -156,31 +175,52 @@ class Batcher:
             self._wake()
 
     def _iterate(self, joining: list[Job]) -> None:
-        """Cut everything past the drain's deadline, let ``joining`` join, the ended leave, then step."""
+        """Cut everything past the drain's deadline; run the prompts of the joining (a chunk
+        each); those done join the batch, the ended leave; then one step."""
         if self._closing_at is not None and time.monotonic() >= self._closing_at:
-            for job in [*joining, *(s.job for s in self._rows)]:
+            for job in [*joining, *(p.job for p in self._prefilling), *(s.job for s in self._rows)]:
                 job._end(SHUTTING_DOWN)
-                self._touched[job] = None
         for job in joining:
-            self._join(job)
+            if job.sampling.length == 0:  # nothing to generate
+                job._end()
+            self._prefilling.append(_Prefill(job))
+        self._prefill()
         self._leave()
         if self._rows:
             self._step()
 
-    def _join(self, job: Job) -> None:
-        n, ids = job.sampling.num_samples, job.prompt_ids
-        if job.ended or job.sampling.length == 0:  # nothing to generate
-            job._end()
-            self._touched[job] = None
-            with self._cond:
-                self._admitted -= n
-            return
+    def _prefill(self) -> None:
+        """Run the next chunk (up to :data:`PREFILL_CHUNK` tokens) of every prompt being run, one
+        batch per chunk length; a job whose prompt is done (all but its last token, as generate's
+        :func:`~textrnn.generate.run_prefix`) joins the batch. Ended jobs leave."""
+        groups: dict[tuple[int, bool], list[_Prefill]] = {}
+        for p in self._prefilling:
+            if p.job.ended:
+                self._release(p.job, p.job.sampling.num_samples)
+            else:
+                groups.setdefault((min(PREFILL_CHUNK, len(p.ids) - p.done), p.state is None), []).append(p)
+        for (n, fresh), group in groups.items():
+            if n:
+                ids = torch.tensor([p.ids[p.done : p.done + n] for p in group], device=self._device)  # (G, n)
+                state = None if fresh else Stepper.to_module_state(_stack([p.state for p in group]))
+                _, state = self.lm.model.encoder(ids, state)
+                rows = Stepper.from_module_state(state)  # per layer (G, H)
+                for k, p in enumerate(group):
+                    p.state, p.done = [_row(layer, k) for layer in rows], p.done + n
+        self._prefilling = [p for p in self._prefilling if not p.job.ended and p.done < len(p.ids)]
+        for group in groups.values():
+            for p in group:
+                if p.done == len(p.ids):
+                    self._join(p.job, p.state or self._stepper.initial_state(1, self._device))
+
+    def _join(self, job: Job, state: list) -> None:
+        """``job``'s streams join the batch, from ``state`` (1 row) after its prompt but the last token."""
+        n, last = job.sampling.num_samples, job.prompt_ids[-1]
         generators = sampling_generators(job.seed, self._device, n)
         streams = [_Stream(job, j, g, self.lm.tokenizer.stream_decoder()) for j, g in enumerate(generators)]
         for s in streams:  # let word spacing and BPE byte joins see the prompt's end (as generate does)
-            s.decoder(ids[-1])
-        state = run_prefix(self.lm.model, ids[:-1], None, 1) or self._stepper.initial_state(1, self._device)
-        tokens = torch.full((n,), ids[-1], dtype=torch.long, device=self._device)
+            s.decoder(last)
+        tokens = torch.full((n,), last, dtype=torch.long, device=self._device)
         if self._state is None:
             self._state = [_grow(None, layer, n) for layer in state]
             self._tokens = tokens
@@ -190,15 +230,19 @@ class Batcher:
         self._rows.extend(streams)
         self._settings = None
 
+    def _release(self, job: Job, streams: int) -> None:
+        """``streams`` of ``job``'s streams are done with; its consumer hears of it."""
+        self._touched[job] = None
+        with self._cond:
+            self._admitted -= streams
+
     def _leave(self) -> None:
         keep = [k for k, s in enumerate(self._rows) if not s.gone]
         if len(keep) == len(self._rows):
             return
         for s in self._rows:
             if s.gone:
-                self._touched[s.job] = None
-        with self._cond:
-            self._admitted -= len(self._rows) - len(keep)
+                self._release(s.job, 1)
         self._settings = None
         if not keep:
             self._rows, self._state, self._tokens = [], None, None
@@ -243,12 +287,12 @@ class Batcher:
         return self._settings
 
     def _fail_all(self, joining: list[Job], error: str) -> None:
-        for job in [*joining, *(s.job for s in self._rows)]:
+        for job in [*joining, *(p.job for p in self._prefilling), *(s.job for s in self._rows)]:
             job._end(error)
             self._touched[job] = None
         with self._cond:
             self._admitted = sum(j.sampling.num_samples for j in self._joining)
-        self._rows, self._state, self._tokens, self._settings = [], None, None, None
+        self._prefilling, self._rows, self._state, self._tokens, self._settings = [], [], None, None, None
 
     def _wake(self) -> None:
         """Wake the consumers waiting for the jobs with news: one call per asyncio loop."""
@@ -292,6 +336,16 @@ def _grow(old: Any, new: Any, n: int) -> Any:
         return tuple(_grow(None if old is None else o, x, n) for o, x in zip(old or (None, None), new))
     rows = new.expand(n, -1)
     return rows.contiguous() if old is None else torch.cat([old, rows])
+
+
+def _stack(states: list[list]) -> list:
+    """Per-layer states of one row each, stacked into one state of ``len(states)`` rows."""
+    return [tuple(torch.cat(parts) for parts in zip(*layers)) if isinstance(layers[0], tuple) else torch.cat(layers)
+            for layers in zip(*states)]
+
+
+def _row(layer: Any, k: int) -> Any:
+    return tuple(t[k : k + 1] for t in layer) if isinstance(layer, tuple) else layer[k : k + 1]
 
 
 def _select(layer: Any, index: torch.Tensor) -> Any:
