@@ -148,14 +148,20 @@ def score_file(model: torch.nn.Module, tok: Any, path: str | os.PathLike, seq_le
 
 def score_lines(model: torch.nn.Module, tok: Any, path: str | os.PathLike, seq_len: int,
                 encoding: str = "utf-8") -> list[dict[str, Any]]:
-    """Each non-empty line of ``path`` scored on its own (fresh state, its newline included,
-    its first token context only): line number, text, tokens, nats, bits per character,
-    perplexity; in file order."""
-    device = next(model.parameters()).device
+    """Each non-empty line of ``path`` scored on its own (:func:`score_texts`, its newline
+    included): line number, text, tokens, nats, bits per character, perplexity; in file order."""
     numbered = [(i, line) for i, line in enumerate(_lines(Path(path), encoding), 1) if line.strip()]
-    encoded = tok.encode_many([line if line.endswith("\n") else line + "\n" for _, line in numbered])
+    scores = score_texts(model, tok, [line if line.endswith("\n") else line + "\n" for _, line in numbered], seq_len)
+    return [{"line": number, "text": line.rstrip("\n"), **score} for (number, line), score in zip(numbered, scores)]
+
+
+def score_texts(model: torch.nn.Module, tok: Any, texts: Sequence[str], seq_len: int) -> list[dict[str, Any]]:
+    """Each text scored on its own (fresh state, its first token context only): tokens, nats,
+    bits per character (over all its characters), perplexity (per predicted token); in order."""
+    device = next(model.parameters()).device
+    encoded = tok.encode_many(list(texts))
     model.eval()
-    nats = np.zeros(len(numbered))
+    nats = np.zeros(len(encoded))
     order = np.argsort([len(e) for e in encoded], kind="stable")  # similar lengths side by side
     for lo in range(0, len(order), LINE_BATCH):
         picked = order[lo : lo + LINE_BATCH]
@@ -163,13 +169,9 @@ def score_lines(model: torch.nn.Module, tok: Any, path: str | os.PathLike, seq_l
         ends = np.cumsum([len(encoded[i]) for i in picked])
         spans = [(int(e - len(encoded[i])), int(e)) for i, e in zip(picked, ends)]
         nats[picked] = score_spans(model, ArrayTokens(ids), spans, seq_len, device)[0]
-    rows = []
-    for (number, line), e, n in zip(numbered, encoded, nats):
-        text = line.rstrip("\n")
-        rows.append({"line": number, "text": text, "tokens": len(e), "nats": float(n),
-                     "bits_per_char": float(n) / math.log(2) / (len(text) + 1),
-                     "perplexity": math.exp(min(float(n) / max(1, len(e) - 1), 50.0))})
-    return rows
+    return [{"tokens": len(e), "nats": float(n), "bits_per_char": float(n) / math.log(2) / max(1, len(text)),
+             "perplexity": math.exp(min(float(n) / max(1, len(e) - 1), 50.0))}
+            for text, e, n in zip(texts, encoded, nats)]
 
 
 def evaluate(files: str | os.PathLike | Sequence[str | os.PathLike], checkpoint: Optional[str | os.PathLike] = None,

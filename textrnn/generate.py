@@ -21,20 +21,36 @@ from .stepper import Stepper
 from .tokenizer import Tokenizer
 
 
+CLI_NAMES = {"temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p", "greedy": "--greedy",
+             "length": "--length", "num_samples": "--num-samples", "prompt": "--prompt"}
+"""How the messages of :func:`check_options` and :func:`encode_prompt` name each option (the
+command's flags; ``textrnn serve`` names its JSON fields)."""
+
+
+class OptionError(TextRNNError):
+    """A sampling option out of range; ``field`` is the option (a key of :data:`CLI_NAMES`)."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+
+
 def check_options(vocab_size: int, temperature: float, top_k: Optional[int], top_p: Optional[float],
-                  greedy: bool, length: int, num_samples: int) -> None:
+                  greedy: bool, length: int, num_samples: int, names: dict[str, str] = CLI_NAMES) -> None:
+    """Raise an :class:`OptionError` for the first option out of range, named as ``names`` names it."""
     if not greedy and not temperature > 0:
-        raise TextRNNError(f"--temp must be > 0 (got {temperature}); use --greedy for argmax decoding")
+        raise OptionError("temperature", f"{names['temperature']} must be > 0 (got {temperature}); "
+                          f"use {names['greedy']} for argmax decoding")
     if top_p is not None and not 0 < top_p <= 1:
-        raise TextRNNError(f"--top-p must be in (0, 1], got {top_p}")
+        raise OptionError("top_p", f"{names['top_p']} must be in (0, 1], got {top_p}")
     if top_k is not None and top_k < 1:
-        raise TextRNNError(f"--top-k must be >= 1, got {top_k}")
+        raise OptionError("top_k", f"{names['top_k']} must be >= 1, got {top_k}")
     if top_k is not None and top_k > vocab_size:
-        raise TextRNNError(f"--top-k must be at most the vocabulary size {vocab_size}, got {top_k}")
+        raise OptionError("top_k", f"{names['top_k']} must be at most the vocabulary size {vocab_size}, got {top_k}")
     if length < 0:
-        raise TextRNNError(f"--length must be >= 0, got {length}")
+        raise OptionError("length", f"{names['length']} must be >= 0, got {length}")
     if num_samples <= 0:
-        raise TextRNNError(f"--num-samples must be positive, got {num_samples}")
+        raise OptionError("num_samples", f"{names['num_samples']} must be positive, got {num_samples}")
 
 
 def filter_logits(logits: torch.Tensor, top_k: Optional[int] = None, top_p: Optional[float] = None) -> torch.Tensor:
@@ -220,20 +236,20 @@ SETTINGS = {k: inspect.signature(generate).parameters[k].default for k in ("temp
 """The sampling settings a record of :func:`generate_many` carries, with their defaults (generate's)."""
 
 
-def encode_prompt(tokenizer: Tokenizer, prompt: str) -> list[int]:
-    """Ids of the prompt; an empty prompt starts from a newline (or the first token)."""
+def encode_prompt(tokenizer: Tokenizer, prompt: str, what: str = CLI_NAMES["prompt"]) -> list[int]:
+    """Ids of the prompt; an empty prompt starts from a newline (or the first token). Errors name it ``what``."""
     if not prompt:
         ids = tokenizer.encode("\n").tolist()
         if not ids or (tokenizer.unk_id is not None and ids[-1] == tokenizer.unk_id):
             return [0 if tokenizer.unk_id != 0 else min(1, tokenizer.vocab_size - 1)]
         return ids[-1:]
-    ids = encode_text(tokenizer, prompt)
+    ids = encode_text(tokenizer, prompt, what)
     if not ids:
-        raise TextRNNError("--prompt encodes to no tokens; give a prompt with text in it")
+        raise TextRNNError(f"{what} encodes to no tokens; give a prompt with text in it")
     return ids
 
 
-def encode_text(tokenizer: Tokenizer, text: str, what: str = "--prompt") -> list[int]:
+def encode_text(tokenizer: Tokenizer, text: str, what: str = CLI_NAMES["prompt"]) -> list[int]:
     """Ids of ``text`` (maybe none); a character the model never saw is an error about ``what``."""
     unknown = tokenizer.unknown_chars(text)
     if unknown:

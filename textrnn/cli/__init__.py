@@ -1,6 +1,6 @@
 """The ``textrnn`` command. Parses options, calls the library, owns the terminal.
 
-One module per command (train, generate, evaluate, classify, export, plot); ``train``'s options are
+One module per command (train, generate, evaluate, classify, export, plot, serve); ``train``'s options are
 generated from their declarations (:mod:`textrnn.cli.options`). Heavy modules (torch,
 tokenizers, rich) are imported inside the commands, so ``--help`` and option errors answer
 at once. Every user error ends as one ``error: ...`` line on stderr and exit status 2.
@@ -19,6 +19,7 @@ from .export import export_command
 from .generate import generate_command
 from .plot import plot_command
 from .progress import is_main_rank
+from .serve import serve_command
 from .train import train_command
 
 
@@ -62,7 +63,7 @@ def cli() -> None:
 
 
 for _command in (train_command, generate_command, evaluate_command, classify_command, export_command,
-                 plot_command):
+                 plot_command, serve_command):
     cli.add_command(_command)
 
 

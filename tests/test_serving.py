@@ -1,0 +1,245 @@
+"""The serving engine (textrnn.serve.batcher, .requests, .models): batched stepping, and what
+a request may ask for. No web libraries needed."""
+
+import threading
+
+import pytest
+
+from textrnn.api import load
+from textrnn.errors import TextRNNError
+from textrnn.serve.batcher import PREFILL_CHUNK, SHUTTING_DOWN, Batcher
+from textrnn.serve.limits import Limits
+from textrnn.serve.models import load_models
+from textrnn.serve.requests import RequestError, Sampling, parse_generate, parse_json, parse_texts
+from textrnn.training.lm import train_language_model
+
+
+@pytest.fixture(scope="module")
+def lm(lm_run):
+    return load(lm_run)
+
+
+@pytest.fixture(scope="module")
+def batcher(lm):
+    b = Batcher(lm, max_streams=64)
+    yield b
+    b.close()
+
+
+OTHERS = [dict(temperature=0.7, top_k=3), dict(greedy=True), dict(top_p=0.8), dict(temperature=1.3),
+          dict(top_k=5, top_p=0.9, temperature=0.9)]
+
+
+def solo(lm, prompt, length, **options):
+    """What ``textrnn generate`` gives for these options (one sample)."""
+    return lm.generate(prompt, length, **options)
+
+
+@pytest.mark.parametrize("options", [dict(seed=1), dict(seed=2, temperature=0.8, top_p=0.9),
+                                     dict(seed=3, top_k=4), dict(greedy=True)])
+def test_a_seeded_request_gives_generates_text_alone_and_among_others(lm, batcher, options):
+    expected = solo(lm, "First", 300, **options)
+    assert batcher.submit(Sampling(prompt="First", length=300, **options)).result(10) == [expected]
+    others = [batcher.submit(Sampling(prompt=p, length=400, seed=10 + k, **o))
+              for k, (p, o) in enumerate(zip(["a", "The ", "", "Citizen", "o"], OTHERS))]
+    crowded = batcher.submit(Sampling(prompt="First", length=300, **options))
+    assert crowded.result(10) == [expected]
+    for job, (p, o), k in zip(others, zip(["a", "The ", "", "Citizen", "o"], OTHERS), range(5)):
+        assert job.result(10) == [solo(lm, p, 400, seed=10 + k, **o)]
+    assert batcher.streams == 0
+
+
+def test_streams_join_and_leave_between_steps(lm, batcher):
+    long = batcher.submit(Sampling(prompt="First", length=4000, seed=5))
+    assert long.wait(10)
+    late = batcher.submit(Sampling(prompt="Second", length=100, seed=6, num_samples=3))
+    texts = late.result(10)
+    assert long.tokens < 4000, "the late request should have joined while the long one ran"
+    assert texts == [solo(lm, "Second", 100, seed=6 + j) for j in range(3)]
+    assert [r["seed"] for r in late.records()] == [6, 7, 8]
+    assert long.result(10) == [solo(lm, "First", 4000, seed=5)]
+
+
+def test_a_long_prompt_runs_in_chunks_beside_the_running_streams(lm, batcher, tiny_corpus):
+    prompt = tiny_corpus.read_text()[: PREFILL_CHUNK * 3 + 5]  # four chunks
+    running = batcher.submit(Sampling(prompt="a", length=3000, seed=1))
+    assert running.wait(10)
+    long = batcher.submit(Sampling(prompt=prompt, length=50, seed=2, num_samples=2))
+    same = batcher.submit(Sampling(prompt=prompt, length=50, seed=2))  # (joins in the same batches)
+    assert long.result(10) == [solo(lm, prompt, 50, seed=2 + j) for j in range(2)] and same.result(10)[0] == \
+        long.text()[0]
+    assert running.result(10) == [solo(lm, "a", 3000, seed=1)]
+
+
+def test_updates_carry_the_pieces_in_order_and_count_tokens(batcher):
+    job = batcher.submit(Sampling(prompt="a", length=50, seed=1, num_samples=2))
+    pieces, tokens = [[], []], 0
+    while True:
+        update = job.take()
+        for acc, piece in zip(pieces, update.pieces):
+            acc.append(piece)
+        tokens += update.tokens
+        if update.finished:
+            break
+        job.wait(10)
+    assert ["".join(p) for p in pieces] == job.text() and tokens == job.tokens == 100
+    assert update.error is None
+
+
+def test_a_cancelled_job_leaves_and_frees_its_streams(batcher):
+    job = batcher.submit(Sampling(prompt="a", length=100_000, seed=1, num_samples=4))
+    assert job.wait(10)
+    job.cancel()
+    for _ in range(100):
+        if batcher.streams == 0:
+            break
+        threading.Event().wait(0.02)
+    assert batcher.streams == 0 and job.tokens < 400_000
+    assert batcher.submit(Sampling(prompt="b", length=0)).result(10) == [""]
+
+
+def test_limits_and_prompts_the_model_cannot_read(lm):
+    b = Batcher(lm, max_streams=3)
+    try:
+        with pytest.raises(RequestError, match="prompt has characters the model never saw") as e:
+            b.submit(Sampling(prompt="\u0416"))
+        assert (e.value.status, e.value.field) == (422, "prompt")
+        first = b.submit(Sampling(prompt="a", length=100_000, num_samples=2))
+        with pytest.raises(RequestError, match="busy: 2 of its 3 streams") as e:
+            b.submit(Sampling(prompt="a", num_samples=2))
+        assert e.value.status == 503
+        first.cancel()
+    finally:
+        b.close()
+
+
+def test_drain_cuts_running_jobs_after_the_grace_and_refuses_new_ones(lm):
+    b = Batcher(lm)
+    try:
+        short = b.submit(Sampling(prompt="a", length=20))
+        endless = b.submit(Sampling(prompt="a", length=10**9))
+        assert short.result(10)[0]
+        b.drain(0.2)
+        with pytest.raises(RequestError, match=SHUTTING_DOWN):
+            b.submit(Sampling(prompt="a"))
+        with pytest.raises(RequestError, match=SHUTTING_DOWN):
+            endless.result(10)
+        assert endless.tokens > 0 and b.streams == 0
+    finally:
+        b.close()
+
+
+def test_close_ends_running_jobs(lm):
+    b = Batcher(lm)
+    job = b.submit(Sampling(prompt="a", length=10**9))
+    assert job.wait(10)
+    b.close()
+    assert job.take().finished and job.error == SHUTTING_DOWN
+
+
+def test_a_conditioned_model_batches_its_labels_together(tmp_path):
+    rows = "label,text\n" + "up,aaaa aaa aaaaa\ndown,bbb bbbb bb bbb\n" * 40
+    (tmp_path / "rows.csv").write_text(rows, encoding="utf-8")
+    run = train_language_model([tmp_path / "rows.csv"], out=tmp_path / "run", condition_column="label", max_steps=2,
+                               hidden=16, embed=8, batch_size=4, seq_len=16, warmup_steps=1, sample_length=0,
+                               fit=False, eval_every=2, save_every=2)
+    lm = load(run.path)
+    b = Batcher(lm)
+    try:
+        jobs = {c: b.submit(Sampling(prompt="a", length=60, seed=4, condition=c)) for c in ("up", "down", None)}
+        for c, job in jobs.items():
+            assert job.result(10) == [lm.generate("a", 60, seed=4, condition=c)]
+            assert job.records()[0]["condition"] == c
+    finally:
+        b.close()
+
+
+# -- what a request may ask for ------------------------------------------------------------------
+LIMITS = Limits(max_length=100, max_samples=4, max_prompt_chars=20, max_texts=3, max_text_chars=10)
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({"length": "5"}, "length", "length must be an integer, got a string"),
+    ({"length": 101}, "length", "length must be at most 100 (the server's --max-length), got 101"),
+    ({"length": -1}, "length", "length must be >= 0, got -1"),
+    ({"length": True}, "length", "length must be an integer, got true"),
+    ({"temperature": 0}, "temperature", 'temperature must be > 0 (got 0.0); use "greedy": true for argmax decoding'),
+    ({"temperature": 1e300}, "temperature", "temperature must be from 0.001 to 1000"),
+    ({"temperature": None}, "temperature", "temperature must be a number, got null"),
+    ({"top_p": 1.5}, "top_p", "top_p must be in (0, 1], got 1.5"),
+    ({"top_k": 0}, "top_k", "top_k must be >= 1, got 0"),
+    ({"top_k": 12}, "top_k", "top_k must be at most the vocabulary size 11, got 12"),
+    ({"num_samples": 5}, "num_samples", "num_samples must be at most 4 (the server's --max-samples), got 5"),
+    ({"seed": -1}, "seed", "seed must be from 0 to 9007199254740991, got -1"),
+    ({"prompt": "x" * 21}, "prompt", "prompt must be at most 20 characters (the server's --max-prompt-chars)"),
+    ({"prompt": 5}, "prompt", "prompt must be a string, got an integer"),
+    ({"prompt": "\ud800"}, "prompt", "prompt is not valid Unicode text"),
+    ({"greedy": "yes"}, "greedy", "greedy must be true or false, got a string"),
+    ({"stream": 1}, "stream", "stream must be true or false, got an integer"),
+    ({"condition": "up"}, "condition", "this model was trained without labels; leave out condition"),
+    ({"temprature": 1}, "temprature", "unknown field 'temprature'; the fields are: prompt, length"),
+])
+def test_bad_generation_fields_are_named(body, field, message):
+    with pytest.raises(RequestError) as e:
+        parse_generate(body, LIMITS, 11, None)
+    assert (e.value.status, e.value.field) == (422, field) and message in str(e.value)
+
+
+def test_generation_defaults_are_generates_within_the_limits():
+    sampling, stream = parse_generate({"prompt": "hi", "seed": 3, "top_k": None, "condition": "up"}, LIMITS, 11,
+                                      ["down", "up"])
+    assert sampling == Sampling(prompt="hi", length=100, seed=3, condition="up") and stream is False
+    assert parse_generate({"greedy": True, "temperature": 0}, Limits(), 11, None)[0].length == 500
+    with pytest.raises(RequestError, match="condition 'sideways' is not a label of this model; its labels: down, up"):
+        parse_generate({"condition": "sideways"}, LIMITS, 11, ["down", "up"])
+
+
+@pytest.mark.parametrize("raw, message", [(b"{", "the body is not valid JSON"), (b"[1]", "must be a JSON object"),
+                                          (b'{"temperature": NaN}', "NaN is not JSON"), (b"\xff", "not valid JSON"),
+                                          (b"[" * 100_000, "not valid JSON"), (b"", "not valid JSON")])
+def test_bodies_that_are_not_json_objects(raw, message):
+    with pytest.raises(RequestError) as e:
+        parse_json(raw)
+    assert (e.value.status, e.value.field) == (400, None) and message in str(e.value)
+
+
+@pytest.mark.parametrize("body, field, message", [
+    ({}, "texts", 'give either "texts"'), ({"text": "a", "texts": ["b"]}, "texts", 'give either "texts"'),
+    ({"texts": "a"}, "texts", "texts must be an array of strings, got a string"),
+    ({"texts": []}, "texts", "texts must hold from 1 to 3 texts (the server's --max-texts), got 0"),
+    ({"texts": ["a"] * 4}, "texts", "got 4"), ({"texts": ["a", 3]}, "texts[1]", "texts[1] must be a string"),
+    ({"text": "x" * 11}, "text", "text must be at most 10 characters"), ({"texts": ["a"], "top": 1}, "top", "unknown"),
+])
+def test_bad_texts_are_named(body, field, message):
+    with pytest.raises(RequestError) as e:
+        parse_texts(body, LIMITS)
+    assert (e.value.status, e.value.field) == (422, field) and message in str(e.value)
+    assert parse_texts({"text": "a"}, LIMITS) == (["a"], True)
+
+
+def test_limits_are_positive_integers():
+    with pytest.raises(TextRNNError, match="--max-length must be a positive integer, got 0"):
+        Limits(max_length=0)
+
+
+def test_models_are_named_by_run_and_picked_by_task(lm_run, int_clf):
+    models = load_models([lm_run, int_clf, lm_run], Limits())
+    try:
+        assert list(models.served) == ["run", "clf", "run-2"]
+        assert models.pick("lm", None).name == "run" and models.pick("lm", "run-2").name == "run-2"
+        assert models.pick("classify", None).name == "clf"
+        with pytest.raises(RequestError, match="no model named 'nope'; the models: run, clf, run-2") as e:
+            models.pick("lm", "nope")
+        assert (e.value.status, e.value.field) == (404, "model")
+        with pytest.raises(RequestError, match="model 'clf' is a classifier; /generate and /evaluate take a") as e:
+            models.pick("lm", "clf")
+        assert e.value.status == 422
+        assert [m["task"] for m in models.describe()] == ["lm", "classify", "lm"]
+        assert models.describe()[1]["labels"] == [0, 1]
+    finally:
+        models.close()
+    lm_only = load_models([lm_run], Limits())
+    with pytest.raises(RequestError, match="this server has no classifier loaded") as e:
+        lm_only.pick("classify", None)
+    assert e.value.status == 404
+    lm_only.close()

@@ -1,0 +1,126 @@
+"""A generation request as its consumer sees it: a :class:`Job` fills up with text from the
+step loop (:mod:`textrnn.serve.batcher`) and is read from any thread (:meth:`Job.wait`,
+:meth:`Job.take`, :meth:`Job.result`) or from an asyncio loop (:meth:`Job.updates`)."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import threading
+from typing import Any, AsyncIterator, Callable, Optional
+
+from .requests import RequestError, Sampling
+
+
+@dataclasses.dataclass(frozen=True)
+class Update:
+    """A job's news since the last :meth:`Job.take`: each sample's new text, the tokens it
+    holds, whether the job has ended, and why it failed (None: it did not)."""
+
+    pieces: list[str]
+    tokens: int
+    finished: bool
+    error: Optional[str]
+
+
+class Job:
+    """One generation request: ``num_samples`` streams of ``sampling.length`` tokens."""
+
+    def __init__(self, sampling: Sampling, seed: int, prompt_ids: list[int], label: int, labelled: bool):
+        self.sampling, self.seed, self.prompt_ids, self.label = sampling, seed, prompt_ids, label
+        n = sampling.num_samples
+        self.texts: list[list[str]] = [[] for _ in range(n)]  # every piece so far, per sample
+        self.tokens = 0  # generated so far, all samples
+        self.error: Optional[str] = None
+        self.cancelled = False
+        self._labelled, self._running = labelled, n
+        self._lock = threading.Lock()
+        self._new: list[list[str]] = [[] for _ in range(n)]
+        self._new_tokens = 0
+        self._done = False
+        self._waker: Optional[tuple[Optional[asyncio.AbstractEventLoop], Callable[[], None]]] = None
+
+    # -- the consumer's side ----------------------------------------------------------------
+    def take(self) -> Update:
+        """The news since the last call (maybe none)."""
+        with self._lock:
+            pieces = ["".join(p) for p in self._new]
+            for p in self._new:
+                p.clear()
+            tokens, self._new_tokens = self._new_tokens, 0
+            return Update(pieces, tokens, self._done, self.error)
+
+    def wait(self, timeout: Optional[float] = None) -> bool:
+        """Block until there is news (or the job has ended); False: ``timeout`` passed first."""
+        event = threading.Event()
+        return not self._arm(None, event.set) or event.wait(timeout)
+
+    def result(self, timeout: Optional[float] = None) -> list[str]:
+        """Wait for the end (each wait at most ``timeout``); each sample's whole text. A failed
+        job raises its error as a :class:`~textrnn.serve.requests.RequestError` (503)."""
+        while not self.take().finished:
+            if not self.wait(timeout):
+                raise TimeoutError(f"no news from the generation within {timeout} s")
+        if self.error:
+            raise RequestError(503, self.error)
+        return self.text()
+
+    async def updates(self) -> AsyncIterator[Update]:
+        """The job's news as it comes, in an asyncio loop; the last update has ``finished``."""
+        loop = asyncio.get_running_loop()
+        while True:
+            update = self.take()
+            if update.tokens or update.finished or any(update.pieces):
+                yield update
+                if update.finished:
+                    return
+                continue
+            event = asyncio.Event()
+            if self._arm(loop, event.set):
+                await event.wait()
+
+    def cancel(self) -> None:
+        """Stop generating (the streams leave before the next step); a no-op once ended."""
+        self.cancelled = True
+
+    def text(self) -> list[str]:
+        return ["".join(pieces) for pieces in self.texts]
+
+    def records(self) -> list[dict[str, Any]]:
+        """One record per sample, as ``textrnn generate --format jsonl`` writes them."""
+        s = self.sampling
+        labelled = {"condition": s.condition} if self._labelled else {}
+        return [{"sample": j + 1, "seed": self.seed + j, "prompt": s.prompt, "text": text, **s.settings(), **labelled}
+                for j, text in enumerate(self.text())]
+
+    def _arm(self, loop: Optional[asyncio.AbstractEventLoop], wake: Callable[[], None]) -> bool:
+        """Ask to be woken (from ``loop``, None: any thread) at the next news; False: there is news now."""
+        with self._lock:
+            if self._done or self._new_tokens or any(self._new):
+                return False
+            self._waker = (loop, wake)
+            return True
+
+    # -- the step loop's side -----------------------------------------------------------------
+    def _add(self, sample: int, piece: str, last: bool) -> None:
+        with self._lock:
+            self._new[sample].append(piece)
+            self.texts[sample].append(piece)
+            self._new_tokens += 1
+            self.tokens += 1
+            self._running -= last
+            self._done = self._done or self._running == 0
+
+    def _end(self, error: Optional[str] = None) -> None:
+        with self._lock:
+            if not self._done:
+                self.error, self._done = error, True
+
+    @property
+    def ended(self) -> bool:
+        return self._done or self.cancelled
+
+    def _disarm(self) -> Optional[tuple[Optional[asyncio.AbstractEventLoop], Callable[[], None]]]:
+        with self._lock:
+            waker, self._waker = self._waker, None
+            return waker

@@ -1,0 +1,33 @@
+"""The server's limits: how much one request may ask for, and the server takes on at once.
+Declared once here: ``textrnn serve``'s options are made from them (no torch import)."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from ..errors import TextRNNError
+
+
+def _limit(default: int, help: str) -> Any:
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
+@dataclasses.dataclass(frozen=True)
+class Limits:
+    """How much one request may ask for, and the server takes on at once (``textrnn serve``'s options)."""
+
+    max_streams: int = _limit(256, "Generation streams at once, all requests together (each sample is one); "
+                                   "a request beyond them gets 503.")
+    max_length: int = _limit(2000, "Tokens one sample may ask for (length).")
+    max_samples: int = _limit(16, "Samples one /generate request may ask for (num_samples).")
+    max_prompt_chars: int = _limit(10_000, "Characters of a prompt.")
+    max_texts: int = _limit(256, "Texts one /classify or /evaluate request may send.")
+    max_text_chars: int = _limit(10_000, "Characters of each of those texts.")
+    max_body_bytes: int = _limit(1_000_000, "Bytes of a request body; a larger one gets 413.")
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise TextRNNError(f"--{f.name.replace('_', '-')} must be a positive integer, got {value!r}")
