@@ -13,7 +13,7 @@ import torch
 
 from .data.batches import length_buckets, pad_batch
 from .model import Classifier
-from .stepper import gru_update, lstm_update
+from .stepper import gru_update
 from .tokenizer import Tokenizer
 
 
@@ -24,7 +24,8 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> li
 
 def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
     """Class probabilities ``(N, C)`` for encoded texts, in input order. A one-layer model on the
-    CPU reads them with a :class:`Reader` (same results, fewer operations); others by ``forward``."""
+    CPU reads them with a :class:`Reader` (same results, fewer operations, ``Reader.GROUP`` texts
+    at a time); others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
     device = next(model.parameters()).device
     probs = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
     if not len(ids):
@@ -34,7 +35,7 @@ def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 
         if Reader.reads(model):
             reader = Reader(model)
             for first in range(0, len(ids), Reader.GROUP):
-                logits = reader.logits(ids[first : first + Reader.GROUP], batch_size)
+                logits = reader.logits(ids[first : first + Reader.GROUP])
                 probs[first : first + len(logits)] = torch.softmax(logits, dim=-1).numpy()
             return probs
         order = np.arange(len(ids))
@@ -49,89 +50,80 @@ class Reader:
     """A one-layer :class:`Classifier`'s logits, read the cheap way (equal to ``forward``: tested).
 
     ``forward`` runs the recurrent layer over packed sequences and pools its whole output. This
-    does the cell arithmetic step by step instead (the Stepper's, :mod:`textrnn.stepper`), with
-    each batch's rows sorted longest first so that step ``t`` updates just the rows still
-    running (a prefix of the batch): both directions in one batched product (the backward one
-    reads each text reversed), the input side projected once per distinct token of a group of
-    texts rather than once per position, and the pooling (last state, max, mean) kept as running
-    values, never an output sequence. On a CPU most of the time is the hidden-side product itself.
+    does the cell arithmetic step by step instead (the equations of :mod:`textrnn.stepper`), in
+    place, on the rows sorted longest first, so that step ``t`` updates just the rows still
+    running (a prefix of the batch, and contiguous): the backward direction reads each text
+    reversed; the input side is projected once per distinct token of a group of texts rather
+    than once per position; the pooling (last state, max, mean) is kept as running values,
+    never an output sequence. On a CPU most of the time left is the hidden-side product itself.
     """
 
-    GROUP = 8192  # texts that share one table of projected inputs (at most its distinct tokens' rows)
+    GROUP = 4096  # texts read together: one table of projected inputs (its distinct tokens'), one batch
 
     def __init__(self, model: Classifier):
         cfg, rnn = model.cfg, model.encoder.rnn
         self.cell, self.hidden, self.head = cfg.cell, cfg.hidden, model.head
-        self.directions = 2 if cfg.bidirectional else 1
-        ends = ["_l0", "_l0_reverse"][: self.directions]
-        weights = {name: [getattr(rnn, name + end).detach().float() for end in ends]
-                   for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+        ends = ["_l0", "_l0_reverse"][: 2 if cfg.bidirectional else 1]
+        weight = {name: [getattr(rnn, name + end).detach().float() for end in ends]
+                  for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
         self.embedding = model.encoder.embedding.weight.detach().float()  # (V, E)
-        self.w_ih = torch.cat(weights["weight_ih"])  # (D*G, E), G = gates x H
-        self.b_hh = torch.stack(weights["bias_hh"]).unsqueeze(1)  # (D, 1, G)
-        self.b_ih = torch.cat(weights["bias_ih"])  # (D*G,)
-        if self.cell != "gru":  # LSTM / RNN: both biases simply add (GRU's hidden bias sits in its reset gate)
-            self.b_ih = self.b_ih + self.b_hh.flatten()
-        self.w_hh_t = torch.stack([w.t() for w in weights["weight_hh"]]).contiguous()  # (D, H, G)
-        if self.cell == "lstm":  # g doubled, so that lstm_update takes its tanh through the (cheaper) sigmoid
+        self.w_ih = torch.cat(weight["weight_ih"])  # (D*G, E), G = gates x H
+        self.b_hh = weight["bias_hh"]  # per direction (G,): a GRU's (it sits inside the reset gate)
+        self.b_ih = torch.cat(weight["bias_ih"] if self.cell == "gru"  # LSTM / RNN: both biases simply add
+                              else [bi + bh for bi, bh in zip(weight["bias_ih"], weight["bias_hh"])])  # (D*G,)
+        self.w_hh_t = [w.t().contiguous() for w in weight["weight_hh"]]  # per direction (H, G)
+        if self.cell == "lstm":  # g doubled, so that its tanh is taken through the (cheaper) sigmoid
             g = slice(2 * self.hidden, 3 * self.hidden)
-            self.w_ih.view(self.directions, 4 * self.hidden, -1)[:, g] *= 2
-            self.b_ih.view(self.directions, 4 * self.hidden)[:, g] *= 2
-            self.w_hh_t[:, :, g] *= 2
+            self.w_ih.view(len(ends), 4 * self.hidden, -1)[:, g] *= 2
+            self.b_ih.view(len(ends), 4 * self.hidden)[:, g] *= 2
+            for w in self.w_hh_t:
+                w[:, g] *= 2
 
     @staticmethod
     def reads(model: Classifier) -> bool:
         """Whether a Reader reads ``model``: one recurrent layer, on the CPU."""
         return model.cfg.layers == 1 and next(model.parameters()).device.type == "cpu"
 
-    def logits(self, ids: Sequence[np.ndarray], batch_size: int) -> torch.Tensor:
-        """Logits ``(N, C)`` of encoded texts, in input order, in batches of ``batch_size`` texts of
-        similar lengths. Use under ``torch.inference_mode()``."""
+    def logits(self, ids: Sequence[np.ndarray]) -> torch.Tensor:
+        """Logits ``(N, C)`` of encoded texts, in input order, read as one batch (its memory is a
+        few rows per text: no output sequence). Use under ``torch.inference_mode()``."""
         distinct = np.unique(np.concatenate([np.asarray(s, dtype=np.int64) for s in ids] + [np.zeros(1, np.int64)]))
-        inputs = torch.addmm(self.b_ih, self.embedding[torch.from_numpy(distinct)], self.w_ih.t())  # (U, D*G)
-        U, D = len(distinct), self.directions
-        inputs = inputs.view(U, D, -1).transpose(0, 1).reshape(D * U, -1)  # (D*U, G): direction d's row of u at d*U+u
+        inputs = torch.mm(self.embedding[torch.from_numpy(distinct)], self.w_ih.t()).add_(self.b_ih)  # (U, D*G)
+        tables = inputs.chunk(len(self.w_hh_t), dim=1)  # per direction (U, G): each distinct token's input side
+        index = np.argsort([-len(s) for s in ids], kind="stable")  # longest first
+        x, lengths = pad_batch([ids[i] for i in index])  # (B, T), (B,)
+        steps = torch.arange(x.shape[1])
+        backward = x.gather(1, (lengths[:, None] - 1 - steps).clamp_min(0))  # (B, T): each text reversed
+        running = (lengths[None, :] > steps[:, None]).sum(1).tolist()  # rows still running at each step
+        pooled = [self._direction(table, torch.from_numpy(np.searchsorted(distinct, seq.t().numpy())), running,
+                                  w_hh_t, b_hh)
+                  for table, seq, w_hh_t, b_hh in zip(tables, (x, backward), self.w_hh_t, self.b_hh)]
+        last, top, total = (torch.cat(parts, dim=-1) for parts in zip(*pooled))  # (B, D*H) each
         out = torch.empty(len(ids), self.head.out_features)
-        order = np.argsort([-len(s) for s in ids], kind="stable")  # longest first
-        for first in range(0, len(ids), batch_size):
-            index = order[first : first + batch_size]
-            x, lengths = pad_batch([ids[i] for i in index])
-            steps = torch.arange(x.shape[1])
-            backward = x.gather(1, (lengths[:, None] - 1 - steps).clamp_min(0))  # (B, T): each text reversed
-            rows = torch.from_numpy(np.searchsorted(distinct, torch.stack([x, backward][:D]).numpy()))  # (D, B, T)
-            rows += U * torch.arange(D)[:, None, None]
-            out[index] = self._read(inputs, rows.permute(2, 0, 1).contiguous(), lengths)
+        out[index] = self.head(torch.cat([last, top, total / lengths[:, None].to(total.dtype)], dim=-1))
         return out
 
-    def _read(self, inputs: torch.Tensor, rows: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
-        """One batch: ``rows`` (T, D, B) the rows of ``inputs`` each step reads, ``lengths`` (B,) in
-        descending order -> logits (B, C)."""
-        T, D, B = rows.shape
-        H = self.hidden
-        running = (lengths[None, :] > torch.arange(T)[:, None]).sum(1).tolist()  # rows still running at each step
-        h = torch.zeros(D, B, H)  # the running rows' state, then each finished row's last one
-        c = torch.zeros(D, B, H) if self.cell == "lstm" else None
-        top, total = torch.full((D, B, H), float("-inf")), torch.zeros(D, B, H)  # max and sum over steps
-        final = [h, top, total]
+    def _direction(self, table: torch.Tensor, rows: torch.Tensor, running: list[int], w_hh_t: torch.Tensor,
+                   b_hh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One direction over one batch: ``rows`` (T, B) the rows of ``table`` (U, G) each step reads,
+        ``running[t]`` the rows still running at step t. Returns each text's last state, max and
+        sum over its steps, each (B, H)."""
+        B, H = rows.shape[1], self.hidden
+        h, top, total = torch.zeros(B, H), torch.full((B, H), float("-inf")), torch.zeros(B, H)
+        c2 = torch.zeros(B, H) if self.cell == "lstm" else None  # the LSTM's cell state, doubled
         for t, n in enumerate(running):
-            if n < h.shape[1]:  # rows n.. are done: keep what they end with
-                for done, now in zip(final, (h, top, total)):
-                    done[:, n : now.shape[1]] = now[:, n:]
-                h, top, total = h[:, :n], top[:, :n], total[:, :n]
-                c = c[:, :n] if c is not None else None
-            x = inputs.index_select(0, rows[t, :, :n].reshape(-1)).view(D, n, -1)  # (D, n, G)
-            if self.cell == "lstm":
-                h, c = lstm_update(torch.baddbmm(x, h, self.w_hh_t), c, doubled_g=True)
+            x, hn = table.index_select(0, rows[t, :n]), h[:n]  # (n, G) this step's input side, (n, H)
+            if c2 is not None:  # tanh(v) = 2 sigmoid(2v) - 1 (g comes doubled; c is kept doubled)
+                i, f, g, o = x.addmm_(hn, w_hh_t).sigmoid_().split(H, dim=1)  # g: sigmoid(2g)
+                c2[:n].mul_(f).addcmul_(i, g, value=4).sub_(i, alpha=2)  # 2c = f 2c + 2 i tanh(g)
+                torch.addcmul(o, o, torch.sigmoid(c2[:n]), value=2, out=hn).sub_(o, alpha=2)  # o tanh(c)
             elif self.cell == "gru":
-                h = gru_update(x, torch.baddbmm(self.b_hh, h, self.w_hh_t), h)
+                hn.copy_(gru_update(x, torch.addmm(b_hh, hn, w_hh_t), hn))
             else:
-                h = torch.tanh(torch.baddbmm(x, h, self.w_hh_t))
-            top = torch.maximum(top, h)
-            total = total + h
-        for done, now in zip(final, (h, top, total)):
-            done[:, : now.shape[1]] = now
-        last, top, total = (v.transpose(0, 1).reshape(B, D * H) for v in final)  # (D, B, H) -> (B, D*H)
-        return self.head(torch.cat([last, top, total / lengths[:, None].to(total.dtype)], dim=-1))  # (B, C)
+                torch.tanh(x.addmm_(hn, w_hh_t), out=hn)
+            torch.maximum(top[:n], hn, out=top[:n])
+            total[:n] += hn
+        return h, top, total
 
 
 def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = 512,
