@@ -59,6 +59,17 @@ def run_in_chunks(model, ids, size: int = 4):
     return torch.cat(parts, dim=1), state
 
 
+def one_line_error(res, *fragments):
+    """``res`` (a :func:`run_cli` result) is a user error: exit status 2, one ``error: ...`` line on
+    stderr with no traceback, holding each of ``fragments``."""
+    assert res.exit_code == 2, res.output
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in res.output
+    for f in fragments:
+        assert f in lines[0], lines[0]
+
+
 def run_cli(args, **kw):
     """Invoke the ``textrnn`` command in-process (click's CliRunner); exceptions propagate."""
     from click.testing import CliRunner

@@ -5,6 +5,7 @@ import sys
 
 import pytest
 from click.testing import CliRunner
+from conftest import one_line_error
 
 from textrnn.cli import cli
 
@@ -45,15 +46,6 @@ def test_train_resume_via_cli(trained, tiny_corpus):
     assert "30 steps" in res.output
 
 
-def _check_error(res, *fragments):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1, res.stderr
-    assert lines[0].startswith("error: ") and "Traceback" not in res.output
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_corpus, monkeypatch):
     monkeypatch.chdir(tmp_path)
     latin = tmp_path / "latin.txt"
@@ -88,7 +80,7 @@ def test_bad_inputs_exit_2_with_one_line(tmp_path, tiny_corpus, monkeypatch):
         (["frobnicate"], ["No such command"]),
     ]
     for args, fragments in cases:
-        _check_error(run(args), *fragments)
+        one_line_error(run(args), *fragments)
 
 
 def test_generate_right_after_installation_samples_the_shipped_model(tmp_path, monkeypatch):
@@ -106,12 +98,12 @@ def test_generate_without_any_model_is_one_error(tmp_path, monkeypatch):
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(checkpoint, "SHIPPED", {})
-    _check_error(run(["generate"]), "no trained language model")
+    one_line_error(run(["generate"]), "no trained language model")
 
 
 def test_generate_errors_that_need_a_model(trained):
-    _check_error(run(["generate", "--top-k", "100000"]), "--top-k")
-    _check_error(run(["generate", "--prompt", "Ж"]), "never saw")
+    one_line_error(run(["generate", "--top-k", "100000"]), "--top-k")
+    one_line_error(run(["generate", "--prompt", "Ж"]), "never saw")
 
 
 def test_latin1_with_encoding_trains(tmp_path, monkeypatch):
@@ -124,7 +116,7 @@ def test_latin1_with_encoding_trains(tmp_path, monkeypatch):
 
 def test_existing_run_is_not_overwritten(trained, tiny_corpus):
     before = (trained / "model.safetensors").read_bytes()
-    _check_error(run(["train", str(tiny_corpus), "--max-steps", "5"]), "--resume", "--force")
+    one_line_error(run(["train", str(tiny_corpus), "--max-steps", "5"]), "--resume", "--force")
     assert (trained / "model.safetensors").read_bytes() == before
 
 
@@ -159,6 +151,6 @@ def test_bulk_generation_to_jsonl_text_and_stdout(trained, tmp_path):
 
 
 def test_bulk_generation_errors(trained, tmp_path):
-    _check_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "s.csv")]), "s.csv", ".jsonl or .txt")
-    _check_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "no" / "s.jsonl")]), "does not exist")
-    _check_error(run(["generate", "--batch-size", "0"]), "--batch-size")
+    one_line_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "s.csv")]), "s.csv", ".jsonl or .txt")
+    one_line_error(run(["generate", "--num-samples", "2", "-o", str(tmp_path / "no" / "s.jsonl")]), "does not exist")
+    one_line_error(run(["generate", "--batch-size", "0"]), "--batch-size")

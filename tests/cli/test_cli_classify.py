@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from conftest import run_cli as run, write_csv
+from conftest import one_line_error, run_cli as run, write_csv
 from textrnn.data.tables import read_table
 
 
@@ -143,14 +143,6 @@ def test_cli_classify_jsonl_output_stdin_and_text(cli_run, tmp_path):
     assert res.exit_code == 0 and "positive" in res.stdout
 
 
-def _one_line_error(res, *fragments):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_cli_classifier_errors(cli_run, tmp_path):
     lm_text = tmp_path / "t.txt"
     lm_text.write_text("some text for a language model\n" * 50)
@@ -159,13 +151,13 @@ def test_cli_classifier_errors(cli_run, tmp_path):
     nocol = write_csv(tmp_path / "nocol.csv", [("1", "2")], header=("a", "b"))
     existing = tmp_path / "keep.csv"
     existing.write_text("precious\n")
-    _one_line_error(run(["classify", str(nocol)]), "--text-column")
-    _one_line_error(run(["classify", "--text", "x", "--checkpoint", str(tmp_path / "lm")]), "language model")
-    _one_line_error(run(["generate", "--checkpoint", str(cli_run)]), "classifier")
-    _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path / "no" / "dir.csv")]), "does not exist")
-    _one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path)]), "is a directory")
-    _one_line_error(run(["classify"]), "FILE")
-    _one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b",
-                         "--out", str(tmp_path / "r")]),
-                    "only one class")
+    one_line_error(run(["classify", str(nocol)]), "--text-column")
+    one_line_error(run(["classify", "--text", "x", "--checkpoint", str(tmp_path / "lm")]), "language model")
+    one_line_error(run(["generate", "--checkpoint", str(cli_run)]), "classifier")
+    one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path / "no" / "dir.csv")]), "does not exist")
+    one_line_error(run(["classify", "--text", "x", "--output", str(tmp_path)]), "is a directory")
+    one_line_error(run(["classify"]), "FILE")
+    one_line_error(run(["train", str(nocol), "--text-column", "a", "--label-column", "b",
+                        "--out", str(tmp_path / "r")]),
+                   "only one class")
     assert existing.read_text() == "precious\n"

@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("onnx", reason='the onnx extra is not installed: pip install -e ".[onnx]"')
 pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip install -e ".[onnx]"')
 
-from conftest import FIXTURES, TINY, run_cli  # noqa: E402
+from conftest import FIXTURES, TINY, one_line_error, run_cli  # noqa: E402
 
 BLOCKED = ("torch", "textrnn")
 
@@ -135,21 +135,13 @@ def test_sample_py_greedy_decodes_as_generate_for_every_tokenizer(kind, model, a
     assert meta["tokenizer"] == kind and meta["log_probs"] == model.get("adaptive_softmax", False)
 
 
-def _check_error(res, *fragments):
-    assert res.exit_code == 2, res.output
-    lines = res.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), res.stderr
-    for f in fragments:
-        assert f in lines[0], lines[0]
-
-
 def test_export_errors_are_one_line(char_export, tmp_path, monkeypatch):
     run, _ = char_export
-    _check_error(run_cli(["export", str(tmp_path), str(tmp_path / "a"), "--format", "onnx"]),
-                 "not a textrnn checkpoint")
-    _check_error(run_cli(["export", str(run), str(tmp_path / "b"), "--format", "onnx", "--half"]),
-                 "--half and --int8-embedding", "--format checkpoint")
+    one_line_error(run_cli(["export", str(tmp_path), str(tmp_path / "a"), "--format", "onnx"]),
+                   "not a textrnn checkpoint")
+    one_line_error(run_cli(["export", str(run), str(tmp_path / "b"), "--format", "onnx", "--half"]),
+                   "--half and --int8-embedding", "--format checkpoint")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
-    _check_error(run_cli(["export", str(run), str(tmp_path / "c"), "--format", "onnx"]),
-                 'pip install "textrnn[onnx]"', "onnxruntime")
+    one_line_error(run_cli(["export", str(run), str(tmp_path / "c"), "--format", "onnx"]),
+                   'pip install "textrnn[onnx]"', "onnxruntime")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
