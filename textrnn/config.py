@@ -201,7 +201,12 @@ class TrainConfig(DictMixin):
     compile: bool = option(False, "Run the training step through torch.compile.", resumable=True)
     layer_lr_decay: float = option(1.0, "Discriminative learning rates (ULMFiT; 2.6 there, for fine-tuning): the "
                                         "output layer trains at --lr, each layer below it at the rate of the one "
-                                        "above divided by this (the embedding lowest); 1: one rate.", only="lm")
+                                        "above divided by this (the embedding lowest); 1: one rate (a classifier "
+                                        "with --init-from: its pretrained layers at a quarter of --lr).")
+    unfreeze_every: float = option(0.0, "Gradual unfreezing (ULMFiT), with --init-from: the output layer trains "
+                                        "from the start, the pretrained layers below it stay frozen and thaw one "
+                                        "at a time from the top, one more every this fraction of the run; 0: all "
+                                        "train from the start.")
     fit: bool = option(True, "Choose the model size, embedding, dropout, weight drop, output layer and precision "
                              "you do not set from the corpus size, the budget and the device (the README's table); "
                              "--no-fit: the fixed defaults.", only="lm")
@@ -237,6 +242,8 @@ class TrainConfig(DictMixin):
             raise TextRNNError(f"--seed must be a whole number >= 0, got {self.seed!r}")
         if not isinstance(self.layer_lr_decay, (int, float)) or self.layer_lr_decay < 1:
             raise TextRNNError(f"--layer-lr-decay must be >= 1, got {self.layer_lr_decay!r}")
+        if not isinstance(self.unfreeze_every, (int, float)) or not 0 <= self.unfreeze_every < 1:
+            raise TextRNNError(f"--unfreeze-every must be a fraction of the run in [0, 1), got {self.unfreeze_every!r}")
         for name in ("ar", "tar"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise TextRNNError(f"--{name} must be >= 0, got {getattr(self, name)!r}")

@@ -117,6 +117,33 @@ def test_init_from_language_model(tmp_path, labelled):
     assert scales and set(scales.values()) == {0.25}
 
 
+def test_gradual_unfreezing_keeps_the_pretrained_layers_until_their_turn(tmp_path, labelled):
+    """ULMFiT from a language model: with the thaw past the run's end only the output layer
+    learns (the encoder stays the LM's exactly); thawing early, the encoder learns too, at the
+    rates of --layer-lr-decay."""
+    text = tmp_path / "text.txt"
+    text.write_text(("\n".join(REVIEW_POS + REVIEW_NEG) + "\n") * 20)
+    train_language_model([text], out=tmp_path / "lm", tokenizer="word", max_steps=5, hidden=16, embed=16,
+                         batch_size=2, seq_len=8, eval_every=5)
+    lm = load(tmp_path / "lm")
+    opts = {**TINY_CLF, "max_steps": 6, "eval_every": 6, "save_every": 6}
+    frozen = train_classifier(labelled, out=tmp_path / "frozen", init_from=tmp_path / "lm", unfreeze_every=0.9,
+                              **opts)
+    thawed = train_classifier(labelled, out=tmp_path / "thawed", init_from=tmp_path / "lm", unfreeze_every=0.2,
+                              layer_lr_decay=2.6, **opts)
+    clf = {name: load(run.path, task="classify").model for name, run in (("frozen", frozen), ("thawed", thawed))}
+    for name in ("rnn.weight_hh_l0", "embedding.weight"):
+        pretrained = lm.model.encoder.get_parameter(name)
+        assert torch.equal(clf["frozen"].encoder.get_parameter(name), pretrained), name
+        assert not torch.equal(clf["thawed"].encoder.get_parameter(name), pretrained), name
+    assert not torch.equal(clf["frozen"].head.weight, clf["thawed"].head.weight)
+    scales = json.loads((tmp_path / "thawed" / "config.json").read_text())["lr_scales"]
+    assert scales["encoder.rnn.weight_hh_l0"] == pytest.approx(1 / 2.6)
+    assert scales["encoder.embedding.weight"] == pytest.approx(2.6 ** -2)
+    with pytest.raises(TextRNNError, match="--init-from"):
+        train_classifier(labelled, out=tmp_path / "scratch", unfreeze_every=0.2, **opts)
+
+
 def test_one_class_and_missing_column(tmp_path):
     one = write_csv(tmp_path / "one.csv", [("good", "pos"), ("fine", "pos")])
     with pytest.raises(TextRNNError, match="only one class"):

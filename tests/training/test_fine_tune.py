@@ -73,6 +73,20 @@ def test_fine_tuning_starts_from_the_model_and_records_it(lm_run, tmp_path):
     assert json.loads((run.path / "config.json").read_text())["init_from"] == config["init_from"]
 
 
+def test_gradual_unfreezing_fine_tunes_the_output_layer_first(lm_run, tiny_corpus, tmp_path):
+    run = train_language_model([tiny_corpus], out=tmp_path / "ft", init_from=lm_run, max_steps=3, eval_every=3,
+                               unfreeze_every=0.9, batch_size=4, seq_len=16)
+    source, tuned = checkpoint.load(lm_run).model, checkpoint.load(run.path).model
+    assert torch.equal(source.encoder.rnn.weight_hh_l0, tuned.encoder.rnn.weight_hh_l0)  # not its turn yet
+    assert torch.equal(source.encoder.embedding.weight, tuned.encoder.embedding.weight)
+    assert not torch.equal(source.head.weight, tuned.head.weight)
+    resumed = train_language_model([tiny_corpus], out=run.path, max_steps=12, resume=True)
+    thawed = checkpoint.load(resumed.path).model
+    assert not torch.equal(source.encoder.rnn.weight_hh_l0, thawed.encoder.rnn.weight_hh_l0)
+    with pytest.raises(TextRNNError, match="--unfreeze-every .* needs --init-from"):
+        train_language_model([tiny_corpus], out=tmp_path / "scratch", unfreeze_every=0.5, max_steps=1)
+
+
 def test_options_that_would_change_the_model_are_refused(lm_run, tiny_corpus, tmp_path):
     with pytest.raises(TextRNNError, match="--init-from .*drop --hidden"):
         train_language_model([tiny_corpus], out=tmp_path / "a", init_from=lm_run, hidden=64, max_steps=1)

@@ -28,7 +28,7 @@ from ..tokenizer import Tokenizer, train_tokenizer
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
 from .tasks import ClassifyTask
-from .optim import make_optimizer
+from .optim import check_unfreeze, layer_lr_scales, make_optimizer, thaw_fractions
 from .trainer import Progress
 
 
@@ -99,6 +99,7 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
                tokenizer: Optional[str], vocab_size: Optional[int], init_from: Optional[str | Path]) -> _Setup:
     names, _ = parse_labels(train.labels, column=train.label_column, source=source)
     tcfg = train_config("classify", train_opts)
+    check_unfreeze(tcfg, init_from)
     if init_from is None:
         tok = train_tokenizer(tokenizer or default("tokenizer", "classify"), train.texts, vocab_size)
         mcfg = model_config("classify", model_opts, vocab_size=tok.vocab_size, num_classes=len(names))
@@ -117,7 +118,8 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
 
 def _build_model(setup: _Setup, pretrained_lr_scale: float) -> Classifier:
     """The classifier, with the language model's encoder copied in (``init_from``), whose
-    parameters then train at ``pretrained_lr_scale`` times the learning rate."""
+    parameters then train at ``pretrained_lr_scale`` times the learning rate, or, with
+    ``--layer-lr-decay``, at ULMFiT's rate for their depth."""
     seed_everything(setup.tcfg.seed)
     model = Classifier(setup.mcfg)
     if setup.lm is not None:
@@ -125,6 +127,9 @@ def _build_model(setup: _Setup, pretrained_lr_scale: float) -> Classifier:
         assert not missing.unexpected_keys, missing
         setup.lr_scales = {f"encoder.{name}": pretrained_lr_scale for name, _ in model.encoder.named_parameters()
                            if name not in missing.missing_keys}
+        if setup.tcfg.layer_lr_decay > 1:
+            setup.lr_scales = {name: scale for name, scale in layer_lr_scales(model, setup.tcfg.layer_lr_decay).items()
+                               if name in setup.lr_scales}
     return model
 
 
@@ -176,7 +181,8 @@ def train_classifier(
         check_precision(setup.tcfg.precision, device, setup.mcfg.cell)  # before anything is written
         task = _task(train, val, setup, str(train_file), str(val_file), device)
         model = _build_model(setup, pretrained_lr_scale).to(device)
-        optimizer = make_optimizer(model, setup.tcfg, lr_scales=setup.lr_scales)
+        optimizer = make_optimizer(model, setup.tcfg, lr_scales=setup.lr_scales,
+                                   thaw_at=thaw_fractions(model, setup.tcfg.unfreeze_every))
         config = {
             "textrnn_version": __version__,
             "task": "classify",

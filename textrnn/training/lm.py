@@ -32,7 +32,7 @@ from ..model import LanguageModel, copy_pretrained
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
-from .optim import layer_lr_scales, make_optimizer
+from .optim import check_unfreeze, layer_lr_scales, make_optimizer, thaw_fractions
 from .recipe import Fit, fit_defaults
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
@@ -173,6 +173,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         cell = source.config["model"]["cell"]
     else:
         tcfg = train_config("lm", train_opts)
+        check_unfreeze(tcfg, None)
         cell = model_config("lm", {k: v for k, v in model_opts.items() if not k.startswith("adaptive")},
                             vocab_size=1).cell  # (the cutoffs are checked against the vocabulary later)
     # every option is checked (the same on every rank) before anything is written
@@ -214,7 +215,8 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
             on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, added))
         elif fit is not None:
             on_note(fit.message)
-    optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay))
+    optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay),
+                               thaw_at=thaw_fractions(model, tcfg.unfreeze_every))
     return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer=optimizer,
                    dist=dist, sample=_sampler(tok, tcfg, marker_ids(config, tok)))
 

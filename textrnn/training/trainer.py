@@ -27,7 +27,7 @@ from ..config import TrainConfig
 from ..errors import TextRNNError
 from .distributed import Dist
 from .gradients import GradStats
-from .optim import lr_at, make_optimizer
+from .optim import frozen_groups, lr_at, make_optimizer
 from .runtime import autocast_dtype, capture_rng, restore_rng
 
 
@@ -271,7 +271,8 @@ class Trainer:
     def train_step(self, batch: Any) -> None:
         """One optimizer step on ``batch`` at the scheduled learning rate, and the counters."""
         cfg, optimizer, scaler, state = self.cfg, self.optimizer, self.scaler, self.state
-        lr = lr_at(cfg, state.step, self.fraction())
+        fraction = self.fraction()
+        lr = lr_at(cfg, state.step, fraction)
         for g in optimizer.param_groups:
             g["lr"] = lr * g["lr_scale"]
         with self._autocast():
@@ -283,6 +284,9 @@ class Trainer:
             scaler.unscale_(optimizer)
         else:
             loss.backward()
+        for g in frozen_groups(optimizer, fraction):  # (gradual unfreezing) no step, no moments, not clipped
+            for p in g["params"]:
+                p.grad = None
         self.grads.clip(cfg.clip)
         if scaler is not None:
             scaler.step(optimizer)
