@@ -140,8 +140,10 @@ def test_gradual_unfreezing_keeps_the_pretrained_layers_until_their_turn(tmp_pat
     scales = json.loads((tmp_path / "thawed" / "config.json").read_text())["lr_scales"]
     assert scales["encoder.rnn.weight_hh_l0"] == pytest.approx(1 / 2.6)
     assert scales["encoder.embedding.weight"] == pytest.approx(2.6 ** -2)
-    with pytest.raises(TextRNNError, match="--init-from"):
+    with pytest.raises(TextRNNError, match="--unfreeze-every .* needs --init-from"):
         train_classifier(labelled, out=tmp_path / "scratch", unfreeze_every=0.2, **opts)
+    with pytest.raises(TextRNNError, match="--layer-lr-decay .* needs --init-from"):
+        train_classifier(labelled, out=tmp_path / "scratch", layer_lr_decay=2.6, **opts)
 
 
 def test_one_class_and_missing_column(tmp_path):

@@ -99,7 +99,7 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
                tokenizer: Optional[str], vocab_size: Optional[int], init_from: Optional[str | Path]) -> _Setup:
     names, _ = parse_labels(train.labels, column=train.label_column, source=source)
     tcfg = train_config("classify", train_opts)
-    check_unfreeze(tcfg, init_from)
+    check_unfreeze(tcfg, init_from, "classify")
     if init_from is None:
         tok = train_tokenizer(tokenizer or default("tokenizer", "classify"), train.texts, vocab_size)
         mcfg = model_config("classify", model_opts, vocab_size=tok.vocab_size, num_classes=len(names))

@@ -62,10 +62,13 @@ def thaw_fractions(model: nn.Module, every: float) -> dict[str, float]:
     return {name: depth * every for name, depth in layer_depths(model).items() if depth}
 
 
-def check_unfreeze(cfg: TrainConfig, init_from: Optional[object]) -> None:
-    """--unfreeze-every starts from a trained model: a model trained from scratch has nothing to keep."""
+def check_unfreeze(cfg: TrainConfig, init_from: Optional[object], task: str = "lm") -> None:
+    """--unfreeze-every (and, for a classifier, --layer-lr-decay) start from a trained model: a model
+    trained from scratch has no pretrained layers to keep frozen or slow."""
     if cfg.unfreeze_every and init_from is None:
         raise TextRNNError("--unfreeze-every keeps pretrained layers frozen for a while: it needs --init-from")
+    if task == "classify" and cfg.layer_lr_decay != 1 and init_from is None:
+        raise TextRNNError("--layer-lr-decay slows a classifier's pretrained layers: it needs --init-from")
 
 
 def frozen_groups(optimizer: torch.optim.Optimizer, fraction: float) -> list[dict]:
