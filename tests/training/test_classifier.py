@@ -140,6 +140,13 @@ def test_gradual_unfreezing_keeps_the_pretrained_layers_until_their_turn(tmp_pat
     scales = json.loads((tmp_path / "thawed" / "config.json").read_text())["lr_scales"]
     assert scales["encoder.rnn.weight_hh_l0"] == pytest.approx(1 / 2.6)
     assert scales["encoder.embedding.weight"] == pytest.approx(2.6 ** -2)
+    deep = train_language_model([text], out=tmp_path / "deep", tokenizer="word", max_steps=2, hidden=16, embed=16,
+                                layers=2, batch_size=2, seq_len=8, eval_every=2)
+    run = train_classifier(labelled, out=tmp_path / "deep-clf", init_from=deep.path, **opts)  # 2 layers: forwards
+    deep_clf = load(run.path, task="classify").model
+    assert not deep_clf.cfg.bidirectional and deep_clf.cfg.layers == 2
+    with pytest.raises(TextRNNError, match="drop --bidirectional"):
+        train_classifier(labelled, out=tmp_path / "bi", init_from=deep.path, bidirectional=True, **opts)
     with pytest.raises(TextRNNError, match="--unfreeze-every .* needs --init-from"):
         train_classifier(labelled, out=tmp_path / "scratch", unfreeze_every=0.2, **opts)
     with pytest.raises(TextRNNError, match="--layer-lr-decay .* needs --init-from"):

@@ -112,6 +112,10 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
         raise TextRNNError(f"--init-from takes the model size from {init_from}; drop "
                            + ", ".join(f"--{k}" for k in sorted(clash)))
     shape = {k: lm.config["model"][k] for k in SHAPE}
+    if model_opts.get("bidirectional") and shape["layers"] > 1:
+        raise TextRNNError(f"--init-from {init_from}: a bidirectional classifier's upper layers read both directions, "
+                           f"so it cannot start from a {shape['layers']}-layer language model; drop --bidirectional")
+    model_opts = {"bidirectional": False, **model_opts}  # read as the language model read: forwards
     mcfg = model_config("classify", model_opts, vocab_size=lm.tokenizer.vocab_size, num_classes=len(names), **shape)
     return _Setup(tcfg, mcfg, lm.tokenizer, names, {}, lm)
 
