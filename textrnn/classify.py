@@ -1,7 +1,8 @@
 """Using a trained classifier: ``predict`` labels and probabilities, ``evaluate`` them.
 
-Inference runs under ``torch.inference_mode()`` in batches sorted by length (little
-padding); results come back in input order.
+Inference runs under ``torch.inference_mode()``; results come back in input order. A one-layer
+model on the CPU is read step by step by a :class:`Reader`; any other runs ``forward`` on
+batches sorted by length (little padding).
 """
 
 from __future__ import annotations
