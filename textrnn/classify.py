@@ -56,7 +56,8 @@ class Reader:
     running (a prefix of the batch, and contiguous): the backward direction reads each text
     reversed; the input side is projected once per distinct token of a group of texts rather
     than once per position; the pooling (last state, max, mean) is kept as running values,
-    never an output sequence. On a CPU most of the time left is the hidden-side product itself.
+    never an output sequence; the first step, from the zero state, has no hidden-side product. On
+    a CPU most of the time left is that product itself.
     """
 
     GROUP = 4096  # texts read together: one table of projected inputs (its distinct tokens'), one batch
@@ -115,13 +116,13 @@ class Reader:
         for t, n in enumerate(running):
             x, hn = table.index_select(0, rows[t, :n]), h[:n]  # (n, G) this step's input side, (n, H)
             if c2 is not None:  # tanh(v) = 2 sigmoid(2v) - 1 (g comes doubled; c is kept doubled)
-                i, f, g, o = x.addmm_(hn, w_hh_t).sigmoid_().split(H, dim=1)  # g: sigmoid(2g)
+                i, f, g, o = (x.addmm_(hn, w_hh_t) if t else x).sigmoid_().split(H, dim=1)  # g: sigmoid(2g)
                 c2[:n].mul_(f).addcmul_(i, g, value=4).sub_(i, alpha=2)  # 2c = f 2c + 2 i tanh(g)
                 torch.addcmul(o, o, torch.sigmoid(c2[:n]), value=2, out=hn).sub_(o, alpha=2)  # o tanh(c)
             elif self.cell == "gru":
-                hn.copy_(gru_update(x, torch.addmm(b_hh, hn, w_hh_t), hn))
+                hn.copy_(gru_update(x, torch.addmm(b_hh, hn, w_hh_t) if t else b_hh.expand_as(x), hn))
             else:
-                torch.tanh(x.addmm_(hn, w_hh_t), out=hn)
+                torch.tanh(x.addmm_(hn, w_hh_t) if t else x, out=hn)
             torch.maximum(top[:n], hn, out=top[:n])
             total[:n] += hn
         return h, top, total
