@@ -2,19 +2,28 @@
 
     python benchmarks/classify.py                          # the shipped checkpoints/sst2
     python benchmarks/classify.py --checkpoint DIR [--data FILE.tsv]
+    python benchmarks/classify.py --previous REV [--pairs 5]   # side by side with commit REV
 
 Loads the classifier, then times what ``textrnn classify`` does after start-up (read the
 table, encode, batched inference, label every row) over the whole SST-2 test set (1,821
 sentences), best of 3. Also times the whole ``textrnn classify`` process once, for scale, and
 scores the model out of its domain on ../shared/data/uci-yelp (1,000 restaurant-review
 sentences; never training data) where that is present.
+
+With ``--previous REV`` it then times REV's code and REV's shipped checkpoints/sst2 (checked out
+in a temporary git worktree) against this tree's, each in a fresh process, in turn A B A B for
+``--pairs`` pairs, and prints each pair's sentences/s and their ratio: the side-by-side the
+throughput bar asks for, taken in one run so that the machine's drift cancels pair by pair.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -23,12 +32,33 @@ SHARED = ROOT.parent / "shared" / "data" / "sst2" / "test.tsv"
 TEST = SHARED if SHARED.exists() else ROOT / "corpora" / "sst2" / "test.tsv"
 YELP = ROOT.parent / "shared" / "data" / "uci-yelp" / "yelp.csv"
 
+# Times a tree's classify path in a fresh process: only API calls that every version has.
+TIMING = """
+import sys, time
+import torch
+import textrnn
+from textrnn.data.labels import detect_text_column
+from textrnn.data.tables import read_table
+checkpoint, data, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
+clf = textrnn.load(checkpoint, task="classify")
+best = float("inf")
+for _ in range(repeats):
+    t = time.perf_counter()
+    table = read_table(data)
+    texts = table.values(detect_text_column(table))
+    labels = clf.predict_proba(texts).argmax(axis=1)
+    best = min(best, time.perf_counter() - t)
+print(len(texts) / best)
+"""
+
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoint", type=Path, default=ROOT / "checkpoints" / "sst2")
     ap.add_argument("--data", type=Path, default=TEST)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--previous", help="a git revision to compare with, side by side (its code, its checkpoints/sst2)")
+    ap.add_argument("--pairs", type=int, default=5, help="with --previous: A B pairs to time")
     args = ap.parse_args()
 
     import torch
@@ -64,6 +94,34 @@ def main() -> None:
     print(f"whole `textrnn classify` process, start-up included: {time.perf_counter() - t:.2f} s")
     print("bar 1 (accuracy >= 85.5%):", "PASS" if acc >= 0.855 else "FAIL")
     print("bar 2 (>= 2,000 sentences/s):", "PASS" if n / best >= 2000 else "FAIL")
+    if args.previous:
+        side_by_side(args)
+
+
+def side_by_side(args) -> None:
+    """Time ``args.previous`` (A) and this tree (B) in turn, ``args.pairs`` times, and print the ratios."""
+    def rate(root: Path, checkpoint: Path) -> float:
+        out = subprocess.run([sys.executable, "-c", TIMING, str(checkpoint), str(args.data), str(args.repeats)],
+                             cwd=root, env={**os.environ, "PYTHONPATH": str(root)}, check=True,
+                             capture_output=True, text=True).stdout
+        return float(out.split()[-1])
+
+    with tempfile.TemporaryDirectory(prefix="textrnn-previous-") as work:
+        previous = Path(work) / "previous"
+        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(previous), args.previous],
+                       check=True, capture_output=True)
+        try:
+            ratios = []
+            print(f"side by side: {args.previous} (A), this tree (B): sentences/s, best of {args.repeats} each")
+            for pair in range(args.pairs):
+                a = rate(previous, previous / "checkpoints" / "sst2")
+                b = rate(ROOT, args.checkpoint)
+                ratios.append(b / a)
+                print(f"  pair {pair + 1}: A {a:,.0f}  B {b:,.0f}  B/A {b / a:.2f}", flush=True)
+            print(f"B/A median {statistics.median(ratios):.2f} (min {min(ratios):.2f}, max {max(ratios):.2f})")
+        finally:
+            subprocess.run(["git", "-C", str(ROOT), "worktree", "remove", "--force", str(previous)],
+                           capture_output=True)
 
 
 def accuracy(table, predicted) -> tuple[float, int]:
