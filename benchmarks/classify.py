@@ -5,7 +5,9 @@
     python benchmarks/classify.py --previous REV [--pairs 5]   # side by side with commit REV
 
 Loads the classifier, then times what ``textrnn classify`` does after start-up (read the
-table, encode, batched inference, label every row) over the whole SST-2 test set (1,821
+table, encode, batched inference, label every row; with the process settings the command
+applies first, :func:`textrnn.process.configure_process`: its malloc tuning speeds up the
+large temporary buffers of inference too) over the whole SST-2 test set (1,821
 sentences), best of 3. Also times the whole ``textrnn classify`` process once, for scale, and
 scores the model out of its domain on ../shared/data/uci-yelp (1,000 restaurant-review
 sentences; never training data) where that is present.
@@ -39,6 +41,8 @@ import torch
 import textrnn
 from textrnn.data.labels import detect_text_column
 from textrnn.data.tables import read_table
+from textrnn.process import configure_process
+configure_process()  # as the textrnn command does before any command runs
 checkpoint, data, repeats = sys.argv[1], sys.argv[2], int(sys.argv[3])
 clf = textrnn.load(checkpoint, task="classify")
 best = float("inf")
@@ -61,13 +65,12 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=5, help="with --previous: A B pairs to time")
     args = ap.parse_args()
 
-    import torch
-
     import textrnn
     from textrnn.data.labels import detect_text_column
     from textrnn.data.tables import read_table
+    from textrnn.process import configure_process
 
-    torch.set_num_threads(torch.get_num_threads())
+    configure_process()  # as the textrnn command does before any command runs (malloc keeps freed memory)
     clf = textrnn.load(args.checkpoint, task="classify")
     best = float("inf")
     for _ in range(args.repeats):

@@ -193,11 +193,11 @@ def main() -> None:
     if args.quick:
         args.seconds, args.requests = 1.0, 200
     proc, port, line = start_server(args)
+    rates: dict[int, float] = {}
     try:
         print(line)
         classify = "(classifier)" in line
         asyncio.run(load(port, 1, min(2.0, args.seconds), 20))  # warm-up
-        rates = {}
         for n in args.clients:
             s = asyncio.run(load(port, n, args.seconds, args.length))
             rates[n] = s["tokens"] / s["seconds"]
@@ -218,6 +218,37 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+    if 1 in rates and max(rates) > 1:
+        step_alone(args, max(rates))
+
+
+def step_alone(args, rows: int) -> None:
+    """The served LM's bare step (:class:`textrnn.stepper.Stepper`: no HTTP, no sampling), for 1
+    row and for ``rows``, timed here after the server has stopped: the most that batching ``rows``
+    streams can gain on this machine, beside which the ratio above is to be read."""
+    import torch
+
+    import textrnn
+    from textrnn.serve.models import default_runs
+    from textrnn.stepper import Stepper
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    lms = [t for t in map(textrnn.load, args.checkpoint or default_runs()) if t.checkpoint.task == "lm"]
+    if not lms:
+        return
+    stepper, rates = Stepper(lms[0].model.eval()), {}
+    with torch.inference_mode():
+        for b in (1, rows):
+            ids, state = torch.zeros(b, dtype=torch.long), stepper.initial_state(b)
+            for _ in range(20):
+                _, state = stepper(ids, state)
+            steps, start = max(50, 10_000 // b), time.perf_counter()
+            for _ in range(steps):
+                _, state = stepper(ids, state)
+            rates[b] = b * steps / (time.perf_counter() - start)
+    print(f"the model's step alone ({lms[0].path.name}, no HTTP, no sampling): 1 row {rates[1]:,.0f} tokens/s, "
+          f"{rows} rows {rates[rows]:,.0f}: {rates[rows] / rates[1]:.1f}x, the most batching can give here")
 
 
 if __name__ == "__main__":
