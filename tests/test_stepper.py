@@ -89,3 +89,30 @@ def test_a_conditioned_model_steps_with_its_label_as_forward_reads_the_marker():
                 torch.testing.assert_close(logits[0], full[row, t], rtol=1e-5, atol=1e-5)
         assert not torch.allclose(model.stepper(label=1)(ids[:1, 1], step.initial_state(1))[0],
                                   model.stepper(label=2)(ids[:1, 1], step.initial_state(1))[0])
+
+
+@pytest.mark.parametrize("rows", [1, 2, 8, 33])
+@pytest.mark.parametrize("with_bias", [True, False])
+def test_product_equals_the_plain_matrix_product(rows, with_bias):
+    """A Product (oneDNN-packed weight where the CPU has it) gives x W^T + b (+ add) for any row count."""
+    from textrnn.stepper import Product
+
+    torch.manual_seed(0)
+    weight, bias = torch.randn(24, 10), torch.randn(24) if with_bias else None
+    x, add = torch.randn(rows, 10), torch.randn(rows, 24)
+    product, plain = Product(weight, bias), Product(weight, bias, pack=False)
+    expected = x @ weight.t() + (0 if bias is None else bias)
+    with torch.inference_mode():
+        for p in (product, plain):
+            torch.testing.assert_close(p(x), expected, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(p(x, add), expected + add, rtol=1e-5, atol=1e-5)
+    assert plain.packed is None
+
+
+def test_product_packs_only_float32_weights_on_a_cpu_with_onednn():
+    from textrnn.stepper import Product
+
+    if not torch.backends.mkldnn.is_available():
+        pytest.skip("this PyTorch has no oneDNN: every product is addmm")
+    assert Product(torch.randn(24, 10)).packed is not None
+    assert Product(torch.randn(24, 10, dtype=torch.float64)).packed is None

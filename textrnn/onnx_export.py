@@ -39,7 +39,7 @@ from .errors import TextRNNError
 from .generate import banned_ids, encode_prompt
 from .layers import _PARAMS
 from .model import Classifier, LanguageModel
-from .stepper import Stepper, cell_step
+from .stepper import Product, Stepper, cell_step
 from .tokenizer import _NO_SPACE_AFTER, _NO_SPACE_BEFORE
 
 META, SAMPLER = "model.json", "sample.py"
@@ -98,7 +98,8 @@ class StepFunction(nn.Module):
         for k in range(cfg.layers):
             w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{k}") for name in _PARAMS)
             x_proj = F.linear(x, w_ih, b_ih if cfg.cell == "gru" else b_ih + b_hh)  # (B, G*H)
-            layer_state, x = cell_step(cfg.cell, x_proj, state[k], w_hh.t(), b_hh)
+            hidden_side = Product(w_hh, b_hh if cfg.cell == "gru" else None, pack=False)  # plain operators
+            layer_state, x = cell_step(cfg.cell, x_proj, state[k], hidden_side)
             new_state.append(layer_state)
         return (model.scores(x), *_flat(Stepper.to_module_state(new_state)))
 
