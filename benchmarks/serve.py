@@ -1,7 +1,7 @@
 """`textrnn serve` under load: concurrent streaming clients against a real server process.
 
     python benchmarks/serve.py [--checkpoint english-char] [--clients 1 8 64] [--seconds 20]
-                               [--length 200] [--requests 2000] [--threads N] [--quick]
+                               [--length 200] [--requests 2000] [--threads N] [--event-interval S] [--quick]
 
 Starts `textrnn serve --port 0` (on 127.0.0.1 only; this script sends nothing anywhere else), then:
 
@@ -169,6 +169,8 @@ def start_server(args) -> tuple[subprocess.Popen, int, str]:
         cmd += ["--checkpoint", run]
     if args.threads:
         cmd += ["--threads", str(args.threads)]
+    if args.event_interval is not None:
+        cmd += ["--event-interval", str(args.event_interval)]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
     line = proc.stdout.readline()
@@ -188,6 +190,7 @@ def main() -> None:
     parser.add_argument("--length", type=int, default=200, help="tokens per request")
     parser.add_argument("--requests", type=int, default=2000, help="requests of the memory check")
     parser.add_argument("--threads", type=int, help="the server's --threads [default: its default]")
+    parser.add_argument("--event-interval", type=float, help="the server's --event-interval [default: its default]")
     parser.add_argument("--quick", action="store_true", help="1 s per number of clients, 200 requests")
     args = parser.parse_args()
     if args.quick:

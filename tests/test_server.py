@@ -75,6 +75,19 @@ def test_streamed_generation_is_server_sent_events_of_the_same_text(client):
     assert events[-1] == ("done", whole)
 
 
+def test_a_stream_sends_at_most_one_event_per_event_interval(lm_run):
+    """With a 1 s interval the text generated after the first event (a tiny model: all of it, in
+    well under a second) comes in one more event, then done; the text is the same."""
+    request = {"prompt": "First", "length": 120, "seed": 3}
+    with TestClient(create_app(load_models([lm_run], LIMITS), LIMITS, event_interval=1.0)) as client:
+        whole = client.post("/generate", json=request).json()
+        with client.stream("POST", "/generate", json={**request, "stream": True}) as response:
+            events = sse_events(response.read().decode())
+    messages = [d["text"] for e, d in events if e == "message"]
+    assert 1 <= len(messages) <= 2 and events[-1] == ("done", whole)
+    assert "".join(messages) == whole["samples"][0]["text"]
+
+
 def test_concurrent_requests_get_their_own_text(client, lm):
     seeds = range(20, 26)
 

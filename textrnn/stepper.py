@@ -125,10 +125,11 @@ class Product:
     On a CPU in float32 the weight is packed once into oneDNN's blocked layout and each product of
     two or more rows runs on it: ``addmm`` (MKL) packs its operand again on every call, which for
     the few rows of a batched sampling step costs more than the arithmetic (measured on a 2-core
-    AMD EPYC, english-char's step: 1.3-1.6 -> 0.6-0.7 ms for 2 rows, 5.1-5.6 -> 1.5-1.9 ms for 8,
-    9.4-10.8 -> 5.3-6.9 ms for 64; one row stays on MKL's matrix-vector product, as fast). Elsewhere (CUDA, MPS, other dtypes, a PyTorch built without oneDNN or without these
-    operators, or ``pack=False``: the ONNX export traces plain operators) it is ``addmm``. A packed
-    product is checked against ``addmm`` once, when made, and not used if they differ.
+    AMD EPYC, english-char's whole step: 3.5-5.6 -> 1.5-2.7 ms for 8 rows, 7.7-10.8 -> 5.2-7.9 ms
+    for 64; one row stays on MKL's matrix-vector product, as fast). Elsewhere (CUDA, MPS, other
+    dtypes, a PyTorch built without oneDNN or without these operators, or ``pack=False``: the ONNX
+    export traces plain operators) it is ``addmm``. A packed product is checked against ``addmm``
+    once, when made, and not used if they differ.
     """
 
     PACK_ROWS = 8  # the row count oneDNN's layout is chosen for (measured best for 1 to 64 rows)

@@ -141,6 +141,9 @@ def test_without_the_extra_the_command_says_what_to_install(monkeypatch):
 def test_bad_limits_are_usage_errors():
     res = run_cli(["serve", "--max-length", "0"])
     assert res.exit_code == 2 and res.stderr.strip() == "error: --max-length must be a positive integer, got 0"
+    res = run_cli(["serve", "--event-interval", "-1"])
+    assert res.exit_code == 2
+    assert res.stderr.strip() == "error: --event-interval must be between 0 and 10 seconds, got -1.0"
 
 
 def _browser():

@@ -8,7 +8,7 @@ from typing import Any, Callable
 import click
 
 from ..config import DEVICES
-from ..serve.limits import Limits
+from ..serve.limits import EVENT_INTERVAL, Limits
 
 
 def _limit_options(command: Callable) -> Callable:
@@ -29,9 +29,12 @@ def _limit_options(command: Callable) -> Callable:
 @click.option("--threads", type=int, help="PyTorch's threads for the models [default: PyTorch's, one per core].")
 @click.option("--shutdown-timeout", default=5.0, show_default=True, type=float,
               help="On SIGTERM or Ctrl-C, seconds running generations get to finish before they are cut.")
+@click.option("--event-interval", default=EVENT_INTERVAL, show_default=True, type=float,
+              help="Streaming: seconds between two events of one stream (the text generated meanwhile comes in "
+                   "one event: fewer, larger events under load); 0: an event per token.")
 @_limit_options
 def serve_command(checkpoints: tuple[str, ...], host: str, port: int, device: str, threads: int | None,
-                  shutdown_timeout: float, **limits: Any) -> None:
+                  shutdown_timeout: float, event_interval: float, **limits: Any) -> None:
     """Serve language models and classifiers over HTTP: POST /generate (JSON, or server-sent
     events with "stream": true), /classify, /evaluate; GET /models, /healthz, and a page at /.
 
@@ -46,6 +49,8 @@ def serve_command(checkpoints: tuple[str, ...], host: str, port: int, device: st
         raise TextRNNError(f"--threads must be a positive integer, got {threads}")
     if shutdown_timeout < 0:
         raise TextRNNError(f"--shutdown-timeout must be >= 0, got {shutdown_timeout}")
+    if not 0 <= event_interval <= 10:
+        raise TextRNNError(f"--event-interval must be between 0 and 10 seconds, got {event_interval}")
     try:
         from ..serve.app import serve
     except ImportError as e:
@@ -59,5 +64,5 @@ def serve_command(checkpoints: tuple[str, ...], host: str, port: int, device: st
         torch.set_num_threads(threads)
     models = load_models(checkpoints, limits_, device)
     names = ", ".join(f"{s.name} ({TASKS[s.task]})" for s in models.served.values())
-    serve(models, limits_, host, port, grace=shutdown_timeout,
+    serve(models, limits_, host, port, grace=shutdown_timeout, event_interval=event_interval,
           on_ready=lambda url: click.echo(f"serving {names} at {url} (Ctrl-C or SIGTERM stops)"))

@@ -27,15 +27,16 @@ from ..errors import TextRNNError
 from ..evaluation import score_texts
 from .jobs import Job
 from .models import Models, Served
-from .limits import Limits
+from .limits import EVENT_INTERVAL, Limits
 from .requests import RequestError, model_name, parse_generate, parse_json, parse_texts
 
 logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
-def create_app(models: Models, limits: Limits) -> Starlette:
-    """The application serving ``models`` within ``limits``; its shutdown closes the models' batchers."""
+def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INTERVAL) -> Starlette:
+    """The application serving ``models`` within ``limits``, streaming an event per stream at most
+    every ``event_interval`` seconds; its shutdown closes the models' batchers."""
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     work = anyio.CapacityLimiter(1)  # classify and evaluate run one at a time, beside the step loops
 
@@ -59,7 +60,8 @@ def create_app(models: Models, limits: Limits) -> Starlette:
         sampling, stream = parse_generate(body, limits, lm.tokenizer.vocab_size, lm.conditions)
         job = served.batcher.submit(sampling)
         if stream:
-            return StreamingResponse(_events(job, served.name), media_type="text/event-stream", headers=SSE_HEADERS)
+            events = _events(job, served.name, event_interval)
+            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
         try:
             async for _ in job.updates():
                 pass
@@ -134,11 +136,11 @@ def _score(served: Served, texts: list[str]) -> list[dict[str, Any]]:
     return rows
 
 
-async def _events(job: Job, name: str) -> AsyncIterator[str]:
-    """The job as server-sent events: ``{"sample", "text"}`` pieces as they come, then ``done``
-    (the whole result, as a non-streaming request gets it) or ``error``."""
+async def _events(job: Job, name: str, every: float) -> AsyncIterator[str]:
+    """The job as server-sent events: ``{"sample", "text"}`` pieces as they come (at most one event
+    every ``every`` seconds), then ``done`` (the whole result, as a non-streaming request gets it) or ``error``."""
     try:
-        async for update in job.updates():
+        async for update in job.updates(every):
             parts = [_sse(None, {"sample": j + 1, "text": piece}) for j, piece in enumerate(update.pieces) if piece]
             if update.finished:
                 parts.append(_sse("error", {"error": job.error}) if job.error else _sse("done", _result(job, name)))
@@ -195,9 +197,9 @@ class _Server(uvicorn.Server):
 
 
 def serve(models: Models, limits: Limits, host: str = "127.0.0.1", port: int = 8000, *, grace: float = 5.0,
-          on_ready: Callable[[str], None] = lambda url: None) -> None:
+          event_interval: float = EVENT_INTERVAL, on_ready: Callable[[str], None] = lambda url: None) -> None:
     """Serve ``models`` until SIGTERM or Ctrl-C; ``on_ready`` gets the URL once it listens (``port``
     0: a free one)."""
-    config = uvicorn.Config(create_app(models, limits), host=host, port=port, log_level="warning",
+    config = uvicorn.Config(create_app(models, limits, event_interval), host=host, port=port, log_level="warning",
                             access_log=False, lifespan="on", timeout_graceful_shutdown=int(grace) + 2)
     _Server(config, models, grace, on_ready).run()

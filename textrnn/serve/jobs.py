@@ -65,8 +65,10 @@ class Job:
             raise RequestError(503, self.error)
         return self.text()
 
-    async def updates(self) -> AsyncIterator[Update]:
-        """The job's news as it comes, in an asyncio loop; the last update has ``finished``."""
+    async def updates(self, every: float = 0.0) -> AsyncIterator[Update]:
+        """The job's news as it comes, in an asyncio loop; the last update has ``finished``. With
+        ``every`` (seconds) each update is followed by that long a pause, so the news of several
+        steps comes together (the first update comes at once)."""
         loop = asyncio.get_running_loop()
         while True:
             update = self.take()
@@ -74,6 +76,8 @@ class Job:
                 yield update
                 if update.finished:
                     return
+                if every:
+                    await asyncio.sleep(every)
                 continue
             event = asyncio.Event()
             if self._arm(loop, event.set):
