@@ -141,10 +141,35 @@ def test_export_int8_saves_embedding_dtype_in_config(lm_run, tmp_path):
     assert "embedding_dtype" not in json.loads((plain / "config.json").read_text())
 
 
-def test_shipped_config_names_its_int8_embedding():
+def test_shipped_config_names_its_int8_weights():
     shipped = checkpoint.SHIPPED["sst2"]
-    assert json.loads((shipped / "config.json").read_text())["embedding_dtype"] == "int8"
-    assert checkpoint.load(shipped).task == "classify"
+    config = json.loads((shipped / "config.json").read_text())
+    assert config["embedding_dtype"] == config["recurrent_dtype"] == "int8"
+    ck = checkpoint.load(shipped)
+    assert ck.task == "classify" and ck.model.int8_reader
+
+
+@pytest.mark.parametrize("which", ["classifier", "lm"])
+def test_export_int8_stores_the_recurrent_weights_as_int8(which, int_clf, lm_run, tmp_path):
+    from safetensors.torch import load_file
+
+    from textrnn.quantize import quantize_rows
+
+    run = int_clf if which == "classifier" else lm_run
+    dest = checkpoint.export(run, tmp_path / "q", int8=True)
+    config = json.loads((dest / "config.json").read_text())
+    assert config["embedding_dtype"] == config["recurrent_dtype"] == "int8"
+    stored = load_file(str(dest / "model.safetensors"))
+    full, small = checkpoint.load(run), checkpoint.load(dest)
+    for name, weight in full.model.state_dict().items():
+        if name.startswith("encoder.rnn.weight_") or name == "encoder.embedding.weight":
+            assert stored[name + ".int8"].dtype == torch.int8 and name not in stored
+            codes, scale = quantize_rows(weight)
+            torch.testing.assert_close(small.model.state_dict()[name], codes.float() * scale[:, None])
+        else:  # biases, the head: as they were
+            assert torch.equal(small.model.state_dict()[name], weight)
+    assert getattr(small.model, "int8_reader", False) == (which == "classifier")  # the reader is a classifier's
+    assert not getattr(full.model, "int8_reader", False)
 
 
 def test_save_last_cleans_up_after_any_failure(lm_run, tmp_path, monkeypatch):

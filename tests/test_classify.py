@@ -118,3 +118,40 @@ def test_predict_ids_reads_one_layer_models_and_runs_deeper_ones_forward(monkeyp
         with torch.inference_mode():
             expected = torch.softmax(model(*pad_batch(texts)), dim=-1).numpy()
         np.testing.assert_allclose(predict_ids(model, texts, batch_size=2), expected, atol=1e-6)
+
+
+def _int8_available() -> bool:
+    import torch
+
+    return "fbgemm" in torch.backends.quantized.supported_engines
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_int8_reader_is_close_to_forward(cell):
+    """A model marked ``int8_reader`` (an --int8 export) is read with int8 hidden-side products:
+    probabilities within 0.01 of the float forward pass; without int8 products, in float32."""
+    import numpy as np
+    import torch
+
+    from textrnn.classify import Reader
+    from textrnn.data.batches import pad_batch
+    from textrnn.quantize import Int8Product
+
+    if not _int8_available():
+        pytest.skip("this PyTorch has no fbgemm int8 products")
+    model = _classifier(cell, True)
+    model.int8_reader = True
+    rng = np.random.default_rng(3)
+    texts = [rng.integers(0, 30, size=n) for n in [12, 3, 0, 7, 12, 1]]
+    with torch.inference_mode():
+        expected = torch.softmax(model(*pad_batch(texts)), dim=-1)
+        reader = Reader(model)
+        got = torch.softmax(reader.logits(texts), dim=-1)
+        assert len(reader.int8) == 2  # one product per direction
+        torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
+        assert not torch.allclose(got, expected, atol=1e-6, rtol=0)  # (it did run in int8)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(Int8Product, "make", classmethod(lambda cls, w, b=None: None))  # not on this CPU
+            fallback = Reader(model)
+            assert fallback.int8 == []
+            torch.testing.assert_close(torch.softmax(fallback.logits(texts), dim=-1), expected, atol=1e-6, rtol=0)

@@ -35,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from . import files
 from .config import ModelConfig
 from .errors import TextRNNError
+from .quantize import quantize_rows
 from .tokenizer import Tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, METRICS, SAMPLES, LAST, TRAINER = (
@@ -234,6 +235,8 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
                                "load the best weights instead")
         weights = d / WEIGHTS
     load_weights(model, weights)
+    if config.get("recurrent_dtype") == "int8" and config.get("task") == "classify":
+        model.int8_reader = True
     model.to(device).eval()
     return Checkpoint(path, config, tokenizer, model)
 
@@ -254,11 +257,12 @@ def export_dir(dest: str | os.PathLike) -> Path:
 
 
 def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = False,
-           int8_embedding: bool = False) -> Path:
+           int8_embedding: bool = False, int8: bool = False) -> Path:
     """Copy a run's model (best weights, config, tokenizer, metrics) without its training
     state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
     stores the embedding matrix as int8 with one float scale per row (a quarter of the
-    size). Both load back as float32."""
+    size); ``int8`` the recurrent weight matrices too, and a classifier so exported then reads
+    texts on a CPU with int8 products (:mod:`textrnn.quantize`). All load back as float32."""
     ck = load(run_dir)
     dest = export_dir(dest)
     config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
@@ -266,12 +270,15 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
                for k, v in ck.model.state_dict().items()}
     if ck.model.cfg.tie_weights:
         tensors.pop("head.weight", None)  # shared with the embedding; loading re-ties it
-    if int8_embedding:
-        emb = ck.model.encoder.embedding.weight.detach()  # (V, E)
-        scale = emb.abs().amax(dim=1).clamp_min(1e-12) / 127.0  # (V,)
-        del tensors["encoder.embedding.weight"]
-        tensors["encoder.embedding.weight.int8"] = torch.round(emb / scale.unsqueeze(1)).to(torch.int8)
-        tensors["encoder.embedding.weight.scale"] = scale.half() if half else scale
+    as_int8 = ["encoder.embedding.weight"] if int8_embedding or int8 else []
+    if int8:
+        as_int8 += [k for k in tensors if k.startswith("encoder.rnn.weight_")]
+        config["recurrent_dtype"] = "int8"
+    for name in as_int8:  # int8 codes and a scale per row (load_weights expands them)
+        codes, scale = quantize_rows(ck.model.state_dict()[name])
+        del tensors[name]
+        tensors[name + ".int8"], tensors[name + ".scale"] = codes, scale.half() if half else scale
+    if as_int8:
         config["embedding_dtype"] = "int8"
     write_run_files(dest, config, ck.tokenizer)  # after config is complete
     write_metrics(dest, read_metrics(run_dir))

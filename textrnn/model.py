@@ -208,6 +208,7 @@ class Classifier(nn.Module):
         width = cfg.hidden * (2 if cfg.bidirectional else 1)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(3 * width, cfg.num_classes)
+        self.int8_reader = False  # read in int8 on a CPU (classify.Reader): set on loading an --int8 export
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """``ids`` (B, T) padded, ``lengths`` (B,) -> logits (B, C)."""

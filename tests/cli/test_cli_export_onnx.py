@@ -140,7 +140,7 @@ def test_export_errors_are_one_line(char_export, tmp_path, monkeypatch):
     one_line_error(run_cli(["export", str(tmp_path), str(tmp_path / "a"), "--format", "onnx"]),
                    "not a textrnn checkpoint")
     one_line_error(run_cli(["export", str(run), str(tmp_path / "b"), "--format", "onnx", "--half"]),
-                   "--half and --int8-embedding", "--format checkpoint")
+                   "--half, --int8-embedding and --int8", "--format checkpoint")
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the extra were not installed
     one_line_error(run_cli(["export", str(run), str(tmp_path / "c"), "--format", "onnx"]),
                    'pip install "textrnn[onnx]"', "onnxruntime")
