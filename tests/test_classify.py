@@ -155,3 +155,29 @@ def test_int8_reader_is_close_to_forward(cell):
             fallback = Reader(model)
             assert fallback.int8 == []
             torch.testing.assert_close(torch.softmax(fallback.logits(texts), dim=-1), expected, atol=1e-6, rtol=0)
+
+
+def test_a_models_reader_is_kept_until_its_weights_change():
+    import numpy as np
+    import torch
+
+    from textrnn.classify import Reader, reader_for
+
+    model = _classifier("lstm", True)
+    texts = [np.array([1, 2, 3]), np.array([4])]
+    reader = reader_for(model)
+    assert reader_for(model) is reader
+    with torch.inference_mode():
+        before = reader.logits(texts)
+    with torch.no_grad():
+        model.head.bias.add_(1.0)  # as an optimizer step would
+    changed = reader_for(model)
+    assert changed is not reader
+    with torch.inference_mode():
+        torch.testing.assert_close(changed.logits(texts), before + 1.0)
+        torch.testing.assert_close(changed.logits(texts), Reader(model).logits(texts))
+    model.int8_reader = True
+    assert reader_for(model) is not changed
+    with torch.inference_mode():
+        made_here = _classifier("gru", False)
+    assert reader_for(made_here) is not reader_for(made_here)  # nothing to watch: made each time

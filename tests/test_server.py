@@ -92,6 +92,20 @@ def test_a_stream_sends_at_most_one_event_per_event_interval(lm_run):
     assert "".join(messages) == whole["samples"][0]["text"]
 
 
+def test_a_stream_ends_when_its_job_ends_not_after_the_event_interval(lm_run):
+    """The pause between two events is cut short by the job's end: a 10 s interval does not hold
+    back the end of a stream that takes well under a second (it used to, by up to 10 s)."""
+    request = {"prompt": "First", "length": 60, "seed": 4}
+    with TestClient(create_app(load_models([lm_run], LIMITS), LIMITS, event_interval=10.0)) as client:
+        whole = client.post("/generate", json=request).json()
+        start = time.monotonic()
+        with client.stream("POST", "/generate", json={**request, "stream": True}) as response:
+            events = sse_events(response.read().decode())
+        elapsed = time.monotonic() - start
+    assert elapsed < 5.0 and events[-1] == ("done", whole)
+    assert "".join(d["text"] for e, d in events if e == "message") == whole["samples"][0]["text"]
+
+
 def test_concurrent_requests_get_their_own_text(client, lm):
     seeds = range(20, 26)
 

@@ -7,6 +7,7 @@ batches sorted by length (little padding).
 
 from __future__ import annotations
 
+import weakref
 from typing import Any, Optional, Sequence
 
 import numpy as np
@@ -35,7 +36,7 @@ def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 
     model.eval()
     with torch.inference_mode():
         if Reader.reads(model):
-            reader = Reader(model)
+            reader = reader_for(model)
             for first in range(0, len(ids), Reader.GROUP):
                 logits = reader.logits(ids[first : first + Reader.GROUP])
                 probs[first : first + len(logits)] = torch.softmax(logits, dim=-1).numpy()
@@ -46,6 +47,23 @@ def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 
             logits = model(x.to(device), lengths)  # (B, C)
             probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
     return probs
+
+
+_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' versions, Reader)
+
+
+def reader_for(model: Classifier) -> "Reader":
+    """``model``'s :class:`Reader`, made once and kept while its weights stay as they are (it is
+    made anew after any change to them, such as a training step): making one prepares the
+    weights (int8: quantizes and packs them), which costs more than reading a few texts."""
+    try:
+        key = (model.int8_reader, *((p.data_ptr(), p._version) for p in model.parameters()))
+    except RuntimeError:  # weights made under torch.inference_mode() have no version to watch
+        return Reader(model)
+    held = _READERS.get(model)
+    if held is None or held[0] != key:
+        held = _READERS[model] = (key, Reader(model))
+    return held[1]
 
 
 class Reader:

@@ -39,6 +39,7 @@ class Job:
         self._new_tokens = 0
         self._done = False
         self._waker: Optional[tuple[Optional[asyncio.AbstractEventLoop], Callable[[], None]]] = None
+        self._end_only = False  # the waker waits for the job's end only
 
     # -- the consumer's side ----------------------------------------------------------------
     def take(self) -> Update:
@@ -67,8 +68,9 @@ class Job:
 
     async def updates(self, every: float = 0.0) -> AsyncIterator[Update]:
         """The job's news as it comes, in an asyncio loop; the last update has ``finished``. With
-        ``every`` (seconds) each update is followed by that long a pause, so the news of several
-        steps comes together (the first update comes at once)."""
+        ``every`` (seconds) each update is followed by a pause of that long, cut short by the job's
+        end, so the news of several steps comes together (the first update comes at once, the
+        last as soon as the job ends)."""
         loop = asyncio.get_running_loop()
         while True:
             update = self.take()
@@ -77,7 +79,11 @@ class Job:
                 if update.finished:
                     return
                 if every:
-                    await asyncio.sleep(every)
+                    event = asyncio.Event()
+                    timer = loop.call_later(every, event.set)
+                    if self._arm(loop, event.set, end_only=True):
+                        await event.wait()
+                    timer.cancel()
                 continue
             event = asyncio.Event()
             if self._arm(loop, event.set):
@@ -97,12 +103,14 @@ class Job:
         return [{"sample": j + 1, "seed": self.seed + j, "prompt": s.prompt, "text": text, **s.settings(), **labelled}
                 for j, text in enumerate(self.text())]
 
-    def _arm(self, loop: Optional[asyncio.AbstractEventLoop], wake: Callable[[], None]) -> bool:
-        """Ask to be woken (from ``loop``, None: any thread) at the next news; False: there is news now."""
+    def _arm(self, loop: Optional[asyncio.AbstractEventLoop], wake: Callable[[], None],
+             end_only: bool = False) -> bool:
+        """Ask to be woken (from ``loop``, None: any thread) at the next news, or with ``end_only`` at
+        the job's end; False: that is here now."""
         with self._lock:
-            if self._done or self._new_tokens or any(self._new):
+            if self._done or not end_only and (self._new_tokens or any(self._new)):
                 return False
-            self._waker = (loop, wake)
+            self._waker, self._end_only = (loop, wake), end_only
             return True
 
     # -- the step loop's side -----------------------------------------------------------------
@@ -125,6 +133,9 @@ class Job:
         return self._done or self.cancelled
 
     def _disarm(self) -> Optional[tuple[Optional[asyncio.AbstractEventLoop], Callable[[], None]]]:
+        """The waker to call now that the job has news (None: none, or it waits for the end only)."""
         with self._lock:
+            if self._end_only and not self._done:
+                return None
             waker, self._waker = self._waker, None
             return waker
