@@ -77,16 +77,21 @@ def test_streamed_generation_is_server_sent_events_of_the_same_text(client):
     assert events[-1] == ("done", whole)
 
 
-def test_a_stream_sends_at_most_one_event_per_event_interval(lm_run):
-    """With a 1 s interval a stream sends its first event at once, then at most one a second (a
-    tiny model's 120 tokens: one event per step without the interval); the text is the same."""
-    request = {"prompt": "First", "length": 120, "seed": 3}
-    with TestClient(create_app(load_models([lm_run], LIMITS), LIMITS, event_interval=1.0)) as client:
+def _stream_at_interval(lm_run, interval: float, request: dict) -> tuple[dict, list, float]:
+    """A server with ``interval`` between events: the plain answer to ``request``, the events of
+    the same request streamed, and the seconds the stream took."""
+    with TestClient(create_app(load_models([lm_run], LIMITS), LIMITS, event_interval=interval)) as client:
         whole = client.post("/generate", json=request).json()
         start = time.monotonic()
         with client.stream("POST", "/generate", json={**request, "stream": True}) as response:
             events = sse_events(response.read().decode())
-        elapsed = time.monotonic() - start
+        return whole, events, time.monotonic() - start
+
+
+def test_a_stream_sends_at_most_one_event_per_event_interval(lm_run):
+    """With a 1 s interval a stream sends its first event at once, then at most one a second (a
+    tiny model's 120 tokens: one event per step without the interval); the text is the same."""
+    whole, events, elapsed = _stream_at_interval(lm_run, 1.0, {"prompt": "First", "length": 120, "seed": 3})
     messages = [d["text"] for e, d in events if e == "message"]
     assert 1 <= len(messages) <= 1 + math.ceil(elapsed) and events[-1] == ("done", whole)
     assert "".join(messages) == whole["samples"][0]["text"]
@@ -95,13 +100,7 @@ def test_a_stream_sends_at_most_one_event_per_event_interval(lm_run):
 def test_a_stream_ends_when_its_job_ends_not_after_the_event_interval(lm_run):
     """The pause between two events is cut short by the job's end: a 10 s interval does not hold
     back the end of a stream that takes well under a second (it used to, by up to 10 s)."""
-    request = {"prompt": "First", "length": 60, "seed": 4}
-    with TestClient(create_app(load_models([lm_run], LIMITS), LIMITS, event_interval=10.0)) as client:
-        whole = client.post("/generate", json=request).json()
-        start = time.monotonic()
-        with client.stream("POST", "/generate", json={**request, "stream": True}) as response:
-            events = sse_events(response.read().decode())
-        elapsed = time.monotonic() - start
+    whole, events, elapsed = _stream_at_interval(lm_run, 10.0, {"prompt": "First", "length": 60, "seed": 4})
     assert elapsed < 5.0 and events[-1] == ("done", whole)
     assert "".join(d["text"] for e, d in events if e == "message") == whole["samples"][0]["text"]
 
