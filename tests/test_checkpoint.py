@@ -146,7 +146,7 @@ def test_shipped_config_names_its_int8_weights():
     config = json.loads((shipped / "config.json").read_text())
     assert config["embedding_dtype"] == config["recurrent_dtype"] == "int8"
     ck = checkpoint.load(shipped)
-    assert ck.task == "classify" and ck.model.int8_reader
+    assert ck.task == "classify" and ck.model.int8_products
 
 
 @pytest.mark.parametrize("which", ["classifier", "lm"])
@@ -168,8 +168,7 @@ def test_export_int8_stores_the_recurrent_weights_as_int8(which, int_clf, lm_run
             torch.testing.assert_close(small.model.state_dict()[name], codes.float() * scale[:, None])
         else:  # biases, the head: as they were
             assert torch.equal(small.model.state_dict()[name], weight)
-    assert getattr(small.model, "int8_reader", False) == (which == "classifier")  # the reader is a classifier's
-    assert not getattr(full.model, "int8_reader", False)
+    assert small.model.int8_products and not full.model.int8_products
 
 
 def test_save_last_cleans_up_after_any_failure(lm_run, tmp_path, monkeypatch):

@@ -127,8 +127,8 @@ def _int8_available() -> bool:
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
-def test_int8_reader_is_close_to_forward(cell):
-    """A model marked ``int8_reader`` (an --int8 export) is read with int8 hidden-side products:
+def test_int8_products_is_close_to_forward(cell):
+    """A model marked ``int8_products`` (an --int8 export) is read with int8 hidden-side products:
     probabilities within 0.01 of the float forward pass; without int8 products, in float32."""
     import numpy as np
     import torch
@@ -140,7 +140,7 @@ def test_int8_reader_is_close_to_forward(cell):
     if not _int8_available():
         pytest.skip("this PyTorch has no fbgemm int8 products")
     model = _classifier(cell, True)
-    model.int8_reader = True
+    model.int8_products = True
     rng = np.random.default_rng(3)
     texts = [rng.integers(0, 30, size=n) for n in [12, 3, 0, 7, 12, 1]]
     with torch.inference_mode():
@@ -176,7 +176,7 @@ def test_a_models_reader_is_kept_until_its_weights_change():
     with torch.inference_mode():
         torch.testing.assert_close(changed.logits(texts), before + 1.0)
         torch.testing.assert_close(changed.logits(texts), Reader(model).logits(texts))
-    model.int8_reader = True
+    model.int8_products = True
     assert reader_for(model) is not changed
     with torch.inference_mode():
         made_here = _classifier("gru", False)

@@ -116,3 +116,36 @@ def test_product_packs_only_float32_weights_on_a_cpu_with_onednn():
         pytest.skip("this PyTorch has no oneDNN: every product is addmm")
     assert Product(torch.randn(24, 10)).packed is not None
     assert Product(torch.randn(24, 10, dtype=torch.float64)).packed is None
+
+
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
+    """A model marked ``int8_products`` (an --int8 export) steps with int8 products: logits near
+    the forward pass's; each row's result the same alone or in a batch (the fixed input grid);
+    where no int8 product is to be had, the float Stepper (equal to forward)."""
+    from textrnn.quantize import Int8Product
+
+    if "fbgemm" not in torch.backends.quantized.supported_engines:
+        pytest.skip("this PyTorch has no fbgemm int8 products")
+    model = tiny(cell, 2, embed=6, tie_weights=True)  # a projection folded into the head too
+    model.int8_products = True
+    ids = torch.randint(0, 11, (3, 7))
+    full, _ = model(ids)
+    with torch.inference_mode():
+        step = model.stepper(logit_scale=1.25, banned=[4])
+        assert all(isinstance(p, Int8Product) for p in [*step.hidden_side, *step.input_side[1:], step.head])
+        state, alone = step.initial_state(3), [step.initial_state(1) for _ in range(3)]
+        for t in range(7):
+            logits, state = step(ids[:, t], state)
+            expected = full[:, t] * 1.25
+            expected[:, 4] = float("-inf")
+            torch.testing.assert_close(logits, expected, atol=0.1, rtol=0)
+            assert not torch.allclose(logits, expected, atol=1e-6, rtol=0)  # (it did run in int8)
+            for k in range(3):
+                row, alone[k] = step(ids[k : k + 1, t], alone[k])
+                torch.testing.assert_close(row[0], logits[k], atol=1e-6, rtol=0)
+        with pytest.MonkeyPatch.context() as m:
+            m.setattr(Int8Product, "make", classmethod(lambda cls, w, b=None: None))  # not on this CPU
+            plain = model.stepper()
+            logits, _ = plain(ids[:, 0], plain.initial_state(3))
+            torch.testing.assert_close(logits, full[:, 0], rtol=1e-5, atol=1e-5)

@@ -235,8 +235,7 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
                                "load the best weights instead")
         weights = d / WEIGHTS
     load_weights(model, weights)
-    if config.get("recurrent_dtype") == "int8" and config.get("task") == "classify":
-        model.int8_reader = True
+    model.int8_products = config.get("recurrent_dtype") == "int8"
     model.to(device).eval()
     return Checkpoint(path, config, tokenizer, model)
 
@@ -261,8 +260,9 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     """Copy a run's model (best weights, config, tokenizer, metrics) without its training
     state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
     stores the embedding matrix as int8 with one float scale per row (a quarter of the
-    size); ``int8`` the recurrent weight matrices too, and a classifier so exported then reads
-    texts on a CPU with int8 products (:mod:`textrnn.quantize`). All load back as float32."""
+    size); ``int8`` the recurrent weight matrices too, and a model so exported then runs its
+    step-by-step products on a CPU in int8 (:mod:`textrnn.quantize`: a classifier's Reader, a
+    language model's Stepper). All load back as float32."""
     ck = load(run_dir)
     dest = export_dir(dest)
     config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")

@@ -57,7 +57,7 @@ def reader_for(model: Classifier) -> "Reader":
     made anew after any change to them, such as a training step): making one prepares the
     weights (int8: quantizes and packs them), which costs more than reading a few texts."""
     try:
-        key = (model.int8_reader, *((p.data_ptr(), p._version) for p in model.parameters()))
+        key = (model.int8_products, *((p.data_ptr(), p._version) for p in model.parameters()))
     except RuntimeError:  # weights made under torch.inference_mode() have no version to watch
         return Reader(model)
     held = _READERS.get(model)
@@ -77,7 +77,7 @@ class Reader:
     than once per position; the pooling (last state, max, mean) is kept as running values,
     never an output sequence; the first step, from the zero state, has no hidden-side product. On
     a CPU most of the time left is that product itself: for a model exported with ``--int8``
-    (``model.int8_reader``) it runs in int8 (:class:`~textrnn.quantize.Int8Product`; probabilities
+    (``model.int8_products``) it runs in int8 (:class:`~textrnn.quantize.Int8Product`; probabilities
     within about 0.01 of float32, tested), where PyTorch has int8 products for the CPU.
     """
 
@@ -101,7 +101,7 @@ class Reader:
             self.b_ih.view(len(ends), 4 * self.hidden)[:, g] *= 2
             for w in self.w_hh_t:
                 w[:, g] *= 2
-        self.int8 = [Int8Product.make(w.t()) for w in self.w_hh_t] if model.int8_reader else []
+        self.int8 = [Int8Product.make(w.t()) for w in self.w_hh_t] if model.int8_products else []
         if None in self.int8:  # not on this CPU: float32 products
             self.int8 = []
 

@@ -1,9 +1,11 @@
 """int8 weights: stored with one scale per row, and multiplied in int8 where the CPU allows.
 
 ``textrnn export --int8`` stores the embedding and the recurrent weight matrices as int8 with a
-float scale per row (:func:`quantize_rows`; they load back as float, ``q * scale``). A classifier
-exported so reads texts on a CPU with its hidden-to-hidden products in int8
-(:class:`Int8Product`): the hidden state of an LSTM, GRU or tanh RNN lies in [-1, 1], so it is
+float scale per row (:func:`quantize_rows`; they load back as float, ``q * scale``). A model
+exported so runs its step-by-step products on a CPU in int8 (:class:`Int8Product`): a
+classifier's Reader its hidden-to-hidden products, a language model's Stepper every product
+whose input is a hidden state (hidden side, upper layers' input side, output layer). The hidden
+state of an LSTM, GRU or tanh RNN lies in [-1, 1], so it is
 put on a fixed grid of 2/127 (7 bits: products of two such codes and an int8 weight cannot
 saturate the 16-bit sums of AVX2's int8 instructions) and multiplied with the int8 rows in exact
 integer arithmetic, then scaled back: about twice as fast as the float32 product here, and each
@@ -59,7 +61,10 @@ class Int8Product:
             exact += bias
         return product if torch.allclose(got, exact, rtol=1e-4, atol=1e-4) else None
 
-    def __call__(self, x: Tensor) -> Tensor:
-        """``x`` (N, in) in [-1, 1] -> (N, out), float32."""
+    def __call__(self, x: Tensor, add: Optional[Tensor] = None) -> Tensor:
+        """``x`` (N, in) in [-1, 1] -> (N, out) float32, plus ``add`` (N, out) when given (as
+        :class:`textrnn.stepper.Product`)."""
         y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, self.STEP, self.ZERO, self.packed)
-        return y if self.bias is None else y.add_(self.bias)
+        if self.bias is not None:
+            y.add_(self.bias)
+        return y if add is None else y.add_(add)

@@ -16,8 +16,9 @@ EXPORT_FORMATS = ("checkpoint", "onnx")
 @click.option("--half", is_flag=True, help="Store the weights as float16 (half the size).")
 @click.option("--int8-embedding", is_flag=True, help="Store the embedding as int8 with a scale per row.")
 @click.option("--int8", is_flag=True,
-              help="Store the embedding and the recurrent weights as int8 with a scale per row; a classifier so "
-                   "exported reads texts on a CPU with int8 products (faster; probabilities within about 0.01).")
+              help="Store the embedding and the recurrent weights as int8 with a scale per row; a model so exported "
+                   "runs its step-by-step products on a CPU in int8 (faster classify and sampling; results within "
+                   "about 0.01 in probability).")
 def export_command(run: str, dest: str, fmt: str, half: bool, int8_embedding: bool, int8: bool) -> None:
     """Copy a trained model from RUN to DEST without its training state, to ship or share;
     with --format onnx, as ONNX functions that run without PyTorch."""
