@@ -50,6 +50,19 @@ def test_gradual_unfreezing_thaws_one_layer_more_every_fraction_from_the_top():
     assert frozen(0.61) == set()
 
 
+def test_a_tied_embedding_is_the_output_layer_and_trains_from_the_start():
+    from textrnn.config import ModelConfig
+    from textrnn.model import LanguageModel
+    from textrnn.training.optim import layer_lr_scales, thaw_fractions
+
+    for embed in (8, 4):  # tied directly; tied through a projection (hidden 8 -> embed 4)
+        model = LanguageModel(ModelConfig(vocab_size=10, layers=2, hidden=8, embed=embed, tie_weights=True))
+        assert model.head.weight is model.encoder.embedding.weight
+        thaw = thaw_fractions(model, 0.2)
+        assert "encoder.embedding.weight" not in thaw and thaw["encoder.rnn.weight_hh_l0"] == pytest.approx(0.4)
+        assert layer_lr_scales(model, 2.0)["encoder.embedding.weight"] == 1
+
+
 def test_unfreeze_every_needs_a_pretrained_model_and_a_fraction():
     from textrnn.errors import TextRNNError
     from textrnn.training.optim import check_unfreeze

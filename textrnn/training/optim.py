@@ -32,11 +32,15 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig, lr_scales: Optional[dict[
 def layer_depths(model: nn.Module) -> dict[str, int]:
     """How deep each parameter sits below the output, in ULMFiT's layers: recurrent layer ``k`` of
     ``L`` at ``L - k``, the embedding at ``L + 1``, the output layer and everything else (a
-    conditioned model's label vectors) 0."""
+    conditioned model's label vectors) 0. An embedding tied to the output layer is the output
+    layer's weight too: depth 0 (it trains from the start, as in ULMFiT, whose decoder is tied)."""
     layers = model.encoder.rnn.num_layers
+    output = {id(p) for name, p in model.named_parameters(remove_duplicate=False) if name.startswith("head.")}
     depths = {}
-    for name, _ in model.named_parameters():
-        if name.startswith("encoder.embedding"):
+    for name, p in model.named_parameters():
+        if id(p) in output:
+            depths[name] = 0
+        elif name.startswith("encoder.embedding"):
             depths[name] = layers + 1
         elif name.startswith("encoder.rnn."):
             depths[name] = layers - int(name.rsplit("_l", 1)[1].split("_")[0])
