@@ -266,8 +266,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     ck = load(run_dir)
     dest = export_dir(dest)
     config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
-    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous()
-               for k, v in ck.model.state_dict().items()}
+    state = ck.model.state_dict()
+    tensors = {k: (v.half() if half and v.is_floating_point() else v).contiguous() for k, v in state.items()}
     if ck.model.cfg.tie_weights:
         tensors.pop("head.weight", None)  # shared with the embedding; loading re-ties it
     as_int8 = ["encoder.embedding.weight"] if int8_embedding or int8 else []
@@ -275,7 +275,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
         as_int8 += [k for k in tensors if k.startswith("encoder.rnn.weight_")]
         config["recurrent_dtype"] = "int8"
     for name in as_int8:  # int8 codes and a scale per row (load_weights expands them)
-        codes, scale = quantize_rows(ck.model.state_dict()[name])
+        codes, scale = quantize_rows(state[name])  # from the float32 weights, not their float16 copy
         del tensors[name]
         tensors[name + ".int8"], tensors[name + ".scale"] = codes, scale.half() if half else scale
     if as_int8:
