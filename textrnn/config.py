@@ -170,8 +170,8 @@ class TrainConfig(DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
 
     batch_size: int = option(32, "Parallel streams (language model) or texts (classifier) per batch.",
-                             classify=256)
-    seq_len: int = option(128, "Language model: tokens per truncated-BPTT window.")
+                             classify=256, fitted=True)
+    seq_len: int = option(128, "Language model: tokens per truncated-BPTT window.", fitted=True)
     max_len: int = option(512, "Cut texts to their first this many tokens.", only="classify")
     lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3, finetune=2e-3)
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and embeddings).")
