@@ -62,6 +62,10 @@ def test_the_smaller_batch_is_for_character_models_with_a_time_budget_on_a_cpu(t
     # the budget counts the chosen shape's speed: the declared shape trains on more tokens a second
     declared_speed = fit(given=dict(zip(("batch_size", "seq_len"), declared))).basis["reference_tokens_per_s"]
     assert fit().basis["reference_tokens_per_s"] == pytest.approx(declared_speed * recipe.CPU_BATCH_SPEED)
+    # the speed factor was measured on a CPU: the same shape given on a GPU keeps the GPU's figure
+    cuda = torch.device("cuda")
+    assert fit(device=cuda, given={"batch_size": 16, "seq_len": 64}).basis["reference_tokens_per_s"] == \
+        fit(device=cuda).basis["reference_tokens_per_s"] == recipe.TRAIN_SPEED["cuda"]
 
 
 def test_word_regularization_grows_with_the_passes_over_the_corpus(two_threads):

@@ -118,7 +118,7 @@ def fit_defaults(*, kind: str, vocab_size: int, train_tokens: int, train_bytes: 
     if max_time is not None and device.type == "cpu" and kind == "char":
         shape = CPU_BATCH
     shape = given.get("batch_size", shape[0]), given.get("seq_len", shape[1])
-    if shape == CPU_BATCH:
+    if shape == CPU_BATCH and device.type == "cpu":  # (measured on a CPU; a GPU's figure is the reference's)
         speed *= CPU_BATCH_SPEED
     speed, where = speed * world, where if world == 1 else f"{world} x {where}"
     # the budget in tokens: the reference model's for --max-time (the fitted model's are fewer by its cost)
