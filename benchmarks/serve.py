@@ -226,14 +226,14 @@ def main() -> None:
 
 
 def step_alone(args, rows: int) -> None:
-    """The served LM's bare step (:class:`textrnn.stepper.Stepper`: no HTTP, no sampling), for 1
+    """The served LM's bare step (:class:`textrnn.inference.stepper.Stepper`: no HTTP, no sampling), for 1
     row and for ``rows``, timed here after the server has stopped: the most that batching ``rows``
     streams can gain on this machine, beside which the ratio above is to be read."""
     import torch
 
     import textrnn
     from textrnn.serve.models import default_runs
-    from textrnn.stepper import Stepper
+    from textrnn.inference.stepper import Stepper
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -9,6 +9,7 @@ import torch
 
 from conftest import TINY, run_cli as run
 from textrnn import checkpoint
+from textrnn.export.run import export as export_run
 from textrnn.errors import TextRNNError
 from textrnn.training.lm import train_language_model
 
@@ -101,7 +102,7 @@ def test_last_swap_survives_a_crash_between_renames(run_dir):
 
 
 def test_export_half_loads_and_matches(run_dir, tmp_path):
-    dest = checkpoint.export(run_dir, tmp_path / "shipped", half=True)
+    dest = export_run(run_dir, tmp_path / "shipped", half=True)
     assert sorted(p.name for p in dest.iterdir() if not p.name.startswith(".")) == [
         "config.json", "metrics.jsonl", "model.safetensors", "tokenizer.json"]
     full, half = checkpoint.load(run_dir), checkpoint.load(dest)
@@ -110,11 +111,11 @@ def test_export_half_loads_and_matches(run_dir, tmp_path):
     with torch.no_grad():
         torch.testing.assert_close(half.model(ids)[0], full.model(ids)[0], atol=5e-3, rtol=0)
     with pytest.raises(TextRNNError, match="not empty"):
-        checkpoint.export(run_dir, dest)
+        export_run(run_dir, dest)
 
 
 def test_export_int8_embedding(run_dir, tmp_path):
-    dest = checkpoint.export(run_dir, tmp_path / "q", half=True, int8_embedding=True)
+    dest = export_run(run_dir, tmp_path / "q", half=True, int8_embedding=True)
     full, small = checkpoint.load(run_dir), checkpoint.load(dest)
     err = (small.model.encoder.embedding.weight - full.model.encoder.embedding.weight).abs()
     row_max = full.model.encoder.embedding.weight.abs().amax(dim=1, keepdim=True)
@@ -128,16 +129,16 @@ def test_export_to_an_existing_file_is_a_one_line_error(lm_run, tmp_path):
     dest = tmp_path / "taken"
     dest.write_text("x")
     with pytest.raises(TextRNNError, match=r"taken: exists and is not a directory; give a new or empty directory"):
-        checkpoint.export(lm_run, dest)
+        export_run(lm_run, dest)
     res = run(["export", str(lm_run), str(dest)])
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1 and "taken" in res.stderr
     assert dest.read_text() == "x"
 
 
 def test_export_int8_saves_embedding_dtype_in_config(lm_run, tmp_path):
-    dest = checkpoint.export(lm_run, tmp_path / "q", int8_embedding=True)
+    dest = export_run(lm_run, tmp_path / "q", int8_embedding=True)
     assert json.loads((dest / "config.json").read_text())["embedding_dtype"] == "int8"
-    plain = checkpoint.export(lm_run, tmp_path / "p")
+    plain = export_run(lm_run, tmp_path / "p")
     assert "embedding_dtype" not in json.loads((plain / "config.json").read_text())
 
 
@@ -153,10 +154,10 @@ def test_shipped_config_names_its_int8_weights():
 def test_export_int8_stores_the_recurrent_weights_as_int8(which, int_clf, lm_run, tmp_path):
     from safetensors.torch import load_file
 
-    from textrnn.quantize import quantize_rows
+    from textrnn.inference.quantize import quantize_rows
 
     run = int_clf if which == "classifier" else lm_run
-    dest = checkpoint.export(run, tmp_path / "q", int8=True)
+    dest = export_run(run, tmp_path / "q", int8=True)
     config = json.loads((dest / "config.json").read_text())
     assert config["embedding_dtype"] == config["recurrent_dtype"] == "int8"
     stored = load_file(str(dest / "model.safetensors"))
@@ -226,7 +227,7 @@ def test_a_full_disk_while_saving_is_one_user_error(lm_run, tmp_path, monkeypatc
 
 def test_loading_last_weights_that_do_not_exist_is_an_error(lm_run, tmp_path):
     assert checkpoint.load(lm_run, which="last").model is not None
-    exported = checkpoint.export(lm_run, tmp_path / "exported")  # an export has no last/
+    exported = export_run(lm_run, tmp_path / "exported")  # an export has no last/
     with pytest.raises(TextRNNError, match="has no last/ checkpoint"):
         checkpoint.load(exported, which="last")
     with pytest.raises(TextRNNError, match="which must be 'best' or 'last'"):
@@ -240,7 +241,7 @@ def test_export_of_a_tied_projected_regularized_model(tmp_path, tiny_corpus):
     opts = {k: v for k, v in TINY.items() if k not in ("eval_every", "save_every")}
     train_language_model([tiny_corpus], out=run, max_steps=2, eval_every=2, save_every=2, tie_weights=True,
                          layers=2, hidden_dropout=0.2, weight_drop=0.3, output_dropout=0.1, ar=1.0, **opts)
-    dest = checkpoint.export(run, tmp_path / "shipped", half=True)
+    dest = export_run(run, tmp_path / "shipped", half=True)
     full, half = checkpoint.load(run), checkpoint.load(dest)
     assert full.model.proj is not None and full.model.cfg.weight_drop == 0.3
     assert half.model.head.weight.data_ptr() == half.model.encoder.embedding.weight.data_ptr()

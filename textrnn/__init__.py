@@ -20,7 +20,7 @@ _EXPORTS = {
     "train_classifier": "textrnn.api",
     "load": "textrnn.api",
     "Trained": "textrnn.api",
-    "evaluate": "textrnn.evaluation",
+    "evaluate": "textrnn.api",
     "TextRNNError": "textrnn.errors",
     "ModelConfig": "textrnn.config",
     "TrainConfig": "textrnn.config",
@@ -34,10 +34,9 @@ _EXPORTS = {
 __all__ = ["__version__", *_EXPORTS]
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .api import Trained, load, train, train_classifier  # noqa: F401
+    from .api import Trained, evaluate, load, train, train_classifier  # noqa: F401
     from .config import ModelConfig, TrainConfig  # noqa: F401
     from .errors import TextRNNError  # noqa: F401
-    from .evaluation import evaluate  # noqa: F401
     from .model import LanguageModel  # noqa: F401
     from .process import configure_process  # noqa: F401
     from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
 from . import checkpoint
 from .errors import TextRNNError
 from .condition import label_index, labels_of, marker_ids, prompt_start
-from .generate import generate as _generate
-from .generate import generate_many as _generate_many
-from .generate import joined as _joined
+from .inference.generate import generate as _generate
+from .inference.generate import generate_many as _generate_many
+from .inference.generate import joined as _joined
 from .training.lm import train_language_model
 from .training.rundir import RunResult
 from .training.runtime import resolve_device
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .session import Session
+    from .inference.session import Session
 
 PathLike = Union[str, os.PathLike]
 
@@ -78,10 +78,10 @@ class Trained:
         return labels_of(self.config)
 
     def session(self, **options: Any) -> "Session":
-        """A :class:`~textrnn.session.Session`: feed text turn by turn, each continuation
+        """A :class:`~textrnn.inference.session.Session`: feed text turn by turn, each continuation
         streamed, the state carried across turns. Options: ``temperature``, ``top_k``,
         ``top_p``, ``greedy``, ``length`` (tokens per continuation), ``seed``."""
-        from .session import Session
+        from .inference.session import Session
 
         self._require("lm", "generate")
         return Session(self.model, self.tokenizer, **options)
@@ -97,7 +97,7 @@ class Trained:
                       condition: Optional[str] = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Sample ``num_samples`` texts, ``batch_size`` at a time: one record per sample (``sample``, its own
         ``seed``, ``prompt``, ``text``, the settings, and ``condition`` for a conditioned model). See
-        :func:`textrnn.generate.generate_many`."""
+        :func:`textrnn.inference.generate.generate_many`."""
         start, conditioning = self._conditioning(condition)
         records = _generate_many(self.model, self.tokenizer, start + prompt, length, num_samples=num_samples,
                                  batch_size=batch_size, **conditioning, **options)
@@ -108,8 +108,8 @@ class Trained:
                  per_line: bool = False) -> list[dict[str, Any]]:
         """Score text files with this language model: one dict per file (tokens, loss in
         nats/token, perplexity, bits per character, word-level perplexity, unknown share,
-        seconds; the rows of ``per_line`` when asked). See :mod:`textrnn.evaluation`."""
-        from .evaluation import evaluate_model
+        seconds; the rows of ``per_line`` when asked). See :mod:`textrnn.inference.scoring`."""
+        from .inference.scoring import evaluate_model
 
         self._require("lm", "evaluate")
         return evaluate_model(self.model, self.tokenizer, self.config, files, encoding=encoding, per_line=per_line)
@@ -122,7 +122,7 @@ class Trained:
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
         """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
-        from .classify import predict
+        from .inference.classify import predict
 
         self._require("classify", "classify")
         return predict(self.model, self.tokenizer, texts, max_len=self.config["train"].get("max_len", 512),
@@ -143,6 +143,15 @@ def train_classifier(train_file: PathLike, **options: Any) -> RunResult:
     from .training.classifier import train_classifier as _train_classifier
 
     return _train_classifier(train_file, **options)
+
+
+def evaluate(files: Union[PathLike, Sequence[PathLike]], checkpoint_dir: Optional[PathLike] = None, *,
+             device: str = "cpu", encoding: Optional[str] = None, per_line: bool = False,
+             which: str = "best") -> list[dict[str, Any]]:
+    """Score ``files`` with a language-model run (default: the latest under ./checkpoints):
+    one dict per file (see :func:`textrnn.inference.scoring.score_file`), with ``per_line`` when
+    ``per_line``. ``encoding`` defaults to the run's own."""
+    return load(checkpoint_dir, device=device, which=which).evaluate(files, encoding=encoding, per_line=per_line)
 
 
 def load(path: Optional[PathLike] = None, *, device: str = "cpu", which: str = "best",

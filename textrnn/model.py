@@ -7,7 +7,7 @@ reduce them themselves. Shapes are batch-first: ``ids`` is ``(B, T)``.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 from torch import Tensor, nn
@@ -15,9 +15,6 @@ from torch.nn import functional as F
 
 from .config import ModelConfig
 from .layers import RecurrentStack, locked_dropout
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .stepper import Stepper
 
 # LSTM state is (h, c), each (layers, B, H); GRU and RNN state is h, (layers, B, H).
 State = Union[Tensor, tuple[Tensor, Tensor]]
@@ -123,7 +120,7 @@ class LanguageModel(nn.Module):
         self.cfg = cfg
         self.encoder = RNNEncoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
-        self.int8_products = False  # the CPU Stepper multiplies in int8 (textrnn.quantize): set for an --int8 export
+        self.int8_products = False  # the CPU Stepper multiplies in int8 (textrnn.inference.quantize): set for an --int8 export
         projected = cfg.tie_weights and cfg.embed != cfg.hidden
         self.proj = nn.Linear(cfg.hidden, cfg.embed) if projected else None
         self.head: Optional[nn.Linear] = None
@@ -187,14 +184,6 @@ class LanguageModel(nn.Module):
             nll = -self.asm(flat, targets.flatten().clamp_min(0)).output  # (B*T,)
         return nll.view(targets.shape).masked_fill(targets < 0, 0.0)  # (B, T)
 
-    def stepper(self, logit_scale: float = 1.0, banned: Optional[list[int]] = None, label: int = 0) -> "Stepper":
-        """A fast one-token-at-a-time evaluator of this model (for sampling); its logits
-        are multiplied by ``logit_scale`` and the ``banned`` tokens get -inf; a conditioned
-        model's every step has label ``label`` (1 + its index; 0: none)."""
-        from .stepper import Stepper
-
-        return Stepper(self, logit_scale, banned, label)
-
 
 class Classifier(nn.Module):
     """Text classifier: encoder over packed sequences -> [last state; max; mean] pooling
@@ -209,7 +198,7 @@ class Classifier(nn.Module):
         width = cfg.hidden * (2 if cfg.bidirectional else 1)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(3 * width, cfg.num_classes)
-        self.int8_products = False  # the CPU Reader multiplies in int8 (textrnn.quantize): set for an --int8 export
+        self.int8_products = False  # the CPU Reader multiplies in int8 (textrnn.inference.quantize): set for an --int8 export
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """``ids`` (B, T) padded, ``lengths`` (B,) -> logits (B, C)."""

@@ -57,7 +57,7 @@ def test_stopped_continuation_keeps_the_text_shown(lm):
 
 
 def test_keyboard_interrupt_inside_sampling_keeps_the_text_shown(lm, monkeypatch):
-    from textrnn.stepper import Stepper
+    from textrnn.inference.stepper import Stepper
 
     session = lm.session(greedy=True, length=200)
     calls, step = [0], Stepper.__call__

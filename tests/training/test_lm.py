@@ -4,6 +4,7 @@ import pytest
 
 from conftest import TINY
 from textrnn.errors import TextRNNError
+from textrnn.export.run import export as export_run
 from textrnn.training.lm import train_language_model
 
 
@@ -32,7 +33,7 @@ def test_adaptive_softmax_trains_a_word_model_and_its_exports_load_back(tmp_path
     assert ck.config["model"]["adaptive_softmax"] is True and ck.config["model"]["adaptive_cutoffs"] is None
     ids = torch.tensor([ck.tokenizer.encode("First Citizen: we are").tolist()])
     for kw in (dict(half=True), dict(half=True, int8_embedding=True)):
-        small = checkpoint.load(checkpoint.export(out, tmp_path / str(len(kw)), **kw))
+        small = checkpoint.load(export_run(out, tmp_path / str(len(kw)), **kw))
         with torch.no_grad():
             torch.testing.assert_close(small.model(ids)[0], ck.model(ids)[0], atol=3e-2, rtol=0)
 

@@ -5,7 +5,7 @@ import torch
 from conftest import TINY
 from textrnn import checkpoint
 from textrnn.config import TrainConfig
-from textrnn.generate import generate
+from textrnn.inference.generate import generate
 from textrnn.training.lm import SAMPLE_TEMPERATURE, _sampler, train_language_model
 from textrnn.training.runtime import resolve_device
 

@@ -1,5 +1,5 @@
 """``textrnn classify``: label the rows of a table (or one text) with a trained classifier.
-The rows and the scores come from :mod:`textrnn.classify`; this module reads the input,
+The rows and the scores come from :mod:`textrnn.inference.classify`; this module reads the input,
 writes the rows and prints the scores."""
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .output import OUTPUT_FORMATS, check_output_path, output_format, write_outp
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
 @click.option("--batch-size", default=256, show_default=True, type=int,
               help="Texts per inference batch of a model run whole (on a GPU, or of several layers); "
-                   "a one-layer model on the CPU reads thousands at a time, step by step (textrnn.classify.Reader).")
+                   "a one-layer model on the CPU reads thousands at a time, step by step (textrnn.inference.classify.Reader).")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optional[str], output: Optional[str],
                      fmt: Optional[str], probs: bool, text_column: Optional[str], label_column: Optional[str],
@@ -50,7 +50,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     from ..api import load
-    from ..classify import prediction_rows
+    from ..inference.classify import prediction_rows
     from ..data.labels import detect_label_column, detect_text_column
     from ..data.table_output import render_rows
 
@@ -109,7 +109,7 @@ def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Option
 def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:
     """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
     with a blank label are not scored. A note instead when no row can be scored."""
-    from ..classify import score_against_gold
+    from ..inference.classify import score_against_gold
 
     score = score_against_gold(gold, picked, names)
     if score["metrics"] is None:

@@ -1,5 +1,5 @@
 """``textrnn evaluate``: how well a trained language model predicts text files. The numbers
-come from :mod:`textrnn.evaluation`; this module prints them (a table, or JSON) and writes
+come from :mod:`textrnn.inference.scoring`; this module prints them (a table, or JSON) and writes
 the ``--per-line`` rows (CSV / TSV / JSONL, as ``classify`` writes its rows)."""
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
         raise TextRNNError("--output is where the --per-line rows go; add --per-line")
     check_output_path(output)
     from ..api import load
-    from ..evaluation import check_text_file
+    from ..inference.scoring import check_text_file
 
     for f in files:  # every file checked before the model is loaded
         check_text_file(f)

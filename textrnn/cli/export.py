@@ -28,11 +28,11 @@ def export_command(run: str, dest: str, fmt: str, half: bool, int8_embedding: bo
         raise TextRNNError("--half, --int8-embedding and --int8 apply to --format checkpoint; "
                            "an ONNX export is float32")
     if fmt == "onnx":
-        from ..onnx_export import export_onnx
+        from ..export.onnx import export_onnx
 
         out = export_onnx(run, dest)
     else:
-        from ..checkpoint import export as export_run
+        from ..export.run import export as export_run
 
         out = export_run(run, dest, half=half, int8_embedding=int8_embedding, int8=int8)
     size = sum(p.stat().st_size for p in out.iterdir() if p.is_file())

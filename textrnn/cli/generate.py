@@ -50,7 +50,7 @@ def generate_command(checkpoint: Optional[str], prompt: str, length: int, temper
     textrnn generate --num-samples 1000 --output samples.jsonl
     """
     from ..errors import TextRNNError
-    from ..generate import check_options
+    from ..inference.generate import check_options
     from .output import check_output_path
 
     check_options(10**9, temperature, top_k, top_p, greedy, length, num_samples)  # before loading torch

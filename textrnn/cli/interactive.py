@@ -1,5 +1,5 @@
 """``textrnn generate --interactive``: a prompt loop in the terminal over a
-:class:`~textrnn.session.Session` (the text and its recurrent state carry on across turns).
+:class:`~textrnn.inference.session.Session` (the text and its recurrent state carry on across turns).
 
 Each line typed is fed with a newline after it, so the continuation starts on a new line (a
 char model continues the text as the next line); an empty line continues the text without
@@ -56,7 +56,7 @@ COMMANDS = [f"/{name}" for name in SETTINGS] + ["/reset", "/help", "/quit"]
 def interact(checkpoint: Optional[str], device: str, prompt: str, num_samples: int, *, seed: Optional[int],
              **settings: Any) -> None:
     """Load the model and run the prompt loop until Ctrl-D or ``/quit``. ``prompt`` is fed
-    first as context (not continued); ``settings`` are those of :class:`~textrnn.session.Settings`."""
+    first as context (not continued); ``settings`` are those of :class:`~textrnn.inference.session.Settings`."""
     if num_samples != 1:
         raise click.UsageError("--interactive samples one stream; leave out --num-samples")
     from ..api import load

@@ -8,12 +8,22 @@ with a one-line message naming the file and the option that fixes it.
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable, Protocol
 
 from ..errors import TextRNNError
 
-if TYPE_CHECKING:  # (tables imports this module)
-    from .tables import Table
+
+class Table(Protocol):
+    """What the column checks read of a table (:class:`textrnn.data.tables.Table` has it; this module
+    does not import that one, which imports this)."""
+
+    path: str
+    format: str
+    columns: list[str]
+    rows: list[dict[str, Any]]
+    lines: list[int]
+
+    def values(self, column: str) -> list[Any]: ...
 
 TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
               "content", "contents", "comment", "comments")

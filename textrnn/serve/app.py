@@ -24,7 +24,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingR
 from starlette.routing import Route
 
 from ..errors import TextRNNError
-from ..evaluation import score_texts
+from ..inference.scoring import score_texts
 from .jobs import Job
 from .models import Models, Served
 from .limits import EVENT_INTERVAL, Limits

@@ -3,11 +3,11 @@
 A :class:`Batcher` owns a model and one thread, the step loop. A request
 (:meth:`Batcher.submit`) becomes a :class:`Job` of ``num_samples`` streams. Between two steps
 new jobs join: each prompt is run through the network once
-(:func:`~textrnn.generate.run_prefix`) and its state becomes rows of the batch; finished and
+(:func:`~textrnn.inference.generate.run_prefix`) and its state becomes rows of the batch; finished and
 cancelled streams leave (their rows are dropped). Then every active stream advances by one
-token in one batched :class:`~textrnn.stepper.Stepper` step.
+token in one batched :class:`~textrnn.inference.stepper.Stepper` step.
 
-Each stream samples as :func:`textrnn.generate.sample_steps` does, with its own settings
+Each stream samples as :func:`textrnn.inference.generate.sample_steps` does, with its own settings
 (temperature, top-k, top-p, greedy; a conditioned model's label) and its own random generator
 (seed + sample index, its Gumbel noise drawn in the same chunks), so a request's text depends
 on its seed, not on what else runs: it is the text ``textrnn generate --seed`` gives, up to
@@ -32,8 +32,8 @@ import torch
 
 from ..condition import marker_ids
 from ..errors import TextRNNError
-from ..generate import _gumbel, encode_prompt, filter_logits, new_seed, noise_chunk, sampling_generators
-from ..stepper import Stepper
+from ..inference.generate import _gumbel, encode_prompt, filter_logits, new_seed, noise_chunk, sampling_generators
+from ..inference.stepper import Stepper
 from .jobs import Job
 from .requests import JSON_NAMES, RequestError, Sampling
 
@@ -192,7 +192,7 @@ class Batcher:
     def _prefill(self) -> None:
         """Run the next chunk (up to :data:`PREFILL_CHUNK` tokens) of every prompt being run, one
         batch per chunk length; a job whose prompt is done (all but its last token, as generate's
-        :func:`~textrnn.generate.run_prefix`) joins the batch. Ended jobs leave."""
+        :func:`~textrnn.inference.generate.run_prefix`) joins the batch. Ended jobs leave."""
         groups: dict[tuple[int, bool], list[_Prefill]] = {}
         for p in self._prefilling:
             if p.job.ended:
@@ -323,9 +323,9 @@ def _labelled_stepper(model: Any, banned: Optional[list[int]], labels: int) -> A
     """A Stepper at logit scale 1; for a model conditioned on ``labels`` labels, its input table
     holds one block of V rows per label (0: none), so each row's token id + label * V picks its own."""
     with torch.no_grad():
-        stepper = model.stepper(banned=banned)
+        stepper = Stepper(model, banned=banned)
         if labels:
-            stepper.table = torch.cat([stepper.table, *(model.stepper(banned=banned, label=label).table
+            stepper.table = torch.cat([stepper.table, *(Stepper(model, banned=banned, label=label).table
                                                         for label in range(1, labels + 1))])
     return stepper
 

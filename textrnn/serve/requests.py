@@ -3,7 +3,7 @@ checks of each endpoint's JSON body.
 
 Every mistake is a :class:`RequestError`: an HTTP status (400 not JSON, 413 too large, 404 no
 such model, 422 a field's value, 503 busy), a message for people and the field it is about.
-The sampling checks are :func:`textrnn.generate.check_options`'s, with the fields named as the
+The sampling checks are :func:`textrnn.inference.generate.check_options`'s, with the fields named as the
 JSON names them. Nothing here reads a file or runs a model.
 """
 
@@ -16,7 +16,7 @@ import math
 from typing import Any, Optional, Sequence
 
 from ..errors import TextRNNError
-from ..generate import CLI_NAMES, SETTINGS, OptionError, check_options, generate
+from ..inference.generate import CLI_NAMES, SETTINGS, OptionError, check_options, generate
 from .limits import Limits
 
 
@@ -33,7 +33,7 @@ class RequestError(TextRNNError):
 
 _GENERATE = inspect.signature(generate).parameters
 JSON_NAMES = {**{name: name for name in CLI_NAMES}, "greedy": '"greedy": true'}
-"""How the sampling checks name the fields (see :data:`textrnn.generate.CLI_NAMES`)."""
+"""How the sampling checks name the fields (see :data:`textrnn.inference.generate.CLI_NAMES`)."""
 TEMPERATURES = (1e-3, 1e3)
 """The temperatures a server accepts: beyond them float32 logits overflow or vanish."""
 MAX_SEED = 2**53 - 1  # the largest integer a JavaScript number keeps exactly

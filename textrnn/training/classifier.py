@@ -17,7 +17,7 @@ from typing import Any, Callable, Optional, Sequence
 import numpy as np
 
 from .. import __version__, checkpoint
-from ..classify import encode_texts
+from ..inference.classify import encode_texts
 from ..config import SHAPE, ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..data.batches import ClassBatches
 from ..data.labels import detect_label_column, detect_text_column, label_key, parse_labels

@@ -26,15 +26,15 @@ from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches
 from ..errors import TextRNNError
-from ..evaluation import check_scorable, check_text_file, test_run
-from ..generate import generate
+from ..inference.scoring import check_scorable, check_text_file
+from ..inference.generate import generate
 from ..model import LanguageModel, copy_pretrained
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
 from .optim import check_unfreeze, layer_lr_scales, make_optimizer, thaw_fractions
 from .recipe import Fit, fit_defaults
-from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
+from .rundir import RunResult, check_resume, default_run_dir, execute, open_run, test_run
 from .runtime import check_precision, resolve_device, seed_everything
 from .tasks import LMTask
 from .trainer import Progress
@@ -111,7 +111,7 @@ def train_language_model(
     and after each evaluation, ``on_prepare(stage, done, total)`` while the corpus is read,
     ``on_note(line)`` with what the fit chose (see :mod:`textrnn.training.recipe`).
     ``test_file``: scored with the best weights at the end (``test_*`` in metrics.jsonl and
-    ``RunResult.test``; see :mod:`textrnn.evaluation`). ``init_from``: fine-tune this language
+    ``RunResult.test``; see :mod:`textrnn.inference.scoring`). ``init_from``: fine-tune this language
     model (a run directory or a shipped model's name): its tokenizer (a char tokenizer gains the
     corpus's new characters), size, regularization and weights, with the fine-tuning defaults
     (``lr``, ``warmup_steps``) for the options not given. ``condition_column``: tables' rows are

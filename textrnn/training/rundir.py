@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import dataclasses
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional, Sequence
@@ -26,6 +27,7 @@ from .. import checkpoint
 from ..config import RESUMABLE, TrainConfig
 from ..data.corpus import GLOB_CHARS
 from ..errors import TextRNNError
+from ..inference.scoring import evaluate_model, loss_metrics
 from ..tokenizer import Tokenizer
 from .distributed import Dist
 from .trainer import Progress, TrainerState, fit
@@ -231,3 +233,15 @@ def execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.M
     final = fit(model, task, tcfg, state=state, optimizer=optimizer, on_progress=progress,
                 on_checkpoint=on_checkpoint, report_every=report_every, dist=dist)
     return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)
+
+
+def test_run(result: RunResult, test_file: str | os.PathLike, device: torch.device) -> RunResult:
+    """``train --test-file``: the run's best weights scored on ``test_file``; ``test_*`` appended
+    to its metrics.jsonl and returned in ``result.test``."""
+    ck = checkpoint.load(result.path, device=device)
+    found = evaluate_model(ck.model, ck.tokenizer, ck.config, [test_file])[0]
+    test = {"event": "test", "step": (result.best or {}).get("step", result.steps), "test_file": str(test_file),
+            **loss_metrics(found["loss"] * found["scored"], found["scored"], found["chars"] / found["tokens"], "test"),
+            "test_word_ppl": round(found["word_perplexity"], 3), "test_tokens": found["tokens"]}
+    checkpoint.write_metrics(result.path, [*checkpoint.read_metrics(result.path), test])
+    return dataclasses.replace(result, test=test)

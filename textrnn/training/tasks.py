@@ -12,17 +12,17 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..classify import evaluate as classification_metrics
-from ..classify import predict_ids
+from ..inference.classify import evaluate as classification_metrics
+from ..inference.classify import predict_ids
 from ..data.batches import ClassBatches, LMBatches
-from ..evaluation import loss_metrics, score_tokens
+from ..inference.scoring import loss_metrics, score_tokens
 from .distributed import Dist
 from ..model import Classifier, LanguageModel, State, detach_state
 
 
 class LMTask:
     """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss;
-    validation scores every token of ``val`` (ids or a token file, see :func:`textrnn.evaluation.score_tokens`)."""
+    validation scores every token of ``val`` (ids or a token file, see :func:`textrnn.inference.scoring.score_tokens`)."""
 
     def __init__(self, train: LMBatches, val: Any, device: torch.device, chars_per_val_token: float,
                  dist: Optional[Dist] = None, ar: float = 0.0, tar: float = 0.0):

@@ -13,7 +13,7 @@
 The functions are exported by torch's TorchScript-based exporter (``dynamo=False``; it needs the
 ``onnx`` package, not ``onnxscript``): it turns ``nn.LSTM`` / ``GRU`` / ``RNN`` into ONNX's own
 recurrent ops over a sequence of any length, and a classifier's packed sequences into their
-``sequence_lens``. The one-step function is the cell arithmetic of :func:`textrnn.stepper.cell_step`
+``sequence_lens``. The one-step function is the cell arithmetic of :func:`textrnn.inference.stepper.cell_step`
 on the model's own (unfolded) weights. Every function is checked against PyTorch on random inputs
 (:func:`max_difference`, with onnxruntime) before the export is kept. The weights are float32
 (an export made with ``--half`` or ``--int8-embedding`` loads as float32 and exports so).
@@ -33,17 +33,18 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from . import __version__, checkpoint, files
-from .condition import label_index, labels_of, marker_ids, prompt_start
-from .errors import TextRNNError
-from .generate import banned_ids, encode_prompt
-from .layers import _PARAMS
-from .model import Classifier, LanguageModel
-from .stepper import Product, Stepper, cell_step
-from .tokenizer import _NO_SPACE_AFTER, _NO_SPACE_BEFORE
+from .. import __version__, checkpoint, files
+from ..condition import label_index, labels_of, marker_ids, prompt_start
+from ..errors import TextRNNError
+from ..inference.generate import banned_ids, encode_prompt
+from ..layers import _PARAMS
+from ..model import Classifier, LanguageModel
+from ..inference.stepper import Product, Stepper, cell_step
+from ..tokenizer import _NO_SPACE_AFTER, _NO_SPACE_BEFORE
+from .run import export_dir
 
 META, SAMPLER = "model.json", "sample.py"
-SAMPLER_SOURCE = Path(__file__).with_name("export_sample.py")  # copied verbatim as DEST/sample.py
+SAMPLER_SOURCE = Path(__file__).with_name("sample.py")  # copied verbatim as DEST/sample.py
 FORMAT = "textrnn-onnx"
 OPSET = 17
 TOLERANCE = 1e-4  # the most an exported function may differ from PyTorch (absolute, float32)
@@ -82,7 +83,7 @@ class StepFunction(nn.Module):
     """A :class:`LanguageModel`, one token: ``ids`` (B,), the state (``h`` [, ``c``], each
     (layers, B, H)) [, a conditioned model's ``label`` (B,): 1 + the label's index, 0 for none]
     -> ``logits`` (B, V) (what ``forward`` gives: log-probabilities with an adaptive softmax)
-    and the next state. The cell arithmetic is :func:`~textrnn.stepper.cell_step`'s."""
+    and the next state. The cell arithmetic is :func:`~textrnn.inference.stepper.cell_step`'s."""
 
     def __init__(self, model: LanguageModel):
         super().__init__()
@@ -260,7 +261,7 @@ def export_onnx(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     files are written in a folder beside ``dest`` and moved into place when all are written."""
     require_onnx()
     ck = checkpoint.load(run)
-    dest = checkpoint.export_dir(dest)
+    dest = export_dir(dest)
     tmp = files.temp_dir(dest.parent, f".{dest.name}.")
     try:
         exported = write_functions(ck.model, tmp)

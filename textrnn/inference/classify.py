@@ -13,11 +13,11 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
-from .data.batches import length_buckets, pad_batch
-from .model import Classifier
+from ..data.batches import length_buckets, pad_batch
+from ..model import Classifier
 from .quantize import Int8Product
 from .stepper import gru_update
-from .tokenizer import Tokenizer
+from ..tokenizer import Tokenizer
 
 
 def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> list[np.ndarray]:
@@ -70,14 +70,14 @@ class Reader:
     """A one-layer :class:`Classifier`'s logits, read the cheap way (equal to ``forward``: tested).
 
     ``forward`` runs the recurrent layer over packed sequences and pools its whole output. This
-    does the cell arithmetic step by step instead (the equations of :mod:`textrnn.stepper`), in
+    does the cell arithmetic step by step instead (the equations of :mod:`textrnn.inference.stepper`), in
     place, on the rows sorted longest first, so that step ``t`` updates just the rows still
     running (a prefix of the batch, and contiguous): the backward direction reads each text
     reversed; the input side is projected once per distinct token of a group of texts rather
     than once per position; the pooling (last state, max, mean) is kept as running values,
     never an output sequence; the first step, from the zero state, has no hidden-side product. On
     a CPU most of the time left is that product itself: for a model exported with ``--int8``
-    (``model.int8_products``) it runs in int8 (:class:`~textrnn.quantize.Int8Product`; probabilities
+    (``model.int8_products``) it runs in int8 (:class:`~textrnn.inference.quantize.Int8Product`; probabilities
     within about 0.01 of float32, tested), where PyTorch has int8 products for the CPU.
     """
 
@@ -229,7 +229,7 @@ def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Seq
     whose label the model does not know: left out) and ``unlabelled`` (rows with a blank or
     missing label: not scored).
     """
-    from .data.labels import label_key
+    from ..data.labels import label_key
 
     index = {label_key(n): k for k, n in enumerate(names)}
     keys = [label_key(g) for g in gold]

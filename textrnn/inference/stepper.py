@@ -8,13 +8,13 @@ from typing import TYPE_CHECKING, Optional, Union
 import torch
 from torch import Tensor
 
-from .model import State
+from ..model import State
 from .quantize import Int8Product
 
 LayerState = Union[Tensor, tuple[Tensor, Tensor]]  # one layer's: (h, c) for an LSTM, else h; each (B, H)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .model import LanguageModel
+    from ..model import LanguageModel
 
 
 class Stepper:
@@ -26,7 +26,7 @@ class Stepper:
     row lookup plus one matrix-vector product per layer and one for the head (with an adaptive
     softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
     equals ``LanguageModel.forward`` (tested); for a model exported with ``--int8``
-    (``model.int8_products``) the products run in int8 on a CPU (:class:`~textrnn.quantize.Int8Product`:
+    (``model.int8_products``) the products run in int8 on a CPU (:class:`~textrnn.inference.quantize.Int8Product`:
     1.5-1.8x faster steps, logits within a few hundredths). Use under ``torch.inference_mode()``.
     """
 
@@ -70,7 +70,7 @@ class Stepper:
 
     def _product(self, weight: Tensor, bias: Optional[Tensor] = None) -> Union[Product, Int8Product]:
         """The product by ``weight`` (an input in [-1, 1]): in int8 for a model exported with ``--int8``
-        where the CPU has int8 products (:mod:`textrnn.quantize`), else :class:`Product`."""
+        where the CPU has int8 products (:mod:`textrnn.inference.quantize`), else :class:`Product`."""
         return (self.int8 and Int8Product.make(weight, bias)) or Product(weight, bias)
 
     def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list:

@@ -1,4 +1,4 @@
-"""textrnn.evaluation: every token scored with the state carried, the same numbers as
+"""textrnn.inference.scoring: every token scored with the state carried, the same numbers as
 validation, the word-level perplexity by hand, per-line scores, --test-file."""
 
 import json
@@ -11,7 +11,7 @@ import torch
 from conftest import FIXTURES, TINY, tiny_lm
 from textrnn import checkpoint
 from textrnn.errors import TextRNNError
-from textrnn.evaluation import score_file, score_lines, score_tokens, stream_spans
+from textrnn.inference.scoring import score_file, score_lines, score_tokens, stream_spans
 from textrnn.tokenizer import train_tokenizer
 from textrnn.training.lm import train_language_model
 

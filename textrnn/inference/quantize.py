@@ -63,7 +63,7 @@ class Int8Product:
 
     def __call__(self, x: Tensor, add: Optional[Tensor] = None) -> Tensor:
         """``x`` (N, in) in [-1, 1] -> (N, out) float32, plus ``add`` (N, out) when given (as
-        :class:`textrnn.stepper.Product`)."""
+        :class:`textrnn.inference.stepper.Product`)."""
         y = torch.ops.quantized.linear_with_input_q_dq_qweight_dq_output_fp32(x, self.STEP, self.ZERO, self.packed)
         if self.bias is not None:
             y.add_(self.bias)

@@ -4,7 +4,7 @@ import torch
 from conftest import TINY, run_cli as run
 from textrnn.api import load
 from textrnn.errors import TextRNNError
-from textrnn.generate import check_options, filter_logits
+from textrnn.inference.generate import check_options, filter_logits
 from textrnn.training.lm import train_language_model
 
 
@@ -52,7 +52,7 @@ def test_top_k_and_top_p_filters():
 
 
 def test_sampling_never_leaves_the_allowed_set(lm):
-    from textrnn.generate import sample_ids
+    from textrnn.inference.generate import sample_ids
 
     torch.manual_seed(0)
     model = lm.model
@@ -73,7 +73,7 @@ def test_sampling_never_leaves_the_allowed_set(lm):
 
 
 def test_unk_is_never_sampled(lm):
-    from textrnn.generate import sample_ids
+    from textrnn.inference.generate import sample_ids
 
     ids = torch.stack(list(sample_ids(lm.model, [1], 300, temperature=5.0, seed=0,
                                       banned=[lm.tokenizer.unk_id])))
@@ -149,7 +149,7 @@ def test_the_prompt_runs_through_the_encoder_only(lm):
 
 
 def test_many_samples_each_with_its_own_seed(lm):
-    from textrnn.generate import generate_many
+    from textrnn.inference.generate import generate_many
 
     records = list(generate_many(lm.model, lm.tokenizer, "Th", 12, num_samples=5, batch_size=2, seed=40,
                                  temperature=0.9))

@@ -16,7 +16,6 @@ models compare), ``unknown_share`` (the share of ``<unk>`` tokens) and ``seconds
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import time
@@ -27,11 +26,11 @@ import numpy as np
 import torch
 from torch.nn.utils.rnn import pad_sequence
 
-from .config import default
-from .data.batches import ArrayTokens
-from .data.cache import token_dtype
-from .data.corpus import read_stream, segments, stream_codec
-from .errors import TextRNNError
+from ..config import default
+from ..data.batches import ArrayTokens
+from ..data.cache import token_dtype
+from ..data.corpus import read_stream, segments, stream_codec
+from ..errors import TextRNNError
 
 EVAL_STREAMS = 16  # streams scored side by side (few cold starts, still batched)
 LINE_BATCH = 64  # lines scored side by side by --per-line
@@ -174,17 +173,6 @@ def score_texts(model: torch.nn.Module, tok: Any, texts: Sequence[str], seq_len:
             for text, e, n in zip(texts, encoded, nats)]
 
 
-def evaluate(files: str | os.PathLike | Sequence[str | os.PathLike], checkpoint: Optional[str | os.PathLike] = None,
-             *, device: str = "cpu", encoding: Optional[str] = None, per_line: bool = False,
-             which: str = "best") -> list[dict[str, Any]]:
-    """Score ``files`` with a language-model run (default: the latest under ./checkpoints):
-    one dict per file (see :func:`score_file`), with ``per_line`` (see :func:`score_lines`) when
-    ``per_line``. ``encoding`` defaults to the run's own."""
-    from .api import load
-
-    return load(checkpoint, device=device, which=which).evaluate(files, encoding=encoding, per_line=per_line)
-
-
 def evaluate_model(model: torch.nn.Module, tok: Any, config: dict[str, Any],
                    files: str | os.PathLike | Sequence[str | os.PathLike], encoding: Optional[str] = None,
                    per_line: bool = False) -> list[dict[str, Any]]:
@@ -200,17 +188,3 @@ def evaluate_model(model: torch.nn.Module, tok: Any, config: dict[str, Any],
             result["per_line"] = score_lines(model, tok, f, seq_len, encoding)
         results.append(result)
     return results
-
-
-def test_run(result: Any, test_file: str | os.PathLike, device: torch.device) -> Any:
-    """``train --test-file``: the run's best weights scored on ``test_file``; ``test_*`` appended
-    to its metrics.jsonl and returned in ``result.test`` (a :class:`textrnn.training.rundir.RunResult`)."""
-    from . import checkpoint
-
-    ck = checkpoint.load(result.path, device=device)
-    found = evaluate_model(ck.model, ck.tokenizer, ck.config, [test_file])[0]
-    test = {"event": "test", "step": (result.best or {}).get("step", result.steps), "test_file": str(test_file),
-            **loss_metrics(found["loss"] * found["scored"], found["scored"], found["chars"] / found["tokens"], "test"),
-            "test_word_ppl": round(found["word_perplexity"], 3), "test_tokens": found["tokens"]}
-    checkpoint.write_metrics(result.path, [*checkpoint.read_metrics(result.path), test])
-    return dataclasses.replace(result, test=test)

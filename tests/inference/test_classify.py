@@ -3,7 +3,7 @@
 import pytest
 
 from textrnn.api import load
-from textrnn.classify import evaluate
+from textrnn.inference.classify import evaluate
 
 
 def test_evaluate_metrics():
@@ -27,7 +27,7 @@ def test_macro_f1_ignores_classes_absent_from_gold_and_predictions():
 def test_prediction_rows_add_label_and_score_or_predicted_columns():
     import numpy as np
 
-    from textrnn.classify import prediction_rows
+    from textrnn.inference.classify import prediction_rows
 
     probs = np.array([[0.2, 0.8], [0.9, 0.1]], dtype=np.float32)
     rows = [{"text": "a", "id": 1}, {"text": "b", "id": 2}]
@@ -46,7 +46,7 @@ def test_prediction_rows_add_label_and_score_or_predicted_columns():
 
 
 def test_score_against_gold_counts_unknown_and_unlabelled_rows():
-    from textrnn.classify import score_against_gold
+    from textrnn.inference.classify import score_against_gold
 
     score = score_against_gold([1, "0", None, " ", "maybe", 1.0], [1, 0, 0, 1, 1, 0], [0, 1])
     assert (score["labelled"], score["unknown"], score["unlabelled"]) == (4, 1, 2)
@@ -88,7 +88,7 @@ def test_reader_gives_the_logits_of_forward(cell, bidirectional):
     import numpy as np
     import torch
 
-    from textrnn.classify import Reader
+    from textrnn.inference.classify import Reader
     from textrnn.data.batches import pad_batch
 
     model = _classifier(cell, bidirectional)
@@ -106,7 +106,7 @@ def test_predict_ids_reads_one_layer_models_and_runs_deeper_ones_forward(monkeyp
     import numpy as np
     import torch
 
-    from textrnn.classify import Reader, predict_ids
+    from textrnn.inference.classify import Reader, predict_ids
     from textrnn.data.batches import pad_batch
 
     monkeypatch.setattr(Reader, "GROUP", 2)  # texts read two at a time
@@ -133,9 +133,9 @@ def test_int8_products_is_close_to_forward(cell):
     import numpy as np
     import torch
 
-    from textrnn.classify import Reader
+    from textrnn.inference.classify import Reader
     from textrnn.data.batches import pad_batch
-    from textrnn.quantize import Int8Product
+    from textrnn.inference.quantize import Int8Product
 
     if not _int8_available():
         pytest.skip("this PyTorch has no fbgemm int8 products")
@@ -161,7 +161,7 @@ def test_a_models_reader_is_kept_until_its_weights_change():
     import numpy as np
     import torch
 
-    from textrnn.classify import Reader, reader_for
+    from textrnn.inference.classify import Reader, reader_for
 
     model = _classifier("lstm", True)
     texts = [np.array([1, 2, 3]), np.array([4])]

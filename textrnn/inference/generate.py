@@ -15,10 +15,10 @@ from typing import Any, Iterator, Optional, Sequence
 
 import torch
 
-from .errors import TextRNNError
-from .model import LanguageModel
+from ..errors import TextRNNError
+from ..model import LanguageModel
 from .stepper import Stepper
-from .tokenizer import Tokenizer
+from ..tokenizer import Tokenizer
 
 
 CLI_NAMES = {"temperature": "--temp", "top_k": "--top-k", "top_p": "--top-p", "greedy": "--greedy",
@@ -92,7 +92,7 @@ def sample_ids(
     model.eval()
     with torch.inference_mode():
         # temperature and banned tokens are folded into the head once, not applied per step
-        stepper = model.stepper(logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned, label=label)
+        stepper = Stepper(model, logit_scale=1.0 if greedy else 1.0 / temperature, banned=banned, label=label)
         state = run_prefix(model, prompt_ids[:-1], None, num_samples)
         if state is None:
             state = stepper.initial_state(num_samples, device)

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from conftest import tiny_lm as tiny
-from textrnn.stepper import Stepper
+from textrnn.inference.stepper import Stepper
 
 
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
@@ -14,7 +14,7 @@ def test_stepper_equals_forward(cell, layers):
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)
     with torch.inference_mode():
-        step = model.stepper()
+        step = Stepper(model)
         state = step.initial_state(3)
         for t in range(7):
             logits, state = step(ids[:, t], state)
@@ -33,7 +33,7 @@ def test_stepper_equals_forward_with_the_regularization_options(cell, options):
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)
     with torch.inference_mode():
-        step = model.stepper(banned=[4])
+        step = Stepper(model, banned=[4])
         state = step.initial_state(3)
         for t in range(7):
             logits, state = step(ids[:, t], state)
@@ -56,7 +56,7 @@ def test_stepper_equals_forward_with_the_adaptive_softmax(cell):
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)  # (3, 7, 11) log-probabilities
     with torch.inference_mode():
-        step = model.stepper(logit_scale=2.0, banned=[0])
+        step = Stepper(model, logit_scale=2.0, banned=[0])
         state = step.initial_state(3)
         for t in range(7):
             logits, state = step(ids[:, t], state)
@@ -66,7 +66,7 @@ def test_stepper_equals_forward_with_the_adaptive_softmax(cell):
 
 
 def test_adaptive_softmax_sampling_is_seeded_and_never_gives_a_banned_token():
-    from textrnn.generate import sample_ids
+    from textrnn.inference.generate import sample_ids
 
     model = tiny("lstm", 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
     with torch.no_grad():
@@ -82,20 +82,20 @@ def test_a_conditioned_model_steps_with_its_label_as_forward_reads_the_marker():
     full, _ = model(ids)
     with torch.inference_mode():
         for row, label in ((0, 2), (1, 1)):  # each row's marker is at its start: its label holds throughout
-            step = model.stepper(label=label)
+            step = Stepper(model, label=label)
             state = step.initial_state(1)
             for t in range(6):
                 logits, state = step(ids[row : row + 1, t], state)
                 torch.testing.assert_close(logits[0], full[row, t], rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(model.stepper(label=1)(ids[:1, 1], step.initial_state(1))[0],
-                                  model.stepper(label=2)(ids[:1, 1], step.initial_state(1))[0])
+        assert not torch.allclose(Stepper(model, label=1)(ids[:1, 1], step.initial_state(1))[0],
+                                  Stepper(model, label=2)(ids[:1, 1], step.initial_state(1))[0])
 
 
 @pytest.mark.parametrize("rows", [1, 2, 8, 33])
 @pytest.mark.parametrize("with_bias", [True, False])
 def test_product_equals_the_plain_matrix_product(rows, with_bias):
     """A Product (oneDNN-packed weight where the CPU has it) gives x W^T + b (+ add) for any row count."""
-    from textrnn.stepper import Product
+    from textrnn.inference.stepper import Product
 
     torch.manual_seed(0)
     weight, bias = torch.randn(24, 10), torch.randn(24) if with_bias else None
@@ -110,7 +110,7 @@ def test_product_equals_the_plain_matrix_product(rows, with_bias):
 
 
 def test_product_packs_only_float32_weights_on_a_cpu_with_onednn():
-    from textrnn.stepper import Product
+    from textrnn.inference.stepper import Product
 
     if not torch.backends.mkldnn.is_available():
         pytest.skip("this PyTorch has no oneDNN: every product is addmm")
@@ -123,7 +123,7 @@ def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
     """A model marked ``int8_products`` (an --int8 export) steps with int8 products: logits near
     the forward pass's; each row's result the same alone or in a batch (the fixed input grid);
     where no int8 product is to be had, the float Stepper (equal to forward)."""
-    from textrnn.quantize import Int8Product
+    from textrnn.inference.quantize import Int8Product
 
     if "fbgemm" not in torch.backends.quantized.supported_engines:
         pytest.skip("this PyTorch has no fbgemm int8 products")
@@ -132,7 +132,7 @@ def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)
     with torch.inference_mode():
-        step = model.stepper(logit_scale=1.25, banned=[4])
+        step = Stepper(model, logit_scale=1.25, banned=[4])
         assert all(isinstance(p, Int8Product) for p in [*step.hidden_side, *step.input_side[1:], step.head])
         state, alone = step.initial_state(3), [step.initial_state(1) for _ in range(3)]
         for t in range(7):
@@ -146,6 +146,6 @@ def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
                 torch.testing.assert_close(row[0], logits[k], atol=1e-6, rtol=0)
         with pytest.MonkeyPatch.context() as m:
             m.setattr(Int8Product, "make", classmethod(lambda cls, w, b=None: None))  # not on this CPU
-            plain = model.stepper()
+            plain = Stepper(model)
             logits, _ = plain(ids[:, 0], plain.initial_state(3))
             torch.testing.assert_close(logits, full[:, 0], rtol=1e-5, atol=1e-5)

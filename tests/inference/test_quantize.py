@@ -3,7 +3,7 @@
 import pytest
 import torch
 
-from textrnn.quantize import Int8Product, quantize_rows
+from textrnn.inference.quantize import Int8Product, quantize_rows
 
 
 def _product(weight, bias=None) -> Int8Product:

@@ -11,8 +11,8 @@ recurrent state carries on across turns (the library side of ``textrnn generate 
 The state carried is the state after every token seen: the text fed and the tokens of each
 continuation actually yielded, so a continuation that is abandoned part way (a consumer that
 stops iterating, or a ``KeyboardInterrupt``) leaves the state of the text that was shown.
-Sampling reuses :mod:`textrnn.generate` (one prefix run per turn, then one
-:class:`~textrnn.stepper.Stepper` step per token).
+Sampling reuses :mod:`textrnn.inference.generate` (one prefix run per turn, then one
+:class:`~textrnn.inference.stepper.Stepper` step per token).
 """
 
 from __future__ import annotations
@@ -24,9 +24,9 @@ import torch
 
 from .generate import (banned_ids, check_options, encode_prompt, encode_text, run_prefix, sample_steps,
                        sampling_generators)
-from .model import LanguageModel
+from ..model import LanguageModel
 from .stepper import Stepper
-from .tokenizer import Tokenizer
+from ..tokenizer import Tokenizer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,5 +132,5 @@ class Session:
         """The one-token sampler with this temperature folded in (built once per temperature)."""
         scale = 1.0 if s.greedy else 1.0 / s.temperature
         if self._stepper is None or self._stepper[0] != scale:
-            self._stepper = (scale, self.model.stepper(logit_scale=scale, banned=self._banned))
+            self._stepper = (scale, Stepper(self.model, logit_scale=scale, banned=self._banned))
         return self._stepper[1]

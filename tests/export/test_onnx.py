@@ -10,7 +10,7 @@ pytest.importorskip("onnxruntime", reason='the onnx extra is not installed: pip 
 import torch  # noqa: E402
 
 from conftest import run_cli, tiny_lm  # noqa: E402
-from textrnn import onnx_export  # noqa: E402
+from textrnn.export import onnx as onnx_export  # noqa: E402
 from textrnn.config import ModelConfig  # noqa: E402
 from textrnn.model import Classifier  # noqa: E402
 
