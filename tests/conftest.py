@@ -49,7 +49,7 @@ def run_in_chunks(model, ids, size: int = 4):
     the outputs concatenated (B, T, ...) and the final state."""
     import torch
 
-    from textrnn.model import detach_state
+    from textrnn.inference.state import detach as detach_state
 
     state, parts = None, []
     for chunk in ids.split(size, dim=1):

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Optional, Sequence, Union
@@ -18,7 +19,8 @@ from .errors import TextRNNError
 from .condition import label_index, labels_of, marker_ids, prompt_start
 from .inference.generate import generate as _generate
 from .inference.generate import generate_many as _generate_many
-from .inference.generate import joined as _joined
+from .inference.options import SamplingOptions
+from .inference.sampling import texts_of
 from .training.lm import train_language_model
 from .training.rundir import RunResult
 from .training.runtime import resolve_device
@@ -37,6 +39,17 @@ def train(corpus: Union[PathLike, Sequence[PathLike], None] = None, **options: A
     return train_language_model(corpus, **options)
 
 
+@dataclasses.dataclass(frozen=True)
+class Conditioning:
+    """How a conditioned language model samples text of one label: the text starts from ``start`` (the
+    label's marker), the markers ``banned`` are never sampled, every step has ``label`` (1 + its index; 0 and
+    "" and no bans for a model without labels, or no label)."""
+
+    start: str
+    banned: list[int]
+    label: int
+
+
 class Trained:
     """A loaded checkpoint, ready to use."""
 
@@ -52,55 +65,66 @@ class Trained:
         return (f"Trained({str(self.path)!r}, task={self.checkpoint.task!r}, {m['layers']}x{m['hidden']} "
                 f"{m['cell']}, tokenizer={self.tokenizer.kind!r})")
 
-    def _require(self, task: str, what: str) -> None:
+    def require(self, task: str, what: str) -> None:
+        """A one-line error unless this is a ``task`` model (``lm`` / ``classify``); ``what`` needs it."""
         if self.checkpoint.task != task:
             kind = "a classifier" if self.checkpoint.task == "classify" else "a language model"
             raise TextRNNError(f"{self.path}: is {kind}; {what} needs a "
                                f"{'language model' if task == 'lm' else 'classifier'} checkpoint")
 
-    def stream(self, prompt: str = "", length: int = 500, *, condition: Optional[str] = None,
+    def sampling(self, length: Optional[int] = None, **options: Any) -> SamplingOptions:
+        """The checked :class:`~textrnn.inference.sampling.SamplingOptions` for this model: its defaults,
+        with ``length`` (None: the default) and ``options`` (``temperature``, ``top_k``, ``top_p``, ``greedy``,
+        ``stop``, ``ban``, ``num_samples``, ``seed``)."""
+        given = {"length": length} if length is not None else {}
+        return SamplingOptions().replace(**given, **options).check(self.tokenizer.vocab_size)
+
+    def conditioning(self, condition: Optional[str]) -> Conditioning:
+        """What sampling with ``condition`` (a label of a model trained with ``condition_column``; None: none)
+        starts from, never samples and steps with (see :mod:`textrnn.condition`); checks that this is a
+        language model."""
+        self.require("lm", "generate")
+        return Conditioning(prompt_start(self.config, condition), marker_ids(self.config, self.tokenizer),
+                            label_index(self.config, condition))
+
+    def stream(self, prompt: str = "", length: Optional[int] = None, *, condition: Optional[str] = None,
                **options: Any) -> Iterator[list[str]]:
         """Yield the generated text piece by piece: a list with one piece per sample. ``condition``:
         a label of a model trained with ``condition_column`` (the text is of that label's kind)."""
-        start, conditioning = self._conditioning(condition)
-        return _generate(self.model, self.tokenizer, start + prompt, length, **conditioning, **options)
-
-    def _conditioning(self, condition: Optional[str]) -> tuple[str, dict[str, Any]]:
-        """What sampling with ``condition`` starts from, and the sampler's ``ban`` and ``label``
-        (see :mod:`textrnn.condition`); checks that this is a language model."""
-        self._require("lm", "generate")
-        return prompt_start(self.config, condition), {"ban": marker_ids(self.config, self.tokenizer),
-                                                      "label": label_index(self.config, condition)}
+        c = self.conditioning(condition)
+        return _generate(self.model, self.tokenizer, c.start + prompt, self.sampling(length, **options),
+                         banned=c.banned, label=c.label)
 
     @property
     def conditions(self) -> Optional[list[str]]:
         """The labels a conditioned language model generates for (None: not conditioned)."""
         return labels_of(self.config)
 
-    def session(self, **options: Any) -> "Session":
-        """A :class:`~textrnn.inference.session.Session`: feed text turn by turn, each continuation
-        streamed, the state carried across turns. Options: ``temperature``, ``top_k``,
-        ``top_p``, ``greedy``, ``length`` (tokens per continuation), ``seed``."""
+    def session(self, *, condition: Optional[str] = None, **options: Any) -> "Session":
+        """A :class:`~textrnn.inference.session.Session`: feed text turn by turn, each continuation streamed,
+        the state carried across turns. Options: those of :meth:`sampling` (``length``: tokens per
+        continuation) and ``condition``."""
         from .inference.session import Session
 
-        self._require("lm", "generate")
-        return Session(self.model, self.tokenizer, **options)
+        c = self.conditioning(condition)
+        return Session(self.model, self.tokenizer, self.sampling(**options), banned=c.banned, label=c.label,
+                       start=c.start)
 
-    def generate(self, prompt: str = "", length: int = 500, *, num_samples: int = 1,
-                 **options: Any) -> Union[str, list[str]]:
-        """Sample ``length`` tokens after ``prompt``. Options: ``temperature``, ``top_k``,
-        ``top_p``, ``greedy``, ``seed``, ``condition``. One string, or a list for ``num_samples > 1``."""
-        texts = _joined(self.stream(prompt, length, num_samples=num_samples, **options), num_samples)
-        return texts[0] if num_samples == 1 else texts
+    def generate(self, prompt: str = "", length: Optional[int] = None, **options: Any) -> Union[str, list[str]]:
+        """Sample ``length`` tokens after ``prompt``. Options: those of :meth:`sampling` and ``condition``.
+        One string, or a list for ``num_samples > 1``."""
+        n = options.get("num_samples", 1)
+        texts = texts_of(self.stream(prompt, length, **options), n)
+        return texts[0] if n == 1 else texts
 
-    def generate_many(self, prompt: str = "", length: int = 500, *, num_samples: int = 1, batch_size: int = 100,
+    def generate_many(self, prompt: str = "", length: Optional[int] = None, *, batch_size: int = 100,
                       condition: Optional[str] = None, **options: Any) -> Iterator[dict[str, Any]]:
         """Sample ``num_samples`` texts, ``batch_size`` at a time: one record per sample (``sample``, its own
         ``seed``, ``prompt``, ``text``, the settings, and ``condition`` for a conditioned model). See
         :func:`textrnn.inference.generate.generate_many`."""
-        start, conditioning = self._conditioning(condition)
-        records = _generate_many(self.model, self.tokenizer, start + prompt, length, num_samples=num_samples,
-                                 batch_size=batch_size, **conditioning, **options)
+        c = self.conditioning(condition)
+        records = _generate_many(self.model, self.tokenizer, c.start + prompt, self.sampling(length, **options),
+                                 batch_size=batch_size, banned=c.banned, label=c.label)
         labelled = {"condition": condition} if self.conditions else {}
         return ({**record, "prompt": prompt, **labelled} for record in records)
 
@@ -111,20 +135,20 @@ class Trained:
         seconds; the rows of ``per_line`` when asked). See :mod:`textrnn.inference.scoring`."""
         from .inference.scoring import evaluate_model
 
-        self._require("lm", "evaluate")
+        self.require("lm", "evaluate")
         return evaluate_model(self.model, self.tokenizer, self.config, files, encoding=encoding, per_line=per_line)
 
     @property
     def labels(self) -> list:
         """The classifier's label names, in the order of its probability columns."""
-        self._require("classify", "labels")
+        self.require("classify", "labels")
         return list(self.config["labels"])
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
         """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
         from .inference.classify import predict
 
-        self._require("classify", "classify")
+        self.require("classify", "classify")
         return predict(self.model, self.tokenizer, texts, max_len=self.config["train"].get("max_len", 512),
                        batch_size=batch_size)
 

@@ -80,8 +80,10 @@ class RNNEncoder(nn.Module):
             x = self.embedding(ids)
         return self.drop(x)
 
-    def forward(self, ids: Tensor, state: Optional[State] = None) -> tuple[Tensor, State]:
-        out, state = self.stack(self.inputs(ids), state, self.training)  # (B, T, H)
+    def forward(self, ids: Tensor, state: Optional[State] = None,
+                labels: Optional[Tensor] = None) -> tuple[Tensor, State]:
+        """``ids`` (B, T) -> the last layer's outputs (B, T, H) and the state; ``labels`` (B, T): see :meth:`inputs`."""
+        out, state = self.stack(self.inputs(ids, labels), state, self.training)  # (B, T, H)
         return out, state
 
     def inputs(self, ids: Tensor, labels: Optional[Tensor] = None) -> Tensor:
@@ -208,15 +210,6 @@ class Classifier(nn.Module):
         max_pool = out.masked_fill(~mask, float("-inf")).amax(dim=1)  # (B, W)
         mean_pool = out.sum(dim=1) / lengths.to(out.device, out.dtype).unsqueeze(-1)  # padding is zero
         return self.head(self.drop(torch.cat([last, max_pool, mean_pool], dim=-1)))  # (B, C)
-
-
-def detach_state(state: Optional[State]) -> Optional[State]:
-    """Cut the autograd graph at a window boundary (truncated BPTT)."""
-    if state is None:
-        return None
-    if isinstance(state, tuple):
-        return tuple(s.detach() for s in state)  # type: ignore[return-value]
-    return state.detach()
 
 
 def copy_pretrained(model: nn.Module, source: nn.Module) -> int:

@@ -87,7 +87,7 @@ def test_sample_py_sampling(char_export, no_torch):
     assert _sample(export, no_torch, "-p", "First", "-n", "80", "--top-k", "1", "--seed", "4") == greedy
     assert _sample(export, no_torch, "-p", "First", "-n", "80", "--top-p", "1e-9", "--seed", "5") == greedy
     res = _python(no_torch, str(export / "sample.py"), "--temp", "0")
-    assert res.returncode == 2 and b"--temp must be > 0" in res.stderr
+    assert res.returncode == 2 and b"--temp must be from 0.001 to 1000, got 0.0; use --greedy" in res.stderr
     res = _python(no_torch, str(export / "sample.py"), "--prompt", "\u0416")
     assert res.returncode == 2 and res.stderr.decode().startswith("error: --prompt has characters the model never")
 

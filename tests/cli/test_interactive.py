@@ -62,11 +62,11 @@ def test_keyboard_interrupt_inside_sampling_keeps_the_text_shown(lm, monkeypatch
     session = lm.session(greedy=True, length=200)
     calls, step = [0], Stepper.__call__
 
-    def interrupted(self, ids, state):
+    def interrupted(self, ids, state, labels=None):
         calls[0] += 1
         if calls[0] == 12:
             raise KeyboardInterrupt
-        return step(self, ids, state)
+        return step(self, ids, state, labels)
 
     monkeypatch.setattr(Stepper, "__call__", interrupted)
     shown = []
@@ -116,8 +116,8 @@ def test_piped_stdin(lm_run):
     res = run(["generate", "-i", "-c", str(lm_run), "-n", "20", "--seed", "1"], input=lines)
     assert res.exit_code == 0, res.output
     assert "/quit" in res.stderr  # the banner
-    assert "error: /temp must be > 0" in res.stderr and "use /greedy" in res.stderr
-    assert "/temp 0.5  /top-k off  /top-p off  /length 20  /greedy off" in res.stderr
+    assert "error: /temp must be from 0.001 to 1000, got 0.0" in res.stderr and "use /greedy" in res.stderr
+    assert "/length 20  /temp 0.5  /top-k off  /top-p off  /greedy off  /stop off  /ban off" in res.stderr
     assert "error: unknown command /frob" in res.stderr
     assert "/reset" in res.stderr and "(a fresh text)" in res.stderr
     assert "error: the text has characters the model never saw in training: '/' 'x'" in res.stderr  # //x: text

@@ -4,7 +4,8 @@ import torch
 from conftest import TINY, run_cli as run
 from textrnn.api import load
 from textrnn.errors import TextRNNError
-from textrnn.inference.generate import check_options, filter_logits
+from textrnn.inference.options import SamplingOptions
+from textrnn.inference.sampling import filter_logits
 from textrnn.training.lm import train_language_model
 
 
@@ -53,18 +54,20 @@ def test_top_k_and_top_p_filters():
 
 def test_sampling_never_leaves_the_allowed_set(lm):
     from textrnn.inference.generate import sample_ids
+    from textrnn.inference.options import SamplingOptions
 
     torch.manual_seed(0)
     model = lm.model
     prompt = lm.tokenizer.encode("First").tolist()
     # the allowed set at each step depends on the state; check it step by step with top_k=1 == greedy
-    ids_k1 = torch.stack(list(sample_ids(model, prompt, 40, top_k=1, seed=5)))
-    ids_greedy = torch.stack(list(sample_ids(model, prompt, 40, greedy=True)))
+    ids_k1 = torch.stack(list(sample_ids(model, prompt, SamplingOptions(length=40, top_k=1, seed=5))))
+    ids_greedy = torch.stack(list(sample_ids(model, prompt, SamplingOptions(length=40, greedy=True))))
     assert torch.equal(ids_k1, ids_greedy)
-    ids_p = torch.stack(list(sample_ids(model, prompt, 40, top_p=1e-6, seed=9)))
+    ids_p = torch.stack(list(sample_ids(model, prompt, SamplingOptions(length=40, top_p=1e-6, seed=9))))
     assert torch.equal(ids_p, ids_greedy)
     # with top_k=3, every sampled token is among the 3 most likely under the model
-    tokens = torch.stack(list(sample_ids(model, prompt, 60, top_k=3, temperature=2.0, seed=2))).squeeze(1)
+    options = SamplingOptions(length=60, top_k=3, temperature=2.0, seed=2)
+    tokens = torch.stack(list(sample_ids(model, prompt, options))).squeeze(1)
     full = torch.tensor([prompt[:-1] + [prompt[-1]] + tokens.tolist()[:-1]])
     with torch.no_grad():
         logits, _ = model(full)
@@ -74,8 +77,9 @@ def test_sampling_never_leaves_the_allowed_set(lm):
 
 def test_unk_is_never_sampled(lm):
     from textrnn.inference.generate import sample_ids
+    from textrnn.inference.options import SamplingOptions
 
-    ids = torch.stack(list(sample_ids(lm.model, [1], 300, temperature=5.0, seed=0,
+    ids = torch.stack(list(sample_ids(lm.model, [1], SamplingOptions(length=300, temperature=5.0, seed=0),
                                       banned=[lm.tokenizer.unk_id])))
     assert not (ids == lm.tokenizer.unk_id).any()
 
@@ -131,9 +135,9 @@ def test_unseeded_generation_leaves_the_global_rng_alone(lm_run):
 
 def test_top_k_zero_message():
     with pytest.raises(TextRNNError, match=r"^--top-k must be >= 1, got 0$"):
-        check_options(10**9, 1.0, 0, None, False, 10, 1)
-    with pytest.raises(TextRNNError, match="at most the vocabulary size 50, got 51"):
-        check_options(50, 1.0, 51, None, False, 10, 1)
+        SamplingOptions(top_k=0).check()
+    with pytest.raises(TextRNNError, match="from 1 to the vocabulary size 50, got 51"):
+        SamplingOptions(top_k=51).check(50)
     res = run(["generate", "--top-k", "0"])
     assert res.exit_code == 2 and "--top-k must be >= 1" in res.stderr and "1000000000" not in res.stderr
 
@@ -151,15 +155,14 @@ def test_the_prompt_runs_through_the_encoder_only(lm):
 def test_many_samples_each_with_its_own_seed(lm):
     from textrnn.inference.generate import generate_many
 
-    records = list(generate_many(lm.model, lm.tokenizer, "Th", 12, num_samples=5, batch_size=2, seed=40,
-                                 temperature=0.9))
+    options = SamplingOptions(length=12, num_samples=5, seed=40, temperature=0.9)
+    records = list(generate_many(lm.model, lm.tokenizer, "Th", options, batch_size=2))
     assert [r["sample"] for r in records] == [1, 2, 3, 4, 5] and [r["seed"] for r in records] == [40, 41, 42, 43, 44]
     assert all(r["prompt"] == "Th" and r["length"] == 12 and r["temperature"] == 0.9 and r["top_p"] is None
                for r in records)
     for r in records:  # a sample's seed gives its text again, alone
         assert lm.generate("Th", 12, seed=r["seed"], temperature=0.9) == r["text"]
-    again = list(generate_many(lm.model, lm.tokenizer, "Th", 12, num_samples=5, batch_size=5, seed=40,
-                               temperature=0.9))
+    again = list(generate_many(lm.model, lm.tokenizer, "Th", options, batch_size=5))
     assert [r["text"] for r in again] == [r["text"] for r in records]  # batching does not change the texts
     fresh = list(lm.generate_many("", 5, num_samples=2))
     assert fresh[1]["seed"] == fresh[0]["seed"] + 1  # no seed: a random one, recorded

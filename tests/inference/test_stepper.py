@@ -43,35 +43,30 @@ def test_stepper_equals_forward_with_the_regularization_options(cell, options):
     assert torch.isfinite(model.head.bias).all()  # banning does not touch the model
 
 
-def test_from_module_state_matches_stepper_layout():
-    model = tiny("lstm")
-    _, state = model(torch.randint(0, 11, (2, 3)))
-    layers = Stepper.from_module_state(state)
-    assert len(layers) == 2 and layers[1][0].shape == (2, 8)
-
-
 @pytest.mark.parametrize("cell", ["lstm", "gru"])
 def test_stepper_equals_forward_with_the_adaptive_softmax(cell):
     model = tiny(cell, 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)  # (3, 7, 11) log-probabilities
     with torch.inference_mode():
-        step = Stepper(model, logit_scale=2.0, banned=[0])
+        step = Stepper(model, banned=[0])
         state = step.initial_state(3)
         for t in range(7):
             logits, state = step(ids[:, t], state)
-            expected = full[:, t] * 2.0
+            expected = full[:, t].clone()
             expected[:, 0] = float("-inf")
             torch.testing.assert_close(logits, expected, rtol=1e-5, atol=1e-5)
 
 
 def test_adaptive_softmax_sampling_is_seeded_and_never_gives_a_banned_token():
     from textrnn.inference.generate import sample_ids
+    from textrnn.inference.options import SamplingOptions
 
     model = tiny("lstm", 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
     with torch.no_grad():
         model.asm.head.bias[0] = 20.0  # token 0 (<unk>) would be nearly certain
-    draw = lambda: torch.stack(list(sample_ids(model, [1, 2], 40, num_samples=4, seed=5, banned=[0])))  # noqa: E731
+    options = SamplingOptions(length=40, num_samples=4, seed=5)
+    draw = lambda: torch.stack(list(sample_ids(model, [1, 2], options, banned=[0])))  # noqa: E731
     first = draw()
     assert torch.equal(first, draw()) and (first != 0).all() and first.max() < 11
 
@@ -81,14 +76,19 @@ def test_a_conditioned_model_steps_with_its_label_as_forward_reads_the_marker():
     ids = torch.tensor([[10, 3, 4, 5, 6, 7], [9, 1, 2, 3, 9, 8]])
     full, _ = model(ids)
     with torch.inference_mode():
+        step = Stepper(model)
         for row, label in ((0, 2), (1, 1)):  # each row's marker is at its start: its label holds throughout
-            step = Stepper(model, label=label)
             state = step.initial_state(1)
             for t in range(6):
-                logits, state = step(ids[row : row + 1, t], state)
+                logits, state = step(ids[row : row + 1, t], state, torch.tensor([label]))
                 torch.testing.assert_close(logits[0], full[row, t], rtol=1e-5, atol=1e-5)
-        assert not torch.allclose(Stepper(model, label=1)(ids[:1, 1], step.initial_state(1))[0],
-                                  Stepper(model, label=2)(ids[:1, 1], step.initial_state(1))[0])
+        assert not torch.allclose(step(ids[:1, 1], step.initial_state(1), torch.tensor([1]))[0],
+                                  step(ids[:1, 1], step.initial_state(1), torch.tensor([2]))[0])
+        # rows of one batch, each with its own label, step as each alone
+        both, _ = step(ids[:, 1], step.initial_state(2), torch.tensor([2, 1]))
+        for row, label in ((0, 2), (1, 1)):
+            alone, _ = step(ids[row : row + 1, 1], step.initial_state(1), torch.tensor([label]))
+            torch.testing.assert_close(both[row], alone[0], rtol=1e-6, atol=1e-6)
 
 
 @pytest.mark.parametrize("rows", [1, 2, 8, 33])
@@ -132,12 +132,12 @@ def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
     ids = torch.randint(0, 11, (3, 7))
     full, _ = model(ids)
     with torch.inference_mode():
-        step = Stepper(model, logit_scale=1.25, banned=[4])
+        step = Stepper(model, banned=[4])
         assert all(isinstance(p, Int8Product) for p in [*step.hidden_side, *step.input_side[1:], step.head])
         state, alone = step.initial_state(3), [step.initial_state(1) for _ in range(3)]
         for t in range(7):
             logits, state = step(ids[:, t], state)
-            expected = full[:, t] * 1.25
+            expected = full[:, t].clone()
             expected[:, 4] = float("-inf")
             torch.testing.assert_close(logits, expected, atol=0.1, rtol=0)
             assert not torch.allclose(logits, expected, atol=1e-6, rtol=0)  # (it did run in int8)

@@ -6,6 +6,7 @@ from conftest import TINY
 from textrnn import checkpoint
 from textrnn.config import TrainConfig
 from textrnn.inference.generate import generate
+from textrnn.inference.options import SamplingOptions
 from textrnn.training.lm import SAMPLE_TEMPERATURE, _sampler, train_language_model
 from textrnn.training.runtime import resolve_device
 
@@ -20,7 +21,8 @@ def test_one_sample_per_evaluation_from_the_weights_of_that_step(tmp_path, tiny_
     assert all(p.sample is None for p in seen if p.event != "eval")
     # the weights of the last evaluation, on the device that sampled them (a generator's draws are the device's)
     ck = checkpoint.load(tmp_path / "run", which="last", device=resolve_device("auto"))
-    again = "".join(p[0] for p in generate(ck.model, ck.tokenizer, "", 30, temperature=SAMPLE_TEMPERATURE, seed=1234))
+    options = SamplingOptions(length=30, temperature=SAMPLE_TEMPERATURE, seed=1234)
+    again = "".join(p[0] for p in generate(ck.model, ck.tokenizer, "", options))
     assert samples[-1]["text"] == again and again
 
 

@@ -59,7 +59,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     gold_col = detect_label_column(table, label_column, required=False) if text is None else None
 
     clf = load(checkpoint, device=device, task="classify")
-    clf._require("classify", "classify")
+    clf.require("classify", "classify")
     names = clf.labels
     texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
     p = clf.predict_proba(texts, batch_size=batch_size)  # (N, C)

@@ -49,7 +49,7 @@ def evaluate_command(files: tuple[str, ...], checkpoint: Optional[str], fmt: str
     for f in files:  # every file checked before the model is loaded
         check_text_file(f)
     lm = load(checkpoint, device=device)
-    lm._require("lm", "evaluate")
+    lm.require("lm", "evaluate")
     results = lm.evaluate(list(files), encoding=encoding, per_line=per_line)
     rows = [{"file": r["file"], **line} for r in results for line in r.pop("per_line", [])]
     to_stdout = per_line and not (output and output != "-")

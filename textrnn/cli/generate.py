@@ -6,7 +6,7 @@ import json
 import os
 import sys
 import time
-from typing import Iterator, Optional
+from typing import Any, Callable, Iterator, Optional
 
 import click
 
@@ -16,17 +16,27 @@ GENERATE_FORMATS = ("text", "jsonl")
 _EXTENSIONS = {".jsonl": "jsonl", ".txt": "text"}  # --output's extension -> format
 
 
+def _sampling_options(command: Callable) -> Callable:
+    """One option per :class:`~textrnn.inference.options.SamplingOptions` field, its flag, help and default
+    from the declaration (default None on the command line: given or not)."""
+    from ..inference.options import SamplingOptions, repeatable, value_type
+
+    for f in reversed(SamplingOptions.fields()):
+        m = f.metadata
+        decls = [m["flag"], *(d for d in (m["alias"], m["short"]) if d), f.name]
+        kind = value_type(f)
+        default = "" if f.default is None or repeatable(f) or kind is bool else f"  [default: {f.default}]"
+        extra: dict[str, Any] = {"is_flag": True} if kind is bool else {"type": kind, "multiple": repeatable(f)}
+        command = click.option(*decls, default=None, help=m["help"] + default, metavar=m["metavar"],
+                               **extra)(command)
+    return command
+
+
 @click.command("generate")
 @click.option("--checkpoint", "-c", type=click.Path(),
               help="Run directory or shipped model [default: latest LM in ./checkpoints, else english-char].")
 @click.option("--prompt", "-p", default="", help="Text to start from.")
-@click.option("--length", "-n", default=500, show_default=True, type=int, help="Tokens to generate.")
-@click.option("--temp", "--temperature", "temperature", default=1.0, show_default=True, type=float,
-              help="Sampling temperature (lower is more conservative).")
-@click.option("--top-k", type=int, help="Sample only among the k most likely tokens.")
-@click.option("--top-p", type=float, help="Sample only within the smallest set of probability >= p.")
-@click.option("--num-samples", default=1, show_default=True, type=int,
-              help="Sample N texts, --batch-size at a time; sample i has seed --seed + i - 1.")
+@_sampling_options
 @click.option("--batch-size", default=100, show_default=True, type=int, help="Samples drawn together.")
 @click.option("--output", "-o", type=click.Path(), help="Write the samples to this .jsonl or .txt file (atomically, "
               "with a progress bar) instead of stdout.")
@@ -34,36 +44,31 @@ _EXTENSIONS = {".jsonl": "jsonl", ".txt": "text"}  # --output's extension -> for
               help="text | jsonl (one record per sample: sample, seed, prompt, text, settings)  "
                    "[default: by --output's extension, else text]")
 @click.option("--condition", help="A label of a model trained with --condition-column: write text of that kind.")
-@click.option("--seed", type=int, help="Random seed (same seed and checkpoint give the same text).")
-@click.option("--greedy", is_flag=True, help="Always take the most likely token.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 @click.option("--interactive", "-i", is_flag=True, help="A prompt loop: type text, the continuation streams back.")
-def generate_command(checkpoint: Optional[str], prompt: str, length: int, temperature: float, top_k: Optional[int],
-                     top_p: Optional[float], num_samples: int, batch_size: int, output: Optional[str],
-                     fmt: Optional[str], condition: Optional[str], seed: Optional[int], greedy: bool, device: str,
-                     interactive: bool) -> None:
+def generate_command(checkpoint: Optional[str], prompt: str, batch_size: int, output: Optional[str],
+                     fmt: Optional[str], condition: Optional[str], device: str, interactive: bool,
+                     **sampling: Any) -> None:
     """Sample text from a trained language model; one stream prints as it is sampled, many
     samples go to --output (JSONL or text) or stdout.
 
     \b
     textrnn generate --temp 0.8 --prompt "ROMEO:"
     textrnn generate --num-samples 1000 --output samples.jsonl
+    textrnn generate --stop '\\n\\n' --ban thee --ban thou
     """
     from ..errors import TextRNNError
-    from ..inference.generate import check_options
+    from ..inference.options import given_options
     from .output import check_output_path
 
-    check_options(10**9, temperature, top_k, top_p, greedy, length, num_samples)  # before loading torch
+    options = given_options(sampling)  # checked before loading torch (the vocabulary's bound after)
     if batch_size <= 0:
         raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
     fmt = _format(fmt, output)
     check_output_path(output)
-    if interactive and condition is not None:
-        raise TextRNNError("--condition is not available with --interactive yet; give it without --interactive")
     if interactive:  # the loop lives in cli/interactive.py
         from .interactive import interact
-        return interact(checkpoint, device, prompt, num_samples, seed=seed, length=length, temperature=temperature,
-                        top_k=top_k, top_p=top_p, greedy=greedy)
+        return interact(checkpoint, device, prompt, options, condition)
     from ..api import load
     from ..checkpoint import SHIPPED
     from .output import write_output
@@ -72,13 +77,12 @@ def generate_command(checkpoint: Optional[str], prompt: str, length: int, temper
     if checkpoint is None and lm.path in SHIPPED.values():
         click.echo(f"note: no language model under ./checkpoints; sampling from the shipped {lm.path.name} "
                    "(train your own: textrnn train FILE, or fine-tune it: --init-from english-char)", err=True)
-    settings = dict(temperature=temperature, top_k=top_k, top_p=top_p, greedy=greedy, condition=condition)
+    num_samples = options.get("num_samples", 1)
     if num_samples == 1 and fmt == "text" and not output:
-        pieces = lm.stream(prompt, length, seed=seed, **settings)
+        pieces = lm.stream(prompt, condition=condition, **options)
         _write_stream(prompt, (piece for (piece,) in pieces))
         return
-    records = lm.generate_many(prompt, length, num_samples=num_samples, batch_size=batch_size, seed=seed,
-                               **settings)
+    records = lm.generate_many(prompt, batch_size=batch_size, condition=condition, **options)
     write_output("".join(_render(r, fmt) for r in _with_progress(records, num_samples, bool(output))), output)
 
 

@@ -10,28 +10,83 @@ the line, as in a shell; Ctrl-D or ``/quit`` ends with exit status 0.
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
+import threading
 import time
-from typing import Any, Callable, Iterator, Optional
+from typing import Any, Iterator, Optional
 
 import click
 
 from ..errors import TextRNNError
 
-HELP = """\
-Type a line and press Enter: it is fed (with a newline) and the continuation streams back;
-the text carries on across turns. An empty line continues the text; //text feeds "/text".
-  /temp F         sampling temperature
-  /top-k N|off    sample among the N most likely tokens
-  /top-p F|off    sample within the smallest set of probability >= F
-  /length N       tokens per continuation
-  /greedy on|off  always take the most likely token
-  /reset          start a fresh text
-  /help           this help
-  /quit           end (or Ctrl-D)
-A setting command without a value shows the settings. Ctrl-C stops a continuation."""
-
 PROMPT = "> "
+
+
+def _commands() -> dict[str, Any]:
+    """``--interactive``'s setting commands, from the sampling declaration: ``temp`` -> its field."""
+    from ..inference.options import SamplingOptions
+
+    return {f.metadata["flag"][2:]: f for f in SamplingOptions.fields() if f.metadata["command"]}
+
+
+def _help() -> str:
+    """What /help shows: how to use the loop, and each setting command with its help (from the declaration)."""
+    from ..inference.options import repeatable, value_type
+
+    lines = ["Type a line and press Enter: it is fed (with a newline) and the continuation streams back;",
+             "the text carries on across turns. An empty line continues the text; //text feeds \"/text\"."]
+    for name, f in _commands().items():
+        kind = value_type(f)
+        value = "on|off" if kind is bool else ("TEXT|off" if repeatable(f) else
+                                               {int: "N", float: "F"}.get(kind, "TEXT") + ("|off" if f.default is None
+                                                                                           else ""))
+        more = " (again: one more; off: none)" if repeatable(f) else ""
+        lines.append(f"  /{name} {value}".ljust(18) + f.metadata["help"] + more)
+    lines += ["  /reset".ljust(18) + "start a fresh text", "  /help".ljust(18) + "this help",
+              "  /quit".ljust(18) + "end (or Ctrl-D)",
+              "A setting command without a value shows the settings. Ctrl-C stops a continuation."]
+    return "\n".join(lines)
+
+
+def interact(checkpoint: Optional[str], device: str, prompt: str, options: dict[str, Any],
+             condition: Optional[str] = None) -> None:
+    """Load the model and run the prompt loop until Ctrl-D or ``/quit``. ``prompt`` is fed
+    first as context (not continued); ``options``: the sampling options given (see
+    :class:`~textrnn.inference.options.SamplingOptions`); ``condition``: a conditioned model's label."""
+    if options.get("num_samples", 1) != 1:
+        raise click.UsageError("--interactive samples one stream; leave out --num-samples")
+    from ..api import load
+
+    session = load(checkpoint, device=device).session(condition=condition, **options)
+    if prompt:
+        session.feed(prompt)
+    prompt_text = _line_editing()
+    commands = " ".join(f"/{name}" for name in [*_commands(), "reset", "help", "quit"])
+    click.echo(f"textrnn interactive: type text and press Enter; commands: {commands}; Ctrl-D ends", err=True)
+    with _interruptible():
+        _loop(session, prompt_text)
+
+
+@contextlib.contextmanager
+def _interruptible() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt here whatever the process inherited: a program started with SIGINT
+    ignored (a background job of a script, some launchers) or blocked keeps that disposition across exec, and
+    Python then installs no handler, so Ctrl-C would neither stop a continuation nor clear the prompt. Restored
+    on the way out."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    blocked = hasattr(signal, "pthread_sigmask") and signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK,
+                                                                                            {signal.SIGINT})
+    try:
+        yield
+    finally:
+        if blocked:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+        signal.signal(signal.SIGINT, old)
 
 
 def _on_off(value: str) -> bool:
@@ -42,31 +97,7 @@ def _on_off(value: str) -> bool:
     return words[value.lower()]
 
 
-# command -> (Settings field, parser of its value, whether "off" means None)
-SETTINGS: dict[str, tuple[str, Callable[[str], Any], bool]] = {
-    "temp": ("temperature", float, False),
-    "top-k": ("top_k", int, True),
-    "top-p": ("top_p", float, True),
-    "length": ("length", int, False),
-    "greedy": ("greedy", _on_off, False),
-}
-COMMANDS = [f"/{name}" for name in SETTINGS] + ["/reset", "/help", "/quit"]
-
-
-def interact(checkpoint: Optional[str], device: str, prompt: str, num_samples: int, *, seed: Optional[int],
-             **settings: Any) -> None:
-    """Load the model and run the prompt loop until Ctrl-D or ``/quit``. ``prompt`` is fed
-    first as context (not continued); ``settings`` are those of :class:`~textrnn.inference.session.Settings`."""
-    if num_samples != 1:
-        raise click.UsageError("--interactive samples one stream; leave out --num-samples")
-    from ..api import load
-
-    session = load(checkpoint, device=device).session(seed=seed, **settings)
-    if prompt:
-        session.feed(prompt)
-    prompt_text = _line_editing()
-    click.echo(f"textrnn interactive: type text and press Enter; commands: {' '.join(COMMANDS)}; "
-               f"Ctrl-D ends", err=True)
+def _loop(session: Any, prompt_text: str) -> None:
     while True:
         try:
             line = input(prompt_text)
@@ -114,42 +145,55 @@ def _command(session: Any, line: str) -> bool:
     if name == "quit":
         return False
     if name == "help":
-        click.echo(HELP, err=True)
+        click.echo(_help(), err=True)
     elif name == "reset":
         session.reset()
         click.echo("(a fresh text)", err=True)
-    elif name in SETTINGS:
+    elif name in _commands():
         if value:
             _set(session, name, value)
         click.echo(_describe(session.settings), err=True)
     else:
-        click.echo(f"error: unknown command /{name}; commands: {' '.join(COMMANDS)} (/help)", err=True)
+        commands = " ".join(f"/{c}" for c in [*_commands(), "reset", "help", "quit"])
+        click.echo(f"error: unknown command /{name}; commands: {commands} (/help)", err=True)
     return True
 
 
 def _set(session: Any, name: str, value: str) -> None:
-    """Change one setting; a bad value is one ``error:`` line and no change."""
-    field, parse, optional = SETTINGS[name]
+    """Change one setting; a bad value is one ``error:`` line and no change. A list setting (/stop, /ban) gets
+    one more value, or none with ``off``."""
+    from ..inference.options import OptionError, repeatable, unescape, value_type
+
+    f = _commands()[name]
+    kind = value_type(f)
     try:
-        parsed = None if optional and value.lower() in ("off", "none") else parse(value)
+        if value.lower() in ("off", "none") and (f.default is None or repeatable(f)):
+            parsed: Any = () if repeatable(f) else None
+        elif repeatable(f):
+            parsed = (*getattr(session.settings, f.name), unescape(value) if f.metadata["escapes"] else value)
+        else:
+            parsed = _on_off(value) if kind is bool else kind(value)
     except ValueError:
         click.echo(f"error: /{name} got {value!r}; see /help", err=True)
         return
     try:
-        session.configure(**{field: parsed})
-    except TextRNNError as e:  # the option checks of `textrnn generate`, named as commands here
-        click.echo(f"error: {str(e).replace('--', '/')}", err=True)
+        session.configure(**{f.name: parsed})
+    except OptionError as e:  # the option's one check, named as the commands name it
+        click.echo(f"error: {e.message('interactive')}", err=True)
 
 
 def _describe(settings: Any) -> str:
     """The settings on one line, as the commands name them."""
-    return "  ".join(f"/{name} {_shown(getattr(settings, field))}" for name, (field, _, _) in SETTINGS.items())
+    return "  ".join(f"/{name} {_shown(getattr(settings, f.name))}" for name, f in _commands().items())
 
 
 def _shown(value: Any) -> str:
-    """A setting's value as typed: ``off`` for None and False, ``on`` for True."""
-    if value is None or value is False:
+    """A setting's value as typed: ``off`` for None, False and no values, ``on`` for True, a list's values
+    in Python's quotes (a newline shows as \\n)."""
+    if value is None or value is False or value == ():
         return "off"
+    if isinstance(value, tuple):
+        return " ".join(repr(v) for v in value)
     return "on" if value is True else str(value)
 
 

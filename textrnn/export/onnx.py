@@ -37,9 +37,11 @@ from .. import __version__, checkpoint, files
 from ..condition import label_index, labels_of, marker_ids, prompt_start
 from ..errors import TextRNNError
 from ..inference.generate import banned_ids, encode_prompt
+from ..inference.options import declaration
 from ..layers import _PARAMS
 from ..model import Classifier, LanguageModel
-from ..inference.stepper import Product, Stepper, cell_step
+from ..inference import state as states
+from ..inference.stepper import Product, cell_step
 from ..tokenizer import _NO_SPACE_AFTER, _NO_SPACE_BEFORE
 from .run import export_dir
 
@@ -65,18 +67,9 @@ def state_names(cell: str) -> list[str]:
     return ["h", "c"] if cell == "lstm" else ["h"]
 
 
-def _module_state(tensors: tuple[Tensor, ...]):
-    """The state inputs as ``nn.LSTM`` / ``GRU`` / ``RNN`` take it: ``(h, c)`` or ``h``."""
-    return tensors if len(tensors) == 2 else tensors[0]
-
-
 def _labels(label: tuple[Tensor, ...], length: int) -> Optional[Tensor]:
     """A conditioned model's ``label`` input (B,) as every token's (B, length); None without one."""
     return label[0][:, None].expand(-1, length) if label else None
-
-
-def _flat(state) -> tuple[Tensor, ...]:
-    return tuple(state) if isinstance(state, tuple) else (state,)
 
 
 class StepFunction(nn.Module):
@@ -93,7 +86,7 @@ class StepFunction(nn.Module):
         model, cfg = self.model, self.model.cfg
         encoder, rnn = model.encoder, model.encoder.rnn
         n = len(state_names(cfg.cell))
-        state = Stepper.from_module_state(_module_state(inputs[:n]))
+        state = states.from_module(states.unflat(inputs[:n]))
         x = encoder.inputs(ids[:, None], _labels(inputs[n:], 1))[:, 0]  # (B, E)
         new_state = []
         for k in range(cfg.layers):
@@ -102,7 +95,7 @@ class StepFunction(nn.Module):
             hidden_side = Product(w_hh, b_hh if cfg.cell == "gru" else None, pack=False)  # plain operators
             layer_state, x = cell_step(cfg.cell, x_proj, state[k], hidden_side)
             new_state.append(layer_state)
-        return (model.scores(x), *_flat(Stepper.to_module_state(new_state)))
+        return (model.scores(x), *states.flat(states.to_module(new_state)))
 
 
 class PromptFunction(nn.Module):
@@ -119,8 +112,8 @@ class PromptFunction(nn.Module):
         encoder = self.model.encoder  # (its stack runs the module itself in eval: no weight drop, no dropout)
         n = len(state_names(self.model.cfg.cell))
         x = encoder.inputs(ids, _labels(inputs[n:], ids.shape[1]))  # (B, T, E)
-        out, new_state = encoder.rnn(x, _module_state(inputs[:n]))  # (B, T, H)
-        return (self.model.scores(out[:, -1]), *_flat(new_state))
+        out, new_state = encoder.rnn(x, states.unflat(inputs[:n]))  # (B, T, H)
+        return (self.model.scores(out[:, -1]), *states.flat(new_state))
 
 
 class ClassifierFunction(nn.Module):
@@ -238,7 +231,7 @@ def metadata(ck: checkpoint.Checkpoint, exported: list[Function], source: str) -
     meta |= {"cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden, "state": state_names(cfg.cell),
              "log_probs": cfg.adaptive_softmax,
              "banned": banned_ids(tokenizer, marker_ids(ck.config, tokenizer)),
-             "empty_prompt": encode_prompt(tokenizer, ""),
+             "empty_prompt": encode_prompt(tokenizer, ""), "sampling": declaration(cfg.vocab_size),
              "conditions": [{"label": lab, "start": prompt_start(ck.config, lab), "index": label_index(ck.config, lab)}
                             for lab in labels]}
     if tokenizer.kind == "word":  # the rule that rebuilds the spaces between words

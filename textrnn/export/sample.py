@@ -6,12 +6,17 @@ PyTorch or textrnn, and the files beside it (``model.json``, ``tokenizer.json``,
 
     python sample.py --prompt "ROMEO:" --length 200 --temp 0.8 --top-p 0.9 --seed 1
     python sample.py --prompt "ROMEO:" --length 200 --greedy
+    python sample.py --prompt "ROMEO:" --stop "\\n\\n" --ban thee
+
+The options are textrnn's sampling options (declared once in textrnn and written into
+``model.json``), with the same bounds and error texts.
 
 ``--greedy`` writes the text ``textrnn generate --greedy`` writes for the same prompt and length.
 Sampling draws from numpy's generator, so a seed gives other text than ``textrnn generate``'s.
 """
 
 import argparse
+import codecs
 import json
 import os
 import sys
@@ -25,28 +30,47 @@ UNK = "<unk>"
 
 
 def parse_args(meta, argv=None):
+    """The command line, its options made from textrnn's declaration of the sampling options (in model.json)
+    and checked as textrnn checks them (the same error texts)."""
     p = argparse.ArgumentParser(description="Sample text from an exported textrnn language model.")
     p.add_argument("--prompt", "-p", default="", help="Text to start from.")
-    p.add_argument("--length", "-n", type=int, default=500, help="Tokens to generate (default 500).")
-    p.add_argument("--temp", "--temperature", dest="temperature", type=float, default=1.0,
-                   help="Sampling temperature (default 1.0; lower is more conservative).")
-    p.add_argument("--top-k", type=int, help="Sample only among the k most likely tokens.")
-    p.add_argument("--top-p", type=float, help="Sample only within the smallest set of probability >= p.")
-    p.add_argument("--greedy", action="store_true", help="Always take the most likely token.")
-    p.add_argument("--seed", type=int, help="Random seed (same seed, same text).")
+    options = [o for o in meta["sampling"] if o["name"] != "num_samples"]  # (one stream here)
+    for o in options:
+        flags = [f for f in (o["flag"], o["alias"], o["short"]) if f]
+        if o["type"] == "bool":
+            p.add_argument(*flags, dest=o["name"], action="store_true", help=o["help"])
+        elif o["repeatable"]:
+            p.add_argument(*flags, dest=o["name"], action="append", default=[], help=o["help"])
+        else:
+            kind = {"int": int, "float": float}[o["type"]]
+            p.add_argument(*flags, dest=o["name"], type=kind, default=o["default"],
+                           help=o["help"] + ("" if o["default"] is None else f" (default {o['default']})"))
     labels = [c["label"] for c in meta["conditions"]]
     if labels:
         p.add_argument("--condition", choices=labels, help="Write text of this label's kind.")
     args = p.parse_args(argv)
-    if not args.greedy and not args.temperature > 0:
-        p.error(f"--temp must be > 0 (got {args.temperature}); use --greedy for argmax decoding")
-    if args.top_p is not None and not 0 < args.top_p <= 1:
-        p.error(f"--top-p must be in (0, 1], got {args.top_p}")
-    if args.top_k is not None and not 1 <= args.top_k <= meta["vocab_size"]:
-        p.error(f"--top-k must be from 1 to the vocabulary size {meta['vocab_size']}, got {args.top_k}")
-    if args.length < 0:
-        p.error(f"--length must be >= 0, got {args.length}")
+    names = {o["name"]: o["flag"] for o in meta["sampling"]}
+    for o in options:
+        if o["escapes"]:
+            setattr(args, o["name"], [codecs.decode(v.encode("latin-1", "backslashreplace"), "unicode_escape")
+                                      for v in getattr(args, o["name"])])
+        problem = out_of_bounds(o, getattr(args, o["name"]), args)
+        if problem:
+            p.error(problem.replace("{name}", o["flag"]).format(**names))
     return args
+
+
+def out_of_bounds(o, value, args):
+    """The error template of an option's value out of its declared bounds, or None."""
+    if value is None or (o["unless"] and getattr(args, o["unless"])):
+        return None
+    for v in value if isinstance(value, list) else [value]:
+        n = len(v) if isinstance(v, str) else v
+        low, high = o["low"], o["high"]
+        if (low is not None and (n <= low if o["low_open"] else n < low)) or (high is not None and n > high) \
+                or n != n:
+            return o["error"].replace("{value}", repr(v) if isinstance(v, str) else str(v))
+    return None
 
 
 class Model:
@@ -140,24 +164,64 @@ def pick(logits, args, rng):
     return int(np.argmax(logits + rng.gumbel(size=logits.size)))  # Gumbel-max: a sample of softmax(logits)
 
 
+def ban_sequences(tok, meta, words):
+    """The token sequences never completed: each word as the tokenizer spells it alone and, but for a
+    character model, after a space (as textrnn's BannedWords does)."""
+    sequences = set()
+    for word in words:
+        for spelling in [word] + ([" " + word] if meta["tokenizer"] != "char" else []):
+            ids = tuple(tok.encode(spelling, add_special_tokens=False).ids)
+            if ids and UNK not in [tok.id_to_token(i) for i in ids]:
+                sequences.add(ids)
+    return sequences
+
+
+def blocked(sequences, history):
+    """The ids that would complete a banned sequence after the tokens ``history``."""
+    return [s[-1] for s in sequences if len(s) == 1 or tuple(history[len(history) - len(s) + 1:]) == s[:-1]]
+
+
+class Stop:
+    """The text up to the first stop string: what may be written now, a possible start of one held back."""
+
+    def __init__(self, stops):
+        self.stops, self.held, self.stopped = stops, "", False
+
+    def feed(self, piece):
+        if self.stopped or not self.stops:
+            return "" if self.stopped else piece
+        text = self.held + piece
+        cut = min((i for i in (text.find(s) for s in self.stops) if i >= 0), default=-1)
+        if cut >= 0:
+            self.stopped, self.held = True, ""
+            return text[:cut]
+        keep = max((k for s in self.stops for k in range(1, len(s)) if text.endswith(s[:k])), default=0)
+        self.held = text[len(text) - keep:] if keep else ""
+        return text[: len(text) - keep]
+
+
 def sample(meta, args, out):
     tok = Tokenizer.from_file(os.path.join(HERE, "tokenizer.json"))
     condition = next((c for c in meta["conditions"] if c["label"] == getattr(args, "condition", None)), None)
     ids = encode_prompt(tok, meta, (condition["start"] if condition else "") + args.prompt)
     model = Model(meta, condition["index"] if condition else 0)
     rng = np.random.default_rng(args.seed)
-    decode = Decoder(tok, meta)
+    decode, stop, banned = Decoder(tok, meta), Stop(args.stop), ban_sequences(tok, meta, args.ban)
+    history = list(ids)
     decode(ids[-1])  # word spacing and BPE byte joins see the prompt's end
     out.write(args.prompt)
     logits, state = model.run("prompt", ids, model.initial_state())
     for t in range(args.length):
-        logits[meta["banned"]] = -np.inf
+        logits[meta["banned"] + blocked(banned, history)] = -np.inf
         token = pick(logits, args, rng)
-        out.write(decode(token))
+        history.append(token)
+        out.write(stop.feed(decode(token)))
         out.flush()
+        if stop.stopped:
+            break
         if t + 1 < args.length:
             logits, state = model.run("step", token, state)
-    out.write(decode.flush() + "\n")
+    out.write(("" if stop.stopped else stop.feed(decode.flush()) + stop.held) + "\n")
 
 
 def main(argv=None):

@@ -1,20 +1,18 @@
 """The one-token sampler cell: a :class:`~textrnn.model.LanguageModel` evaluated one step
-at a time, as fast as PyTorch allows on a CPU (tested equal to the model's ``forward``)."""
+at a time, as fast as PyTorch allows on a CPU (tested equal to the model's ``forward``), and
+:func:`prefill`, a prompt run through the network at once into the state the cell steps from."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Optional, Union
+from typing import Optional, Sequence, Union
 
 import torch
 from torch import Tensor
 
-from ..model import State
+from ..model import LanguageModel
+from . import state as states
 from .quantize import Int8Product
-
-LayerState = Union[Tensor, tuple[Tensor, Tensor]]  # one layer's: (h, c) for an LSTM, else h; each (B, H)
-
-if TYPE_CHECKING:  # pragma: no cover
-    from ..model import LanguageModel
+from .state import LayerState, State
 
 
 class Stepper:
@@ -24,14 +22,15 @@ class Stepper:
     cell arithmetic directly with weights prepared once (:class:`Product`), and folds the embedding and the
     first layer's input projection into one ``(V, gates*H)`` table, so a step is one
     row lookup plus one matrix-vector product per layer and one for the head (with an adaptive
-    softmax: ``asm.log_prob``, log-probabilities, times ``logit_scale``). The result
+    softmax: ``asm.log_prob``, log-probabilities). A conditioned model's label vector enters
+    through a second, small table (its product by the first layer's input weights, one row per
+    label), so each row of a batch may have its own label. The ``banned`` tokens get -inf. The result
     equals ``LanguageModel.forward`` (tested); for a model exported with ``--int8``
     (``model.int8_products``) the products run in int8 on a CPU (:class:`~textrnn.inference.quantize.Int8Product`:
     1.5-1.8x faster steps, logits within a few hundredths). Use under ``torch.inference_mode()``.
     """
 
-    def __init__(self, model: LanguageModel, logit_scale: float = 1.0, banned: Optional[list[int]] = None,
-                 label: int = 0):
+    def __init__(self, model: LanguageModel, banned: Optional[Sequence[int]] = None):
         cfg = model.cfg
         self.cell, self.layers, self.hidden = cfg.cell, cfg.layers, cfg.hidden
         rnn = model.encoder.rnn
@@ -41,10 +40,11 @@ class Stepper:
             b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(cfg.layers)]
             b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(cfg.layers)]
             emb = model.encoder.embedding.weight.detach()
-            if model.encoder.label_embedding is not None:  # a conditioned model: the label joins every input
-                emb = emb + model.encoder.label_embedding.weight.detach()[label]
             # input side of layer 0 for every token: (V, G*H)
             self.table = torch.addmm(b_ih[0], emb, w_ih[0].t())
+            self.label_table: Optional[Tensor] = None  # a conditioned model's: (labels + 1, G*H)
+            if model.encoder.label_embedding is not None:
+                self.label_table = model.encoder.label_embedding.weight.detach() @ w_ih[0].t()
             self.int8 = model.int8_products  # every product below reads a hidden state, in [-1, 1]
             if cfg.cell == "gru":  # the hidden bias sits inside the reset gate for n
                 self.hidden_side = [self._product(w, b) for w, b in zip(w_hh, b_hh)]
@@ -54,49 +54,36 @@ class Stepper:
                 self.hidden_side = [self._product(w) for w in w_hh]
                 self.input_side = [None] + [self._product(w, bi + bh)
                                             for w, bi, bh in zip(w_ih[1:], b_ih[1:], b_hh[1:])]
-            self.asm, self.logit_scale, self.banned = model.asm, logit_scale, banned
+            self.asm, self.banned = model.asm, list(banned or [])
             if model.asm is None:
-                self._fold_head(model, logit_scale, banned)
+                self._fold_head(model, self.banned)
 
-    def _fold_head(self, model: LanguageModel, logit_scale: float, banned: Optional[list[int]]) -> None:
+    def _fold_head(self, model: LanguageModel, banned: list[int]) -> None:
         head_w, head_b = model.head.weight.detach(), model.head.bias.detach()  # (V, E or H), (V,)
         if model.proj is not None:  # fold the projection (H -> E) into the head: one product per step
             head_b = torch.addmv(head_b, head_w, model.proj.bias.detach())
             head_w = head_w @ model.proj.weight.detach()  # (V, H)
-        head_b = head_b * logit_scale
         if banned:
+            head_b = head_b.clone()
             head_b[banned] = float("-inf")
-        self.head = self._product(head_w * logit_scale, head_b)
+        self.head = self._product(head_w, head_b)
 
     def _product(self, weight: Tensor, bias: Optional[Tensor] = None) -> Union[Product, Int8Product]:
         """The product by ``weight`` (an input in [-1, 1]): in int8 for a model exported with ``--int8``
         where the CPU has int8 products (:mod:`textrnn.inference.quantize`), else :class:`Product`."""
         return (self.int8 and Int8Product.make(weight, bias)) or Product(weight, bias)
 
-    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> list:
-        z = lambda: torch.zeros(batch, self.hidden, device=device)  # noqa: E731
-        if self.cell == "lstm":
-            return [(z(), z()) for _ in range(self.layers)]
-        return [z() for _ in range(self.layers)]
+    def initial_state(self, batch: int, device: torch.device | str = "cpu") -> State:
+        """The zero state of ``batch`` rows."""
+        return states.zeros(self.cell, self.layers, batch, self.hidden, device)
 
-    @staticmethod
-    def from_module_state(state: State) -> list:
-        """Convert an ``nn.LSTM``-style state ``(layers, B, H)`` into per-layer tensors."""
-        if isinstance(state, tuple):
-            h, c = state
-            return [(h[k], c[k]) for k in range(h.shape[0])]
-        return [state[k] for k in range(state.shape[0])]
-
-    @staticmethod
-    def to_module_state(state: list) -> State:
-        """The inverse of :meth:`from_module_state`: per-layer tensors -> ``(layers, B, H)``."""
-        if isinstance(state[0], tuple):
-            return torch.stack([h for h, _ in state]), torch.stack([c for _, c in state])
-        return torch.stack(state)
-
-    def __call__(self, ids: Tensor, state: list) -> tuple[Tensor, list]:
-        """``ids`` (B,) -> logits (B, V); ``state`` is updated and returned."""
+    def __call__(self, ids: Tensor, state: State, labels: Optional[Tensor] = None) -> tuple[Tensor, State]:
+        """``ids`` (B,) -> logits (B, V) and the next state; ``labels`` (B,): a conditioned model's label of
+        each row (1 + its index; 0 or None: none)."""
         x_proj = self.table.index_select(0, ids)  # (B, G*H)
+        if self.label_table is not None:
+            labels = torch.zeros_like(ids) if labels is None else labels
+            x_proj = x_proj + self.label_table.index_select(0, labels)  # (B, G*H)
         new_state = []
         x = None
         for k in range(self.layers):
@@ -106,10 +93,24 @@ class Stepper:
             new_state.append(layer_state)
         if self.asm is None:
             return self.head(x), new_state  # (B, V)
-        logits = self.asm.log_prob(x.float()) * self.logit_scale  # (B, V): adaptive softmax log-probabilities
+        logits = self.asm.log_prob(x.float())  # (B, V): adaptive softmax log-probabilities
         if self.banned:
             logits[:, self.banned] = float("-inf")
         return logits, new_state
+
+
+def prefill(model: LanguageModel, ids: Union[Tensor, Sequence[Sequence[int]]], state: Optional[State] = None,
+            labels: Optional[Tensor] = None) -> Optional[State]:
+    """The :class:`Stepper` state after running ``ids`` (B, T) through the recurrent layers at once (no output
+    layer), from ``state`` (None: zeros); ``labels`` (B,): a conditioned model's label of each row for every
+    token (None: as the markers in ``ids`` say). ``state`` itself when T is 0. Use under ``torch.inference_mode()``."""
+    device = next(model.parameters()).device
+    ids = torch.as_tensor(ids, dtype=torch.long, device=device)  # (B, T)
+    if ids.numel() == 0:
+        return state
+    per_token = None if labels is None else labels[:, None].expand(-1, ids.shape[1])  # (B, T)
+    _, module_state = model.encoder(ids, None if state is None else states.to_module(state), labels=per_token)
+    return states.from_module(module_state)
 
 
 def cell_step(cell: str, x_proj: Tensor, state: LayerState, hidden_side: Product) -> tuple[LayerState, Tensor]:

@@ -7,13 +7,13 @@ new jobs join: each prompt is run through the network once
 cancelled streams leave (their rows are dropped). Then every active stream advances by one
 token in one batched :class:`~textrnn.inference.stepper.Stepper` step.
 
-Each stream samples as :func:`textrnn.inference.generate.sample_steps` does, with its own settings
-(temperature, top-k, top-p, greedy; a conditioned model's label) and its own random generator
-(seed + sample index, its Gumbel noise drawn in the same chunks), so a request's text depends
-on its seed, not on what else runs: it is the text ``textrnn generate --seed`` gives, up to
-float rounding (the temperature scales the logits here, where generate folds it into the output
-layer, and a batched matrix product may round a row differently from a lone one; either could
-flip a near tie).
+Each stream is drawn as :mod:`textrnn.inference.sampling` draws for ``textrnn generate``: its
+own :class:`~textrnn.inference.sampling.Draw` (temperature, top-k, top-p, greedy, stop strings,
+banned words; its own random generator, seed + sample index, its Gumbel noise in the same chunks)
+and a conditioned model's label for its row of the step, so a request's text depends on its
+seed, not on what else runs: it is the text ``textrnn generate --seed`` gives, up to float
+rounding (a batched matrix product may round a row differently from a lone one, which could flip
+a near tie).
 
 A request's consumer reads its :class:`~textrnn.serve.jobs.Job`; the step loop wakes a waiting
 consumer once per step at most, so a slow reader gets the tokens of several steps at once.
@@ -30,12 +30,13 @@ from typing import Any, Callable, Optional
 
 import torch
 
-from ..condition import marker_ids
 from ..errors import TextRNNError
-from ..inference.generate import _gumbel, encode_prompt, filter_logits, new_seed, noise_chunk, sampling_generators
-from ..inference.stepper import Stepper
+from ..inference import state as states
+from ..inference.generate import banned_ids, encode_prompt
+from ..inference.sampling import draws_for, new_seed, pick
+from ..inference.stepper import Stepper, prefill
 from .jobs import Job
-from .requests import JSON_NAMES, RequestError, Sampling
+from .requests import RequestError, Sampling
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "the server is shutting down"
@@ -56,34 +57,18 @@ class _Prefill:
 
 
 class _Stream:
-    """One sample of a job: its row's sampling settings, random generator, noise and decoder."""
+    """One sample of a job: its row's :class:`~textrnn.inference.sampling.Draw`."""
 
-    def __init__(self, job: Job, sample: int, generator: torch.Generator, decoder: Any):
-        s = job.sampling
-        self.job, self.sample, self.generator, self.decoder = job, sample, generator, decoder
-        self.length, self.greedy, self.t = s.length, s.greedy, 0
-        self.scale = 1.0 if s.greedy else 1.0 / s.temperature
-        self.filter = None if s.greedy or (s.top_k is None and s.top_p is None) else (s.top_k, s.top_p)
-        self.noise: Optional[torch.Tensor] = None
-
-    def noise_row(self, vocab: int, chunk: int, zeros: torch.Tensor) -> torch.Tensor:
-        """This step's Gumbel noise (V,), drawn ``chunk`` steps at a time as sample_steps draws it."""
-        if self.greedy:
-            return zeros
-        k = self.t % chunk
-        if k == 0:
-            self.noise = _gumbel((min(chunk, self.length - self.t), vocab), self.generator, zeros.device)
-        return self.noise[k]
+    def __init__(self, job: Job, sample: int, draw: Any):
+        self.job, self.sample, self.draw = job, sample, draw
 
     def emit(self, token: int) -> None:
-        self.t += 1
-        piece = self.decoder(token)
-        last = self.t >= self.length
-        self.job._add(self.sample, piece + self.decoder.flush() if last else piece, last)
+        piece = self.draw.accept(token)
+        self.job._add(self.sample, piece, self.draw.done)
 
     @property
     def gone(self) -> bool:
-        return self.t >= self.length or self.job.ended
+        return self.draw.done or self.job.ended
 
 
 class Batcher:
@@ -92,13 +77,8 @@ class Batcher:
 
     def __init__(self, lm: Any, max_streams: int = 256):
         self.lm, self.max_streams = lm, max_streams
-        model, tok = lm.model, lm.tokenizer
-        self._device = next(model.parameters()).device
-        banned = ([tok.unk_id] if tok.unk_id is not None else []) + marker_ids(lm.config, tok)
-        self._stepper = _labelled_stepper(model, banned or None, len(lm.conditions or []))
-        self._vocab = model.cfg.vocab_size
-        self._chunk = noise_chunk(self._vocab)
-        self._zeros = torch.zeros(self._vocab, device=self._device)
+        self._device = next(lm.model.parameters()).device
+        self._stepper = Stepper(lm.model, banned_ids(lm.tokenizer, lm.conditioning(None).banned))
         self._cond = threading.Condition()
         self._joining: list[Job] = []  # submitted, not yet seen by the step loop
         self._prefilling: list[_Prefill] = []  # their prompts being run
@@ -108,7 +88,7 @@ class Batcher:
         self._rows: list[_Stream] = []  # the running streams, in the batch's row order
         self._state: Optional[list] = None
         self._tokens: Optional[torch.Tensor] = None  # (B,) each row's last token
-        self._settings: Optional[tuple] = None  # per-row tensors for the rows as they are
+        self._labels: Optional[torch.Tensor] = None  # (B,) a conditioned model's label of each row, for the rows as they are
         self._touched: dict[Job, None] = {}  # jobs with news this iteration
         self._thread = threading.Thread(target=self._run, name="textrnn-batcher", daemon=True)
         self._thread.start()
@@ -122,13 +102,13 @@ class Batcher:
     def submit(self, sampling: Sampling) -> Job:
         """Queue a checked request; it joins before the next step. Its prompt with characters the
         model never saw is a 422 :class:`RequestError`; a full or closing server a 503."""
-        start, conditioning = self.lm._conditioning(sampling.condition)
+        conditioning = self.lm.conditioning(sampling.condition)
         try:
-            ids = encode_prompt(self.lm.tokenizer, start + sampling.prompt, what=JSON_NAMES["prompt"])
+            ids = encode_prompt(self.lm.tokenizer, conditioning.start + sampling.prompt, what="prompt")
         except TextRNNError as e:
             raise RequestError(422, str(e), "prompt") from None
         seed = new_seed() if sampling.seed is None else sampling.seed
-        job = Job(sampling, seed, ids, conditioning["label"], self.lm.conditions is not None)
+        job = Job(sampling, seed, ids, conditioning.label, self.lm.conditions is not None)
         n = sampling.num_samples
         with self._cond:
             if self._stopped or self._closing_at is not None:
@@ -201,12 +181,11 @@ class Batcher:
                 groups.setdefault((min(PREFILL_CHUNK, len(p.ids) - p.done), p.state is None), []).append(p)
         for (n, fresh), group in groups.items():
             if n:
-                ids = torch.tensor([p.ids[p.done : p.done + n] for p in group], device=self._device)  # (G, n)
-                state = None if fresh else Stepper.to_module_state(_stack([p.state for p in group]))
-                _, state = self.lm.model.encoder(ids, state)
-                rows = Stepper.from_module_state(state)  # per layer (G, H)
+                ids = [p.ids[p.done : p.done + n] for p in group]  # (G, n)
+                labels = torch.tensor([p.job.label for p in group], device=self._device)  # (G,)
+                rows = prefill(self.lm.model, ids, None if fresh else states.stack([p.state for p in group]), labels)
                 for k, p in enumerate(group):
-                    p.state, p.done = [_row(layer, k) for layer in rows], p.done + n
+                    p.state, p.done = states.row(rows, k), p.done + n
         self._prefilling = [p for p in self._prefilling if not p.job.ended and p.done < len(p.ids)]
         for group in groups.values():
             for p in group:
@@ -216,19 +195,13 @@ class Batcher:
     def _join(self, job: Job, state: list) -> None:
         """``job``'s streams join the batch, from ``state`` (1 row) after its prompt but the last token."""
         n, last = job.sampling.num_samples, job.prompt_ids[-1]
-        generators = sampling_generators(job.seed, self._device, n)
-        streams = [_Stream(job, j, g, self.lm.tokenizer.stream_decoder()) for j, g in enumerate(generators)]
-        for s in streams:  # let word spacing and BPE byte joins see the prompt's end (as generate does)
-            s.decoder(last)
+        draws = draws_for(job.sampling, self.lm.tokenizer, job.seed, n, job.prompt_ids, self._device)
         tokens = torch.full((n,), last, dtype=torch.long, device=self._device)
-        if self._state is None:
-            self._state = [_grow(None, layer, n) for layer in state]
-            self._tokens = tokens
-        else:
-            self._state = [_grow(old, new, n) for old, new in zip(self._state, state)]
-            self._tokens = torch.cat([self._tokens, tokens])
-        self._rows.extend(streams)
-        self._settings = None
+        joined = states.repeat(state, n)
+        self._state = joined if self._state is None else states.stack([self._state, joined])
+        self._tokens = tokens if self._tokens is None else torch.cat([self._tokens, tokens])
+        self._rows.extend(_Stream(job, j, d) for j, d in enumerate(draws))
+        self._labels = None
 
     def _release(self, job: Job, streams: int) -> None:
         """``streams`` of ``job``'s streams are done with; its consumer hears of it."""
@@ -243,48 +216,24 @@ class Batcher:
         for s in self._rows:
             if s.gone:
                 self._release(s.job, 1)
-        self._settings = None
+        self._labels = None
         if not keep:
             self._rows, self._state, self._tokens = [], None, None
             return
         index = torch.tensor(keep, device=self._device)
         self._rows = [self._rows[k] for k in keep]
-        self._state = [_select(layer, index) for layer in self._state]
+        self._state = states.select(self._state, index)
         self._tokens = self._tokens.index_select(0, index)
 
     def _step(self) -> None:
         rows = self._rows
-        scale, offsets, groups = self._row_settings()
-        ids = self._tokens if offsets is None else self._tokens + offsets
-        logits, self._state = self._stepper(ids, self._state)  # (B, V)
-        logits = logits * scale
-        for index, (top_k, top_p) in groups:
-            if index is None:
-                logits = filter_logits(logits, top_k, top_p)
-            else:
-                logits.index_copy_(0, index, filter_logits(logits.index_select(0, index), top_k, top_p))
-        noise = torch.stack([s.noise_row(self._vocab, self._chunk, self._zeros) for s in rows])  # (B, V)
-        self._tokens = (logits + noise).argmax(dim=-1)  # Gumbel-max (greedy rows: zero noise)
+        if self._labels is None and self.lm.conditions:
+            self._labels = torch.tensor([s.job.label for s in rows], device=self._device)  # (B,)
+        logits, self._state = self._stepper(self._tokens, self._state, self._labels)  # (B, V)
+        self._tokens = pick(logits, [s.draw for s in rows])  # (B,)
         for s, token in zip(rows, self._tokens.tolist()):
             s.emit(token)
             self._touched[s.job] = None
-
-    def _row_settings(self) -> tuple:
-        """The rows' logit scales (B, 1), label offsets (B,) or None, and (rows, filter) groups."""
-        if self._settings is None:
-            rows, device = self._rows, self._device
-            scale = torch.tensor([[s.scale] for s in rows], device=device)
-            offsets = None
-            if self.lm.conditions:
-                offsets = torch.tensor([s.job.label * self._vocab for s in rows], device=device)
-            by_filter: dict[tuple, list[int]] = {}
-            for k, s in enumerate(rows):
-                if s.filter is not None:
-                    by_filter.setdefault(s.filter, []).append(k)
-            groups = [(None if len(ks) == len(rows) else torch.tensor(ks, device=device), f)
-                      for f, ks in by_filter.items()]
-            self._settings = (scale, offsets, groups)
-        return self._settings
 
     def _fail_all(self, joining: list[Job], error: str) -> None:
         for job in [*joining, *(p.job for p in self._prefilling), *(s.job for s in self._rows)]:
@@ -292,7 +241,7 @@ class Batcher:
             self._touched[job] = None
         with self._cond:
             self._admitted = sum(j.sampling.num_samples for j in self._joining)
-        self._prefilling, self._rows, self._state, self._tokens, self._settings = [], [], None, None, None
+        self._prefilling, self._rows, self._state, self._tokens, self._labels = [], [], None, None, None
 
     def _wake(self) -> None:
         """Wake the consumers waiting for the jobs with news: one call per asyncio loop."""
@@ -317,38 +266,3 @@ class Batcher:
 def _call_all(calls: list[Callable[[], None]]) -> None:
     for call in calls:
         call()
-
-
-def _labelled_stepper(model: Any, banned: Optional[list[int]], labels: int) -> Any:
-    """A Stepper at logit scale 1; for a model conditioned on ``labels`` labels, its input table
-    holds one block of V rows per label (0: none), so each row's token id + label * V picks its own."""
-    with torch.no_grad():
-        stepper = Stepper(model, banned=banned)
-        if labels:
-            stepper.table = torch.cat([stepper.table, *(Stepper(model, banned=banned, label=label).table
-                                                        for label in range(1, labels + 1))])
-    return stepper
-
-
-def _grow(old: Any, new: Any, n: int) -> Any:
-    """A layer's state with ``new`` (one row) repeated ``n`` times below ``old`` (None: nothing)."""
-    if isinstance(new, tuple):
-        return tuple(_grow(None if old is None else o, x, n) for o, x in zip(old or (None, None), new))
-    rows = new.expand(n, -1)
-    return rows.contiguous() if old is None else torch.cat([old, rows])
-
-
-def _stack(states: list[list]) -> list:
-    """Per-layer states of one row each, stacked into one state of ``len(states)`` rows."""
-    return [tuple(torch.cat(parts) for parts in zip(*layers)) if isinstance(layers[0], tuple) else torch.cat(layers)
-            for layers in zip(*states)]
-
-
-def _row(layer: Any, k: int) -> Any:
-    return tuple(t[k : k + 1] for t in layer) if isinstance(layer, tuple) else layer[k : k + 1]
-
-
-def _select(layer: Any, index: torch.Tensor) -> Any:
-    if isinstance(layer, tuple):
-        return tuple(t.index_select(0, index) for t in layer)
-    return layer.index_select(0, index)

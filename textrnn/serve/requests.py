@@ -3,20 +3,21 @@ checks of each endpoint's JSON body.
 
 Every mistake is a :class:`RequestError`: an HTTP status (400 not JSON, 413 too large, 404 no
 such model, 422 a field's value, 503 busy), a message for people and the field it is about.
-The sampling checks are :func:`textrnn.inference.generate.check_options`'s, with the fields named as the
-JSON names them. Nothing here reads a file or runs a model.
+The fields of a /generate body are the sampling options of
+:class:`~textrnn.inference.options.SamplingOptions` (and ``prompt``, ``condition``, ``model``,
+``stream``), checked by its one check, the options named as the JSON names them. Nothing here
+reads a file or runs a model.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import json
 import math
 from typing import Any, Optional, Sequence
 
 from ..errors import TextRNNError
-from ..inference.generate import CLI_NAMES, SETTINGS, OptionError, check_options, generate
+from ..inference.options import OptionError, SamplingOptions, repeatable, value_type
 from .limits import Limits
 
 
@@ -31,34 +32,16 @@ class RequestError(TextRNNError):
         return {"error": str(self), "field": self.field}
 
 
-_GENERATE = inspect.signature(generate).parameters
-JSON_NAMES = {**{name: name for name in CLI_NAMES}, "greedy": '"greedy": true'}
-"""How the sampling checks name the fields (see :data:`textrnn.inference.generate.CLI_NAMES`)."""
-TEMPERATURES = (1e-3, 1e3)
-"""The temperatures a server accepts: beyond them float32 logits overflow or vanish."""
-MAX_SEED = 2**53 - 1  # the largest integer a JavaScript number keeps exactly
-
-
 @dataclasses.dataclass(frozen=True)
-class Sampling:
-    """A checked generation request (the defaults are ``textrnn generate``'s); ``seed`` None: a fresh one."""
+class Sampling(SamplingOptions):
+    """A checked generation request: its sampling options (``seed`` None: a fresh one), its prompt and a
+    conditioned model's label."""
 
     prompt: str = ""
-    length: int = _GENERATE["length"].default
-    temperature: float = SETTINGS["temperature"]
-    top_k: Optional[int] = SETTINGS["top_k"]
-    top_p: Optional[float] = SETTINGS["top_p"]
-    greedy: bool = SETTINGS["greedy"]
-    num_samples: int = _GENERATE["num_samples"].default
-    seed: Optional[int] = _GENERATE["seed"].default
     condition: Optional[str] = None
 
-    def settings(self) -> dict[str, Any]:
-        """What a result record repeats: the length and the sampling settings."""
-        return {"length": self.length, **{k: getattr(self, k) for k in SETTINGS}}
 
-
-GENERATE_FIELDS = (*(f.name for f in dataclasses.fields(Sampling)), "model", "stream")
+GENERATE_FIELDS = ("prompt", *(f.name for f in SamplingOptions.fields()), "condition", "model", "stream")
 TEXT_FIELDS = ("texts", "text", "model")
 
 
@@ -87,29 +70,35 @@ def parse_generate(body: dict[str, Any], limits: Limits, vocab_size: int,
     """A /generate body as a :class:`Sampling` and whether to stream it, for a model of
     ``vocab_size`` tokens trained on the labels ``conditions`` (None: none)."""
     _known(body, GENERATE_FIELDS)
-    greedy = _boolean(body, "greedy", Sampling.greedy)
-    sampling = Sampling(
-        prompt=_string(body, "prompt", "", limits.max_prompt_chars, limit="--max-prompt-chars"),
-        length=_integer(body, "length", min(Sampling.length, limits.max_length)),
-        temperature=_number(body, "temperature", Sampling.temperature),
-        top_k=_integer(body, "top_k", None, nullable=True), top_p=_number(body, "top_p", None, nullable=True),
-        greedy=greedy, num_samples=_integer(body, "num_samples", Sampling.num_samples),
-        seed=_integer(body, "seed", None, nullable=True),
-        condition=_string(body, "condition", None, 200, nullable=True))
+    options = {f.name: _option(body, f) for f in SamplingOptions.fields()}
+    options["length"] = _integer(body, "length", min(SamplingOptions.length, limits.max_length))
+    sampling = Sampling(**options, prompt=_string(body, "prompt", "", limits.max_prompt_chars,
+                                                  limit="--max-prompt-chars"),
+                        condition=_string(body, "condition", None, 200, nullable=True))
     try:
-        check_options(vocab_size, sampling.temperature, sampling.top_k, sampling.top_p, greedy, sampling.length,
-                      sampling.num_samples, names=JSON_NAMES)
+        sampling.check(vocab_size)
     except OptionError as e:
-        raise RequestError(422, str(e), e.field) from None
+        raise RequestError(422, e.message("server"), e.field) from None
     _at_most(sampling.length, "length", limits.max_length, "--max-length")
     _at_most(sampling.num_samples, "num_samples", limits.max_samples, "--max-samples")
-    if not greedy and not TEMPERATURES[0] <= sampling.temperature <= TEMPERATURES[1]:
-        raise RequestError(422, f"temperature must be from {TEMPERATURES[0]:g} to {TEMPERATURES[1]:g}, "
-                                f"got {sampling.temperature}", "temperature")
-    if sampling.seed is not None and not 0 <= sampling.seed <= MAX_SEED:
-        raise RequestError(422, f"seed must be from 0 to {MAX_SEED}, got {sampling.seed}", "seed")
     _check_condition(sampling.condition, conditions)
     return sampling, _boolean(body, "stream", False)
+
+
+def _option(body: dict[str, Any], f: dataclasses.Field) -> Any:
+    """One sampling option of a body, of its declared type (a list option: an array of strings, or one)."""
+    kind, nullable = value_type(f), f.default is None
+    if repeatable(f):
+        value = body.get(f.name, [])
+        value = [value] if isinstance(value, str) else value
+        if not isinstance(value, list) or len(value) > 64:
+            raise RequestError(422, f"{f.name} must be an array of at most 64 strings, got {_kind(value)}", f.name)
+        return tuple(_string({f"{f.name}[{i}]": v}, f"{f.name}[{i}]", "", 1000) for i, v in enumerate(value))
+    if kind is bool:
+        return _boolean(body, f.name, f.default)
+    if kind is int:
+        return _integer(body, f.name, f.default, nullable=nullable)
+    return _number(body, f.name, f.default, nullable=nullable)
 
 
 def _check_condition(condition: Optional[str], conditions: Optional[Sequence[str]]) -> None:

@@ -28,6 +28,7 @@ from ..data.batches import LMBatches
 from ..errors import TextRNNError
 from ..inference.scoring import check_scorable, check_text_file
 from ..inference.generate import generate
+from ..inference.options import SamplingOptions
 from ..model import LanguageModel, copy_pretrained
 from ..tokenizer import Tokenizer
 from . import distributed
@@ -269,8 +270,8 @@ def _sampler(tok: Tokenizer, tcfg: TrainConfig, ban: Sequence[int] = ()) -> Opti
     def sample(model: torch.nn.Module) -> str:
         training = model.training
         try:
-            pieces = generate(model, tok, "", tcfg.sample_length, temperature=SAMPLE_TEMPERATURE, seed=tcfg.seed,
-                              ban=ban)
+            options = SamplingOptions(length=tcfg.sample_length, temperature=SAMPLE_TEMPERATURE, seed=tcfg.seed)
+            pieces = generate(model, tok, "", options, banned=ban)
             return "".join(piece[0] for piece in pieces)
         finally:
             model.train(training)

@@ -17,7 +17,8 @@ from ..inference.classify import predict_ids
 from ..data.batches import ClassBatches, LMBatches
 from ..inference.scoring import loss_metrics, score_tokens
 from .distributed import Dist
-from ..model import Classifier, LanguageModel, State, detach_state
+from ..inference.state import detach as detach_state
+from ..model import Classifier, LanguageModel, State
 
 
 class LMTask:
