@@ -173,3 +173,35 @@ def test_in_a_pseudo_terminal(lm_run):
     finally:
         child.close()
     assert child.exitstatus == 0, child.before
+
+
+LAUNCH = {  # textrnn started by a parent that ignores or blocks SIGINT (a background job of a script, some launchers)
+    "ignored": "signal.signal(signal.SIGINT, signal.SIG_IGN)",
+    "blocked": "signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})",
+}
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="pexpect's spawn needs a POSIX pseudo-terminal")
+@pytest.mark.parametrize("inherited", sorted(LAUNCH))
+def test_ctrl_c_stops_a_continuation_whatever_sigint_was_inherited(lm_run, inherited):
+    pexpect = pytest.importorskip("pexpect")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+           "TERM": "dumb"}
+    launcher = (f"import os, signal, sys; {LAUNCH[inherited]}; "
+                "os.execv(sys.executable, [sys.executable, '-m', 'textrnn', *sys.argv[1:]])")
+    child = pexpect.spawn(sys.executable, ["-c", launcher, "generate", "--interactive", "-c", str(lm_run),
+                                           "--seed", "1", "-n", "100000000"], env=env, timeout=60, encoding="utf-8")
+    try:
+        child.expect_exact("Ctrl-D ends")
+        child.expect_exact("> ")
+        child.sendline("the")
+        child.expect(re.compile(r"the\r\n.{20}", re.DOTALL))  # streaming a continuation of 10**8 characters
+        child.sendintr()  # Ctrl-C: stops the continuation, not the session
+        child.expect_exact("> ")
+        child.sendintr()  # Ctrl-C at the prompt: a fresh prompt
+        child.expect_exact("> ")
+        child.sendeof()
+        child.expect(pexpect.EOF)
+    finally:
+        child.close()
+    assert child.exitstatus == 0, child.before
