@@ -2,11 +2,12 @@
 as float16 or with int8 weights, loading back as float32."""
 
 import json
+import shutil
 
 import pytest
 import torch
 
-from conftest import TINY, run_cli as run
+from conftest import TINY, one_line_error, run_cli as run
 from textrnn import checkpoint
 from textrnn.errors import TextRNNError
 from textrnn.export.run import export as export_run
@@ -107,3 +108,78 @@ def test_export_of_a_tied_projected_regularized_model(tmp_path, tiny_corpus):
     ids = torch.tensor([full.tokenizer.encode("First Citizen").tolist()])
     with torch.no_grad():
         torch.testing.assert_close(half.model(ids)[0], full.model(ids)[0], atol=5e-3, rtol=0)
+
+
+def _full_disk(tensors, filename, *args, **kwargs):
+    """As ``safetensors.torch.save_file`` on a full disk: part of the file written, then an OSError."""
+    with open(filename, "wb") as f:
+        f.write(b"\0" * 100)
+    raise OSError(28, "No space left on device")
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_a_failed_export_leaves_nothing_behind_and_a_retry_works(existing, lm_run, tmp_path, monkeypatch):
+    import textrnn.export.run as export_module
+
+    dest = tmp_path / "shipped"
+    if existing:  # an empty directory given as DEST stays as it was
+        dest.mkdir()
+    monkeypatch.setattr(export_module, "save_file", _full_disk)
+    with pytest.raises(TextRNNError) as failed:
+        export_run(lm_run, dest, half=True)
+    message = str(failed.value)
+    assert len(message.splitlines()) == 1 and message.startswith(f"{dest}: cannot write the export")
+    assert "No space left on device" in message and "choose another DEST" in message
+    assert [p.name for p in tmp_path.iterdir()] == (["shipped"] if existing else [])  # no temporary file or folder
+    assert not existing or list(dest.iterdir()) == []  # no config, tokenizer or metrics without the weights
+    one_line_error(run(["export", str(lm_run), str(dest)]), str(dest), "No space left on device", "another DEST")
+    monkeypatch.undo()
+    export_run(lm_run, dest, half=True)  # the retry
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped"]
+    assert sorted(p.name for p in dest.iterdir()) == ["config.json", "metrics.jsonl", "model.safetensors",
+                                                     "tokenizer.json"]
+    assert checkpoint.load(dest).config["weights_dtype"] == "float16"
+
+
+def test_half_int8_keeps_rows_of_tiny_weights(lm_run, tmp_path):
+    """A row whose largest weight is below float16's normal range (6.1e-5 * 127) keeps its scale in float32."""
+    from safetensors.torch import load_file
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(lm_run, run_dir)
+    ck = checkpoint.load(run_dir)
+    tiny = {"encoder.embedding.weight": (1, 1e-6), "encoder.rnn.weight_hh_l0": (0, 2e-3)}  # name: (row, max |w|)
+    with torch.no_grad():
+        state = ck.model.state_dict()
+        for name, (row, size) in tiny.items():
+            state[name][row] = torch.linspace(-size, size / 3, state[name].shape[1])
+    checkpoint.save_weights(ck.model, run_dir / checkpoint.WEIGHTS)
+    dest = export_run(run_dir, tmp_path / "q", half=True, int8=True)
+    stored = load_file(str(dest / checkpoint.WEIGHTS))
+    small = checkpoint.load(dest).model.state_dict()
+    for name, (row, size) in tiny.items():
+        weight = ck.model.state_dict()[name]  # (rows, columns)
+        err = (small[name] - weight).abs().amax(dim=1)  # (rows,)
+        assert (err <= weight.abs().amax(dim=1) / 254 * 1.001).all(), name  # half a step of each row's own scale
+        assert small[name][row].abs().max() > 0.99 * size
+    assert {stored[n].dtype for n in stored if n.endswith(".scale")} == {torch.float32}
+
+
+def test_exports_with_float16_scales_still_load(lm_run, tmp_path):
+    """Exports made before the scales were kept in float32 (the shipped sst2 among them) load as they did:
+    codes times the float16 scale."""
+    from safetensors.torch import load_file, save_file
+
+    dest = export_run(lm_run, tmp_path / "q", half=True, int8=True)
+    stored = load_file(str(dest / checkpoint.WEIGHTS))
+    old = {n: t.half() if n.endswith(".scale") else t for n, t in stored.items()}
+    save_file(old, str(dest / checkpoint.WEIGHTS))
+    loaded = checkpoint.load(dest).model.state_dict()
+    for name in (n[:-len(".int8")] for n in old if n.endswith(".int8")):
+        torch.testing.assert_close(loaded[name], old[name + ".int8"].float() * old[name + ".scale"].float()[:, None],
+                                   rtol=0, atol=0)
+    shipped = checkpoint.load(checkpoint.SHIPPED["sst2"])
+    scales = load_file(str(checkpoint.SHIPPED["sst2"] / checkpoint.WEIGHTS))
+    emb = "encoder.embedding.weight"
+    assert scales[emb + ".scale"].dtype == torch.float16
+    assert torch.equal(shipped.model.state_dict()[emb], scales[emb + ".int8"].float() * scales[emb + ".scale"].float()[:, None])
