@@ -2,8 +2,8 @@
 
 Each row of a labelled table goes into the corpus as one line that starts with its label's
 *marker* and a space: a character of Unicode's supplementary private-use area (U+F0000 plus the
-label's index among the run's labels, in sorted order) that ordinary text never holds, so every
-tokenizer keeps it apart from the words around it. The model learns what text follows each
+label's index among the run's labels, in sorted order) that ordinary text never holds, so a char
+or word tokenizer keeps it apart from the words around it. The model learns what text follows each
 marker. The model also adds a learned vector for the current label (the last marker seen in the
 window) to every input token, so the label holds along the whole row, not only through the state.
 Generating with a label starts from that marker (the caller's prompt after it) with the label's
@@ -13,9 +13,9 @@ A run has at most :data:`MAX_LABELS` labels (a column with more holds IDs or fre
 of text), so the markers stay within U+F0000 to U+F03E7; those characters are reserved: a corpus
 row (or a prompt) that holds one is refused (:func:`check_no_markers`), since the marker would
 switch the label in mid-row. Refused rather than escaped: no ordinary text holds them, and an
-escape would change the text the model learns and that a prompt must match. Every tokenizer a
-conditioned run trains keeps every label's marker as one token, however rare
-(:func:`textrnn.tokenizer.train_tokenizer`'s ``reserved``).
+escape would change the text the model learns and that a prompt must match. A char or word
+tokenizer that a conditioned run trains keeps every label's marker as one token, however rare
+(:func:`textrnn.tokenizer.train_tokenizer`'s ``reserved``); a BPE one cannot (an error says so).
 """
 
 from __future__ import annotations
