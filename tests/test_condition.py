@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from textrnn import condition
+from textrnn.data import cache
 from textrnn.api import load
 from textrnn.errors import TextRNNError
 from textrnn.training.lm import train_language_model
@@ -86,3 +87,68 @@ def test_bad_conditioned_input_is_one_error(tmp_path, tiny_corpus):
     with pytest.raises(TextRNNError, match="no column 'mood' to condition on"):
         train_language_model([no_label], out=tmp_path / "c", condition_column="mood", max_steps=1)
     assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_a_column_of_ids_is_refused_by_its_label_count(tmp_path):
+    """More labels than condition.MAX_LABELS (an ID column chosen by mistake) is one error, before any work;
+    from 65,534 labels the markers would be noncharacters, from 131,073 outside Unicode."""
+    rows = [(f"id{i}", "some text") for i in range(1001)]
+    ids = _table(tmp_path / "ids.csv", rows)
+    with pytest.raises(TextRNNError, match=r"ids.csv: --condition-column label: more than 1000 labels"):
+        train_language_model([ids], out=tmp_path / "a", condition_column="label", max_steps=1, **SMALL)
+    assert not (tmp_path / "a").exists()
+    one_line_error(run_cli(["train", str(ids), "--out", str(tmp_path / "b"), "--condition-column", "label",
+                            "--max-steps", "1"]), "ids.csv", "--condition-column label", "choose")
+    fits = _table(tmp_path / "fits.csv", rows[:1000])  # the cap itself is fine
+    assert len(cache.condition_labels([fits], encoding="utf-8", text_column=None, column="label")) == 1000
+    with pytest.raises(TextRNNError, match="more than 1000 labels"):
+        condition.markers([str(i) for i in range(131_073)])  # (was chr()'s ValueError)
+
+
+def test_text_that_holds_a_marker_is_refused(tmp_path):
+    """A marker in a row's text would switch the label in mid-row: refused with the file and line."""
+    marker = chr(condition.MARKER_BASE + 1)
+    rows = _table(tmp_path / "rows.csv", [("pos", "fine"), ("neg", f"dull {marker} mess"), ("pos", "good")] * 20)
+    with pytest.raises(TextRNNError, match=r"rows.csv, line 3: the text holds U\+F0001, a character textrnn "
+                                           r"reserves for label markers"):
+        train_language_model([rows], out=tmp_path / "a", condition_column="label", max_steps=1, **SMALL)
+    one_line_error(run_cli(["train", str(rows), "--out", str(tmp_path / "b"), "--condition-column", "label",
+                            "--max-steps", "1"]), "rows.csv, line 3", "U+F0001", "remove")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()
+
+
+def test_check_no_markers():
+    condition.check_no_markers("plain text, even \U000f03e8 just past the reserved range", "--prompt")
+    for c in (condition.MARKER_BASE, condition.MARKER_BASE + condition.MAX_LABELS - 1):
+        with pytest.raises(TextRNNError) as e:
+            condition.check_no_markers(f"ab{chr(c)}", "--prompt")
+        assert str(e.value) == (f"--prompt: the text holds U+{c:04X}, a character textrnn reserves for label "
+                                "markers (U+F0000 to U+F03E7); remove it")
+
+
+@pytest.mark.parametrize("kind", ["word", "char"])
+def test_a_rare_label_keeps_its_marker(kind, tmp_path):
+    """A label with one row: a word vocabulary capped below its marker's count, or (char) a row that falls in
+    the validation tail, still has its marker as one token."""
+    words = " ".join(f"w{i}" for i in range(40))
+    rows = [("common", words)] * 60 + [("rare", "w1 w2")]
+    table = _table(tmp_path / "rows.csv", rows)
+    run = train_language_model([table], out=tmp_path / "run", condition_column="label", tokenizer=kind,
+                               vocab_size=10 if kind == "word" else None, max_steps=1, **SMALL)
+    lm = load(run.path)
+    config = json.loads((run.path / "config.json").read_text())
+    ids = condition.marker_ids(config, lm.tokenizer)
+    assert len(ids) == 2 and lm.tokenizer.unk_id not in ids
+    assert lm.tokenizer.vocab_size <= (10 if kind == "word" else 10 ** 6)
+    assert lm.generate("", 5, condition="rare", greedy=True)
+
+
+def test_fine_tuning_a_word_model_on_labels_says_what_to_do(tmp_path):
+    """A word model given to --init-from keeps its vocabulary, which has no markers: the error says so
+    (not "use --tokenizer word")."""
+    words = _table(tmp_path / "rows.csv", [("pos", "great fun"), ("neg", "dull mess")] * 200)
+    source = train_language_model([words], out=tmp_path / "words", tokenizer="word", max_steps=1, **SMALL)
+    one_line_error(run_cli(["train", str(words), "--out", str(tmp_path / "tuned"), "--condition-column", "label",
+                            "--init-from", str(source.path), "--max-steps", "1"]),
+                   "label 'neg''s marker is not in the word vocabulary of the model given to --init-from",
+                   "train without --init-from")

@@ -21,6 +21,7 @@ word of ordinary text ("The", "Loved") would be unknown to it.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Iterable, Iterator, Optional, Sequence
 
@@ -213,24 +214,31 @@ class StreamDecoder:
         return text
 
 
-def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None) -> Tokenizer:
+def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = None,
+                    reserved: Sequence[str] = ()) -> Tokenizer:
     """Learn a tokenizer of ``kind`` (char, word, bpe) from an iterable of text chunks.
 
     ``vocab_size`` caps word vocabularies and sets the BPE size (defaults:
-    ``config.VOCAB_SIZES``); the char vocabulary is every code point seen.
+    ``config.VOCAB_SIZES``); the char vocabulary is every code point seen. ``reserved``:
+    characters a char or word vocabulary always has, each one token, however rare (a
+    conditioned corpus's label markers; in a word vocabulary they count towards the cap, right
+    after ``<unk>``, and are cut out of any text around them); a BPE tokenizer ignores them.
     """
     check_kind(kind)
     if vocab_size is not None and vocab_size <= 0:
         raise TextRNNError(f"--vocab-size must be positive, got {vocab_size}")
     if kind == "char":
         seen = np.zeros(0x110000, dtype=bool)  # code points seen: no Python object per character
-        for chunk in texts:
+        for chunk in (*reserved, *texts):
             seen[np.frombuffer(chunk.encode("utf-32-le", "surrogatepass"), dtype=np.uint32)] = True
         vocab = {UNK: 0, **{chr(c): i + 1 for i, c in enumerate(np.flatnonzero(seen))}}
         hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
         hf.pre_tokenizer = _char_pre_tokenizer()
         hf.decoder = decoders.Fuse()
         return Tokenizer(kind, hf)
+    if kind == "word" and reserved:  # counted as words too, they would clash with their own special token
+        cut = re.compile("[" + "".join(map(re.escape, reserved)) + "]")
+        texts = (cut.sub("", text) for text in texts)
     pieces = _Pieces(texts)
     if kind == "word":
         hf = HFTokenizer(models.WordLevel(unk_token=UNK))
@@ -241,7 +249,7 @@ def train_tokenizer(kind: str, texts: Iterable[str], vocab_size: int | None = No
             ]
         )
         trainer = trainers.WordLevelTrainer(
-            vocab_size=vocab_size or VOCAB_SIZES["word"], special_tokens=[UNK], show_progress=False
+            vocab_size=vocab_size or VOCAB_SIZES["word"], special_tokens=[UNK, *reserved], show_progress=False
         )
         hf.train_from_iterator(pieces, trainer=trainer)
     else:

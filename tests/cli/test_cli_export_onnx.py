@@ -3,6 +3,7 @@ cannot be imported, writes what ``textrnn generate --greedy`` writes."""
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 
@@ -145,3 +146,30 @@ def test_export_errors_are_one_line(char_export, tmp_path, monkeypatch):
     one_line_error(run_cli(["export", str(run), str(tmp_path / "c"), "--format", "onnx"]),
                    'pip install "textrnn[onnx]"', "onnxruntime")
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
+
+
+@pytest.mark.parametrize("options", [["--half"], ["--int8-embedding"], ["--half", "--int8"]])
+def test_sample_py_greedy_of_a_smaller_export(options, char_export, no_torch, tmp_path):
+    """What sample.py's --greedy promises for a run exported smaller first: the ONNX functions compute in float32
+    on the export's weights as loaded (float16 and int8 ones expanded to float32), so --greedy writes what
+    ``textrnn generate --greedy`` writes for --half and --int8-embedding exports; for an --int8 export,
+    which textrnn runs with int8 products on a CPU, it writes what the same weights give in float32."""
+    from textrnn import checkpoint
+
+    run, _ = char_export
+    small = tmp_path / "small"
+    res = run_cli(["export", str(run), str(small), *options])
+    assert res.exit_code == 0, res.output
+    export = _export(small, tmp_path / "onnx")
+    got = _sample(export, no_torch, "--prompt", "First Citizen:", "--length", "150", "--greedy")
+    same = small
+    if "--int8" in options:  # the int8 export's weights as a float32 run, which textrnn multiplies in float32
+        same = tmp_path / "float"
+        shutil.copytree(small, same)
+        config = json.loads((same / "config.json").read_text(encoding="utf-8"))
+        assert config.pop("recurrent_dtype") == config.pop("embedding_dtype") == "int8"
+        (same / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        ck = checkpoint.load(small)
+        assert ck.model.int8_products and not checkpoint.load(same).model.int8_products
+        checkpoint.save_weights(ck.model, same / checkpoint.WEIGHTS)
+    assert got == _generate(same, "--prompt", "First Citizen:", "--length", "150")

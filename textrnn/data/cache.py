@@ -28,7 +28,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..condition import line_start, markers
+from ..condition import MAX_LABELS, line_start, markers, too_many_labels
 from ..errors import TextRNNError
 from ..files import atomic_file, atomic_write, temp_dir
 from . import corpus
@@ -187,14 +187,20 @@ def materialize_table(path: Path, encoding: str, text_column: Optional[str], cac
 
 def condition_labels(paths: Sequence[str | os.PathLike], *, encoding: str, text_column: Optional[str],
                      column: str) -> list[str]:
-    """The labels of ``column`` in the tables ``paths`` (sorted); anything but tables is an error."""
+    """The labels of ``column`` in the tables ``paths`` (sorted); anything but tables, or more than
+    :data:`textrnn.condition.MAX_LABELS` labels, is an error."""
     files = expand_inputs(paths)
     others = [str(p) for p in files if not str(p).lower().endswith(TABLE_SUFFIXES)]
     if others:
         raise TextRNNError(f"{others[0]}: --condition-column needs labelled tables (.csv, .tsv, .jsonl); "
                            "give the text with its labels in a table")
-    return sorted({label for p in files
-                   for label, _ in labelled_lines(p, encoding=encoding, text_column=text_column, label_column=column)})
+    labels: set[str] = set()
+    for p in files:
+        for label, _ in labelled_lines(p, encoding=encoding, text_column=text_column, label_column=column):
+            labels.add(label)
+            if len(labels) > MAX_LABELS:  # (an ID column: stop before it makes a huge vocabulary)
+                raise too_many_labels(column, str(p))
+    return sorted(labels)
 
 
 def prepare(
@@ -245,13 +251,15 @@ def prepare(
         raise TextRNNError(f"{', '.join(map(str, files))}: the corpus is empty; give a file with text in it")
 
     reused = {"tokenizer": tokenizer is not None, "tokens": False}
+    reserved = list(markers(condition[1]).values()) if condition else []  # (every label's, however rare)
     try:
         if tokenizer is None and start_from is not None:
-            own = _tokenizer(cache_dir, data_sha, "char", None, train_segs, report)[0] if start_from.kind == "char" \
-                else start_from
+            own = _tokenizer(cache_dir, data_sha, "char", None, train_segs, report, reserved)[0] \
+                if start_from.kind == "char" else start_from
             tokenizer = start_from.with_tokens_of(own)
         elif tokenizer is None:
-            tokenizer, reused["tokenizer"] = _tokenizer(cache_dir, data_sha, kind, vocab_size, train_segs, report)
+            tokenizer, reused["tokenizer"] = _tokenizer(cache_dir, data_sha, kind, vocab_size, train_segs, report,
+                                                        reserved)
         tok_sha = hashlib.sha256(tokenizer.to_json().encode()).hexdigest()
         ids_dir = cache_dir / "tokens" / cache_key("ids", data_sha, tok_sha)
         if (ids_dir / "meta.json").exists():
@@ -296,16 +304,17 @@ def _data_key(train_files: list[tuple[Path, str]], val_files: Optional[list[tupl
 
 
 def _tokenizer(cache_dir: Path, data_sha: str, kind: str, vocab_size: Optional[int], train_segs: list[Segment],
-               report: Report) -> tuple[Any, bool]:
-    """The tokenizer of ``kind`` trained on the training part, from the cache if it is there;
-    and whether it was."""
+               report: Report, reserved: Sequence[str] = ()) -> tuple[Any, bool]:
+    """The tokenizer of ``kind`` trained on the training part (``reserved``: tokens it always has,
+    a conditioned corpus's label markers), from the cache if it is there; and whether it was."""
     from ..tokenizer import Tokenizer, train_tokenizer
 
-    tok_path = cache_dir / "tokenizers" / f"{cache_key('tok', data_sha, kind, vocab_size)}.json"
+    key = cache_key("tok", data_sha, kind, vocab_size, *([list(reserved)] if reserved else []))
+    tok_path = cache_dir / "tokenizers" / f"{key}.json"
     if tok_path.exists():
         return Tokenizer.load(tok_path, kind), True
     tokenizer = train_tokenizer(kind, read_stream(train_segs, report, "tokenizer", aligned=kind != "char"),
-                                vocab_size)
+                                vocab_size, reserved=reserved)
     atomic_write(tok_path, tokenizer.to_json())
     return tokenizer, False
 

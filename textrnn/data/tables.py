@@ -45,6 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
+from ..condition import check_no_markers
 from ..errors import TextRNNError
 from .corpus import binary_error, decode_error, decoded_blocks, lookup_codec, text_start
 from .labels import detect_text_column, is_text_value, quoted_names, text_column_by_name
@@ -313,7 +314,7 @@ def labelled_lines(path: str | os.PathLike, *, encoding: str = "utf-8", text_col
     """(label, text + newline) of each row of the csv, tsv or jsonl table at ``path`` that has a
     text (``None`` texts are left out), streamed: what a conditioned language model's corpus
     takes from a table. The text column is found by name (``text_column``, else a usual name);
-    a row without a label is an error."""
+    a row without a label, or whose text holds a label marker (:mod:`textrnn.condition`), is an error."""
     name, fmt, columns, rows = _streamed_rows(path, encoding)
     n_rows = 0
     for line, row in rows:
@@ -329,6 +330,7 @@ def labelled_lines(path: str | os.PathLike, *, encoding: str = "utf-8", text_col
         if label is None or not str(label).strip():
             raise TextRNNError(f"{name}, line {line}: no {label_column!r} value to condition on; "
                                "fill it in or drop the row")
+        check_no_markers(str(text), f"{name}, line {line}")  # (a marker would switch the label in mid-row)
         yield str(label).strip(), f"{text}\n"
     if not n_rows:
         raise _no_rows(name, fmt, columns)

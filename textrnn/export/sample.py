@@ -11,8 +11,17 @@ PyTorch or textrnn, and the files beside it (``model.json``, ``tokenizer.json``,
 The options are textrnn's sampling options (declared once in textrnn and written into
 ``model.json``), with the same bounds and error texts.
 
-``--greedy`` writes the text ``textrnn generate --greedy`` writes for the same prompt and length.
-Sampling draws from numpy's generator, so a seed gives other text than ``textrnn generate``'s.
+``--greedy`` takes the most likely token at each step, as ``textrnn generate --greedy`` does, and
+the exported functions compute in float32 what PyTorch computes (each is checked against it at
+export, to within 1e-4). So for the same prompt and length it writes the text ``textrnn generate
+--greedy`` writes for a model exported from a trained run, or from a ``textrnn export`` made with
+``--half`` or ``--int8-embedding`` (their weights load as float32 in both; only two tokens tied to
+within that rounding could go the other way). The exception is a ``textrnn export --int8`` model:
+``textrnn generate`` multiplies it in int8 on a CPU that has int8 products, this sampler in
+float32 (the int8 weights expanded), so the two greedy texts can part after some tokens (their
+probabilities agree to about 0.01); here it writes what textrnn writes with those weights in
+float32 (as textrnn does on a GPU, where it has no int8 products). Sampling draws from numpy's
+generator, so a seed gives other text than ``textrnn generate``'s.
 """
 
 import argparse
