@@ -111,6 +111,21 @@ def lm_run(tmp_path_factory):
     return out
 
 
+@pytest.fixture(scope="session")
+def conditioned_run(tmp_path_factory):
+    """A tiny character model conditioned on the labels up and down (2 steps: nearly untrained, so it
+    would write a marker often if it were let)."""
+    from textrnn.training.lm import train_language_model
+
+    root = tmp_path_factory.mktemp("conditioned")
+    rows = "label,text\n" + "up,aaaa aaa aaaaa\ndown,bbb bbbb bb bbb\n" * 40
+    (root / "rows.csv").write_text(rows, encoding="utf-8")
+    run = train_language_model([root / "rows.csv"], out=root / "run", condition_column="label", max_steps=2,
+                               hidden=16, embed=8, batch_size=4, seq_len=16, warmup_steps=1, sample_length=0,
+                               fit=False, eval_every=2, save_every=2)
+    return run.path
+
+
 REVIEW_POS = POS + ["fine and great", "a joy , great fun"]
 REVIEW_NEG = NEG + ["awful and dull", "a mess , bad plot"]
 

@@ -92,8 +92,8 @@ class Trained:
         """Yield the generated text piece by piece: a list with one piece per sample. ``condition``:
         a label of a model trained with ``condition_column`` (the text is of that label's kind)."""
         c = self.conditioning(condition)
-        return _generate(self.model, self.tokenizer, c.start + prompt, self.sampling(length, **options),
-                         banned=c.banned, label=c.label)
+        return _generate(self.model, self.tokenizer, prompt, self.sampling(length, **options), banned=c.banned,
+                         label=c.label, start=c.start)
 
     @property
     def conditions(self) -> Optional[list[str]]:
@@ -123,10 +123,10 @@ class Trained:
         ``seed``, ``prompt``, ``text``, the settings, and ``condition`` for a conditioned model). See
         :func:`textrnn.inference.generate.generate_many`."""
         c = self.conditioning(condition)
-        records = _generate_many(self.model, self.tokenizer, c.start + prompt, self.sampling(length, **options),
-                                 batch_size=batch_size, banned=c.banned, label=c.label)
+        records = _generate_many(self.model, self.tokenizer, prompt, self.sampling(length, **options),
+                                 batch_size=batch_size, banned=c.banned, label=c.label, start=c.start)
         labelled = {"condition": condition} if self.conditions else {}
-        return ({**record, "prompt": prompt, **labelled} for record in records)
+        return ({**record, **labelled} for record in records)
 
     def evaluate(self, files: Union[PathLike, Sequence[PathLike]], *, encoding: Optional[str] = None,
                  per_line: bool = False) -> list[dict[str, Any]]:

@@ -208,7 +208,7 @@ class TrainConfig(DictMixin):
                                         "at a time from the top, one more every this fraction of the run; 0: all "
                                         "train from the start.")
     fit: bool = option(True, "Choose the model size, embedding, dropout, weight drop, output layer and precision "
-                             "you do not set from the corpus size, the budget and the device (the README's table); "
+                             "you do not set from the corpus size, the budget and the device (docs/train.md's table); "
                              "--no-fit: the fixed defaults.", only="lm")
     ar: float = option(0.0, "Activation regularization: add this times the mean square of the (dropped) last "
                             "layer's output to the training loss.", only="lm")

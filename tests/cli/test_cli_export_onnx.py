@@ -93,6 +93,25 @@ def test_sample_py_sampling(char_export, no_torch):
     assert res.returncode == 2 and res.stderr.decode().startswith("error: --prompt has characters the model never")
 
 
+
+def test_sample_py_takes_the_sampling_options_of_textrnn(char_export, no_torch):
+    run, export = char_export
+    free = _generate(run, "--prompt", "First", "--length", "150").decode()
+    stop = free[30:32]
+    for options in (["--stop", stop], ["--ban", "e"], ["--ban", free[20:22], "--stop", "\\n\\n"]):
+        expected = _generate(run, "--prompt", "First", "--length", "150", *options)
+        assert _sample(export, no_torch, "--prompt", "First", "--length", "150", "--greedy", *options) == expected
+    assert _generate(run, "--prompt", "First", "--length", "150", "--stop", stop).decode() == free[: free.index(stop)] + "\n"
+    meta = json.loads((export / "model.json").read_text(encoding="utf-8"))
+    assert [o["flag"] for o in meta["sampling"]] == ["--length", "--temp", "--top-k", "--top-p", "--greedy", "--stop",
+                                                     "--ban", "--num-samples", "--seed"]
+    for bad in (["--temp", "inf"], ["--top-p", "0"], ["--stop", ""], ["--seed", "-1"]):  # textrnn's checks, its texts
+        res = _python(no_torch, str(export / "sample.py"), *bad)
+        cli = run_cli(["generate", "-c", str(run), *bad])
+        assert res.returncode == cli.exit_code == 2
+        assert res.stderr.decode().strip().splitlines()[-1] == "sample.py: " + cli.stderr.strip()
+
+
 def _untrained_run(root, kind, text, condition=None, **model):
     """A run directory of an untrained language model (its greedy text is as good a test as a trained one's)."""
     import torch

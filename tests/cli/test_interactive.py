@@ -1,114 +1,17 @@
-"""``textrnn generate --interactive``: the Session (library) and the prompt loop (terminal)."""
+"""``textrnn generate --interactive``: the prompt loop in a terminal (the Session itself:
+tests/inference/test_session.py)."""
 
 import os
 import re
 import sys
-from itertools import islice
 from pathlib import Path
 
 import pytest
 
 from conftest import run_cli as run
 from textrnn.api import load
-from textrnn.errors import TextRNNError
 
 REPO = Path(__file__).resolve().parents[2]
-
-
-@pytest.fixture(scope="module")
-def lm(lm_run):
-    return load(lm_run)
-
-
-def turn(session, text):
-    return "".join(session.feed_and_continue(text))
-
-
-def test_turns_continue_one_text(lm):
-    session = lm.session(greedy=True, length=30)
-    first = turn(session, "First")
-    assert first == lm.generate("First", 30, greedy=True)
-    second = turn(session, "\nCitizen:\n")
-    # the state carried across turns is the state of the whole text so far
-    assert second == lm.generate("First" + first + "\nCitizen:\n", 30, greedy=True)
-    assert turn(session, "") == lm.generate("First" + first + "\nCitizen:\n" + second, 30, greedy=True)
-
-
-def test_seeded_session_samples_as_generate_and_reset_starts_again(lm):
-    session = lm.session(seed=3, temperature=0.8, length=40)
-    first = turn(session, "First")
-    assert first == lm.generate("First", 40, temperature=0.8, seed=3)
-    turn(session, "more\n")
-    session.reset()
-    assert session.empty
-    assert turn(session, "First") == first  # reset: the fresh text and the seed's random stream again
-    fresh = lm.session(seed=3, temperature=0.8, length=40)
-    assert turn(fresh, "") == lm.generate("", 40, temperature=0.8, seed=3)  # an empty start is a newline
-
-
-def test_stopped_continuation_keeps_the_text_shown(lm):
-    session = lm.session(greedy=True, length=200)
-    pieces = session.feed_and_continue("First")
-    shown = "".join(islice(pieces, 7))
-    pieces.close()  # the consumer stops reading
-    after = turn(session, "\n")
-    assert after == lm.generate("First" + shown + "\n", 200, greedy=True)
-    assert list(pieces) == []
-
-
-def test_keyboard_interrupt_inside_sampling_keeps_the_text_shown(lm, monkeypatch):
-    from textrnn.inference.stepper import Stepper
-
-    session = lm.session(greedy=True, length=200)
-    calls, step = [0], Stepper.__call__
-
-    def interrupted(self, ids, state, labels=None):
-        calls[0] += 1
-        if calls[0] == 12:
-            raise KeyboardInterrupt
-        return step(self, ids, state, labels)
-
-    monkeypatch.setattr(Stepper, "__call__", interrupted)
-    shown = []
-    with pytest.raises(KeyboardInterrupt):
-        for piece in session.feed_and_continue("First"):
-            shown.append(piece)
-    assert len(shown) == 11
-    assert turn(session, "\n") == lm.generate("First" + "".join(shown) + "\n", 200, greedy=True)
-
-
-def test_a_stream_left_behind_stops_when_the_session_moves_on(lm):
-    session = lm.session(greedy=True, length=50)
-    old = session.feed_and_continue("First")
-    shown = next(old)
-    new = turn(session, "\n")
-    assert list(old) == []  # resuming it neither yields nor changes the carried state
-    unstarted = session.feed_and_continue("\n")
-    session.reset()
-    assert list(unstarted) == []
-    session.feed("First" + shown + "\n" + new)
-    assert turn(session, "") == lm.generate("First" + shown + "\n" + new, 50, greedy=True)
-
-
-def test_settings_are_checked_as_the_options_are(lm):
-    session = lm.session(length=10)
-    for bad, fragment in [(dict(temperature=0), "--temp"), (dict(top_p=1.5), "--top-p"),
-                          (dict(top_k=10**6), "--top-k"), (dict(length=-1), "--length")]:
-        with pytest.raises(TextRNNError, match=fragment):
-            session.configure(**bad)
-    assert session.settings.temperature == 1.0 and session.settings.top_k is None
-    session.configure(temperature=0.5, top_p=0.9, top_k=3)
-    assert (session.settings.temperature, session.settings.top_p, session.settings.top_k) == (0.5, 0.9, 3)
-    with pytest.raises(TextRNNError, match="--temp"):
-        lm.session(temperature=-1)
-
-
-def test_unknown_characters_are_an_error_and_the_session_goes_on(lm):
-    session = lm.session(greedy=True, length=20)
-    first = turn(session, "First")
-    with pytest.raises(TextRNNError, match="never saw"):
-        session.feed_and_continue("\u0416")
-    assert turn(session, "") == lm.generate("First" + first, 20, greedy=True)
 
 
 def test_piped_stdin(lm_run):
@@ -122,6 +25,26 @@ def test_piped_stdin(lm_run):
     assert "/reset" in res.stderr and "(a fresh text)" in res.stderr
     assert "error: the text has characters the model never saw in training: '/' 'x'" in res.stderr  # //x: text
     assert 40 <= len(res.stdout) <= 42 and res.stdout.endswith("\n")  # two continuations, each ending its line
+
+
+def test_stop_and_ban_commands(lm_run):
+    lines = "/stop e\n/ban th\nFirst\n/stop off\n/stop \\n\n"
+    res = run(["generate", "-i", "-c", str(lm_run), "-n", "200", "--seed", "1"], input=lines)
+    assert res.exit_code == 0, res.output
+    assert "/stop 'e'  /ban off" in res.stderr and "/stop 'e'  /ban 'th'" in res.stderr
+    assert "/stop off  /ban 'th'" in res.stderr and "/stop '\\n'  /ban 'th'" in res.stderr
+    lm = load(lm_run)
+    expected = lm.generate("First\n", 200, seed=1, stop=["e"], ban=["th"])
+    assert res.stdout == expected + "\n" and "e" not in expected and "th" not in "First\n" + expected
+
+
+def test_a_conditioned_model_writes_its_label_and_never_a_marker(conditioned_run):
+    res = run(["generate", "-i", "-c", str(conditioned_run), "-n", "300", "--seed", "2", "--condition", "up"],
+              input="\n")
+    assert res.exit_code == 0, res.output
+    assert not any(0xF0000 <= ord(ch) < 0xF0400 for ch in res.stdout)
+    session = load(conditioned_run).session(condition="up", length=300, seed=2)
+    assert res.stdout == "".join(session.feed_and_continue("\n")) + "\n"
 
 
 def test_prompt_is_context(lm_run):

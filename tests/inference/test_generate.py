@@ -166,3 +166,37 @@ def test_many_samples_each_with_its_own_seed(lm):
     assert [r["text"] for r in again] == [r["text"] for r in records]  # batching does not change the texts
     fresh = list(lm.generate_many("", 5, num_samples=2))
     assert fresh[1]["seed"] == fresh[0]["seed"] + 1  # no seed: a random one, recorded
+
+
+def test_a_stop_string_ends_the_text_where_it_first_appears(lm):
+    free = lm.generate("First", 300, seed=7, temperature=0.9)
+    stop = free[40:42]  # a string the free text holds
+    cut = free.index(stop)
+    assert lm.generate("First", 300, seed=7, temperature=0.9, stop=[stop]) == free[:cut]  # not written itself
+    two = lm.generate("First", 300, seed=7, temperature=0.9, num_samples=2, stop=[stop])
+    assert two[0] == free[:cut] and stop not in two[1]  # each sample stops on its own
+    assert lm.generate("First", 300, seed=7, temperature=0.9, stop=["\u2603"]) == free  # never met: all of it
+
+
+def test_a_banned_word_is_never_completed(lm):
+    from collections import Counter
+
+    free = lm.generate("First", 400, seed=3)
+    word = Counter(free[i : i + 2] for i in range(len(free) - 1)).most_common(1)[0][0]
+    banned = lm.generate("First", 400, seed=3, ban=[word])
+    assert word in free and word not in "First"[-1:] + banned and banned != free and len(banned) == 400
+    assert word[0] in banned  # its first character alone is still written (a character model bans the sequence)
+    single = lm.generate("First", 400, seed=3, ban=[word[0]])
+    assert word[0] not in single
+
+
+def test_stop_and_ban_from_the_command_line(lm_run):
+    lm = load(lm_run)
+    free = lm.generate("First", 200, seed=2)
+    res = run(["generate", "-c", str(lm_run), "-p", "First", "-n", "200", "--seed", "2", "--stop", free[30:32],
+               "--ban", "\\n", "--ban", "ee"])
+    assert res.exit_code == 0, res.output
+    expected = lm.generate("First", 200, seed=2, stop=[free[30:32]], ban=["\n", "ee"])
+    assert res.stdout == "First" + expected + "\n" and "\n" not in expected and "ee" not in expected
+    res = run(["generate", "-c", str(lm_run), "--stop", ""])
+    assert res.exit_code == 2 and "--stop must not be empty" in res.stderr

@@ -149,3 +149,12 @@ def test_an_int8_stepper_is_close_to_forward_and_its_rows_independent(cell):
             plain = Stepper(model)
             logits, _ = plain(ids[:, 0], plain.initial_state(3))
             torch.testing.assert_close(logits, full[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_a_conditioned_stepper_holds_one_input_table_and_one_row_per_label():
+    """The server steps rows of many labels at once: a vector per label, not a vocabulary-sized table per label
+    (a 20,000-word, 512-unit LSTM: 164 MB each)."""
+    plain, labelled = Stepper(tiny("lstm", 2)), Stepper(tiny("lstm", 2, condition_tokens=list(range(1, 11))))
+    assert labelled.table.shape == plain.table.shape == (11, 4 * 8)
+    assert labelled.label_table.shape == (11, 4 * 8)  # ten labels and "none"
+    assert plain.label_table is None

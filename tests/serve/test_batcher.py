@@ -244,3 +244,33 @@ def test_models_are_named_by_run_and_picked_by_task(lm_run, int_clf):
         lm_only.pick("classify", None)
     assert e.value.status == 404
     lm_only.close()
+
+
+def test_a_long_prompt_keeps_its_label_through_every_prefill_chunk(conditioned_run):
+    lm = load(conditioned_run)
+    prompt = ("aaaa aaa aaaaa\n" * 30)[:300]  # more than two chunks of PREFILL_CHUNK tokens
+    assert len(prompt) > 2 * PREFILL_CHUNK
+    b = Batcher(lm)
+    try:
+        for c in ("up", "down"):
+            got = b.submit(Sampling(prompt=prompt, length=80, seed=4, condition=c)).result(30)
+            assert got == [lm.generate(prompt, 80, seed=4, condition=c)]
+    finally:
+        b.close()
+
+
+def test_stop_strings_and_banned_words_per_request(batcher, lm):
+    free = lm.generate("First", 200, seed=8)
+    options = dict(stop=[free[50:52]], ban=["e"])
+    job = batcher.submit(Sampling(prompt="First", length=200, seed=8, **{k: tuple(v) for k, v in options.items()}))
+    plain = batcher.submit(Sampling(prompt="First", length=200, seed=8))  # beside it, unaffected
+    assert job.result(10) == [lm.generate("First", 200, seed=8, **options)]
+    assert plain.result(10) == [free]
+    body = {"prompt": "First", "length": 50, "stop": "x", "ban": ["ab", "c"]}
+    sampling, _ = parse_generate(body, LIMITS, 11, None)
+    assert sampling.stop == ("x",) and sampling.ban == ("ab", "c")
+    for bad, message in [({"stop": [""]}, "stop must not be empty"), ({"ban": [3]}, "ban[0] must be a string"),
+                         ({"prompt": "\U000f0001"}, "reserves for label markers")]:
+        with pytest.raises(RequestError, match=message.replace("[", r"\[").replace("]", r"\]")):
+            sampling, _ = parse_generate(bad, LIMITS, 11, None)
+            batcher.submit(sampling)

@@ -29,7 +29,7 @@ def fit(kind="char", vocab_size=65, train_tokens=1_000_000, given=None, max_time
 
 def test_relative_cost_is_one_for_the_reference_model_and_predicts_the_measured_word_speeds():
     assert relative_cost(1, 512, 64, 65, False) == pytest.approx(1.0)
-    # measured on 2 CPU cores (README): 1x512 char 24k tokens/s; word (12,901 words, embedding 64)
+    # measured on 2 CPU cores (docs/measurements.md): 1x512 char 24k tokens/s; word (12,901 words, embedding 64)
     # 3,351 tokens/s with the full softmax, 13,897 with the adaptive softmax
     assert 24_000 / relative_cost(1, 512, 64, 12901, False) == pytest.approx(3_351, rel=0.15)
     assert 24_000 / relative_cost(1, 512, 64, 12901, True) == pytest.approx(13_897, rel=0.15)

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional, Sequence
 import torch
 from torch import Tensor
 
+from ..condition import check_no_markers
 from ..errors import TextRNNError
 from ..model import LanguageModel
 from ..tokenizer import Tokenizer
@@ -67,13 +68,14 @@ def _sample(model: LanguageModel, prompt_ids: list[int], options: SamplingOption
 
 def generate(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "",
              options: SamplingOptions = SamplingOptions(), *, banned: Sequence[int] = (),
-             label: int = 0) -> Iterator[list[str]]:
+             label: int = 0, start: str = "") -> Iterator[list[str]]:
     """Stream generated text: yields, per step, one text piece for each sample. ``banned``: token ids never
-    sampled besides ``<unk>`` (e.g. a conditioned model's label markers); ``label``: a conditioned model's label
-    (1 + its index) for every step (see :mod:`textrnn.condition`). ``options.length`` counts tokens (characters
-    for a char model). The prompt itself is not yielded. Same seed and checkpoint give the same text."""
+    sampled besides ``<unk>`` (e.g. a conditioned model's label markers); ``label``, ``start``: a conditioned
+    model's label (1 + its index) for every step and the text before the prompt (its marker; see
+    :mod:`textrnn.condition`). ``options.length`` counts tokens (characters for a char model). The prompt itself
+    is not yielded. Same seed and checkpoint give the same text."""
     options.check(tokenizer.vocab_size)
-    prompt_ids = encode_prompt(tokenizer, prompt)
+    prompt_ids = encode_prompt(tokenizer, prompt, start=start)
     for _, _, pieces in _sample(model, prompt_ids, options, banned_ids(tokenizer, banned), label, tokenizer):
         yield pieces
 
@@ -85,7 +87,7 @@ def banned_ids(tokenizer: Tokenizer, ban: Sequence[int] = ()) -> list[int]:
 
 def generate_many(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "",
                   options: SamplingOptions = SamplingOptions(), *, batch_size: int = 100,
-                  banned: Sequence[int] = (), label: int = 0) -> Iterator[dict[str, Any]]:
+                  banned: Sequence[int] = (), label: int = 0, start: str = "") -> Iterator[dict[str, Any]]:
     """Sample ``options.num_samples`` texts in batches of ``batch_size``; yield one record per sample, in
     order: ``sample`` (1, 2, ...), ``seed`` (that sample's own: ``generate`` with it gives its text again),
     ``prompt``, ``text`` (the continuation) and the settings (:meth:`SamplingOptions.settings`)."""
@@ -96,30 +98,34 @@ def generate_many(model: LanguageModel, tokenizer: Tokenizer, prompt: str = "",
     total = options.num_samples
     for first in range(0, total, batch_size):
         batch = dataclasses.replace(options, num_samples=min(batch_size, total - first), seed=base + first)
-        texts = texts_of(generate(model, tokenizer, prompt, batch, banned=banned, label=label), batch.num_samples)
+        pieces = generate(model, tokenizer, prompt, batch, banned=banned, label=label, start=start)
+        texts = texts_of(pieces, batch.num_samples)
         for j, text in enumerate(texts):
             yield {"sample": first + j + 1, "seed": base + first + j, "prompt": prompt, "text": text,
                    **options.settings()}
 
 
-def encode_prompt(tokenizer: Tokenizer, prompt: str, what: str = "--prompt") -> list[int]:
-    """Ids of the prompt; an empty prompt starts from a newline (or the first token). Errors name it ``what``."""
-    if not prompt:
+def encode_prompt(tokenizer: Tokenizer, prompt: str, what: str = "--prompt", start: str = "") -> list[int]:
+    """Ids of ``start`` (a conditioned model's marker) and the prompt; an empty one starts from a newline (or the
+    first token). Errors name the prompt ``what``."""
+    if not start + prompt:
         ids = tokenizer.encode("\n").tolist()
         if not ids or (tokenizer.unk_id is not None and ids[-1] == tokenizer.unk_id):
             return [0 if tokenizer.unk_id != 0 else min(1, tokenizer.vocab_size - 1)]
         return ids[-1:]
-    ids = encode_text(tokenizer, prompt, what)
+    ids = encode_text(tokenizer, prompt, what, start)
     if not ids:
         raise TextRNNError(f"{what} encodes to no tokens; give a prompt with text in it")
     return ids
 
 
-def encode_text(tokenizer: Tokenizer, text: str, what: str = "--prompt") -> list[int]:
-    """Ids of ``text`` (maybe none); a character the model never saw is an error about ``what``."""
+def encode_text(tokenizer: Tokenizer, text: str, what: str = "--prompt", start: str = "") -> list[int]:
+    """Ids of ``start`` and ``text`` (maybe none); a character the model never saw, or one reserved for a
+    conditioned model's label markers, is an error about ``what``."""
+    check_no_markers(text, what)
     unknown = tokenizer.unknown_chars(text)
     if unknown:
         shown = " ".join(repr(u) for u in unknown[:10])
         raise TextRNNError(f"{what} has characters the model never saw in training: {shown}; "
                            f"remove them or train on a corpus that has them")
-    return tokenizer.encode(text).tolist()
+    return tokenizer.encode(start + text).tolist()

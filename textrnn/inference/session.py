@@ -81,9 +81,7 @@ class Session:
         empty ``--prompt`` does. A character the model never saw is a
         :class:`~textrnn.errors.TextRNNError` (and no change)."""
         tok = self.tokenizer
-        if self._carry is None:
-            text = self._start + text
-        ids = encode_text(tok, text, "the text")
+        ids = encode_text(tok, text, "the text", self._start if self._carry is None else "")
         if not ids and self._carry is None:
             ids = encode_prompt(tok, "")
         self._turn += 1  # a new turn, even for "": the open continuation is over

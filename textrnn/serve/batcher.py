@@ -104,7 +104,7 @@ class Batcher:
         model never saw is a 422 :class:`RequestError`; a full or closing server a 503."""
         conditioning = self.lm.conditioning(sampling.condition)
         try:
-            ids = encode_prompt(self.lm.tokenizer, conditioning.start + sampling.prompt, what="prompt")
+            ids = encode_prompt(self.lm.tokenizer, sampling.prompt, "prompt", conditioning.start)
         except TextRNNError as e:
             raise RequestError(422, str(e), "prompt") from None
         seed = new_seed() if sampling.seed is None else sampling.seed

@@ -2,7 +2,7 @@
 language model takes for the options the user did not set, chosen from the corpus (its size in
 tokens, its tokenizer), the budget (``--max-time``, ``--epochs`` or ``--max-steps``) and the device.
 
-Three small tables, measured by the team (the README's "Defaults that fit the corpus" gives the
+Three small tables, measured by the team (docs/train.md's "Defaults that fit the corpus" and docs/measurements.md give the
 measurements and the reasoning; ``benchmarks/quality.py`` measures the outcome):
 
 - :data:`TRAIN_SPEED`: training tokens per second of the reference model (1x512 LSTM, 64-wide
@@ -60,7 +60,7 @@ WORD_EMBED = 256  # the embedding width for words and BPE pieces (64 suits chara
 
 # (batch_size, seq_len) of a character model with a --max-time budget on a CPU, and its tokens/s relative to the
 # reference shape (32 x 128). Measured on tiny-shakespeare, 5 minutes, 2 threads fp32, best validation loss:
-# 32 x 128 1.5262 (946 steps), 16 x 128 1.4959, 32 x 64 1.4875, 16 x 64 1.4675 (2,971 steps); see the README.
+# 32 x 128 1.5262 (946 steps), 16 x 128 1.4959, 32 x 64 1.4875, 16 x 64 1.4675 (2,971 steps); see docs/measurements.md.
 # Words and BPE pieces (the output layer dominates) and GPUs (whose speed grows with the batch) keep 32 x 128.
 CPU_BATCH = (16, 64)
 CPU_BATCH_SPEED = 0.82
@@ -157,7 +157,7 @@ def fit_defaults(*, kind: str, vocab_size: int, train_tokens: int, train_bytes: 
 
 def _cpu_bf16(device: torch.device, given: dict[str, Any]) -> bool:
     """bf16 autocast on a CPU with native bf16 LSTM kernels (AVX-512 BF16, AMX): measured 1.67x the
-    float32 speed for the reference model, the same loss after 60 steps (README)."""
+    float32 speed for the reference model, the same loss after 60 steps (docs/measurements.md)."""
     return (device.type == "cpu" and given.get("cell", default("cell")) == "lstm"
             and cpu_trains_bf16("lstm"))
 
