@@ -138,15 +138,15 @@ class _FakeTask:
 
 
 def test_diverging_loss_stops_with_clear_error_and_saves_nothing_after(tmp_path):
-    from textrnn.training.trainer import fit
+    from textrnn.training.trainer import train_loop
 
     torch.manual_seed(0)
     model = torch.nn.Linear(3, 1)
     saved_steps = []
     cfg = TrainConfig(max_steps=50, save_every=2, eval_every=100, warmup_steps=0)
     with pytest.raises(TextRNNError, match="diverged.*by step 6") as e:
-        fit(model, _FakeTask(nan_from=5), cfg, report_every=3,
-            on_checkpoint=lambda st, best: saved_steps.append(st.step))
+        train_loop(model, _FakeTask(nan_from=5), cfg, report_every=3,
+                   on_checkpoint=lambda st, best: saved_steps.append(st.step))
     assert "last good checkpoint is kept" in str(e.value)
     assert saved_steps == [2, 4]  # the NaN at step 5 is caught before the save at step 6
 
