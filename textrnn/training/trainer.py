@@ -375,9 +375,9 @@ class Trainer:
 
 
 def train_loop(model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
-        optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
-        on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None
-        ) -> TrainerState:
+               optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
+               on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None
+               ) -> TrainerState:
     """Train ``model`` on ``task`` until a stop condition (see :class:`Trainer`); returns the final state.
 
     Pass ``state`` to resume a run exactly. With ``dist`` (a torchrun job) the model trains as DDP and the
