@@ -45,8 +45,8 @@ def test_pick_scales_filters_bans_and_draws_each_row_on_its_own(chars):
     tokens = pick(logits.clone(), [*greedy, *banned, *sampled])
     assert tokens.tolist()[0] == t and tokens.tolist()[1] != t  # the banned row never takes it
     assert tokens.tolist()[2:] == [t, t]  # top-k 1: the noise cannot move it
-    alone = pick(logits[1:2].clone(), draws_for(SamplingOptions(greedy=True, length=5, ban=("t",)), chars, 0, 1,
-                                               [0], "cpu"))
+    again = draws_for(SamplingOptions(greedy=True, length=5, ban=("t",)), chars, 0, 1, [0], "cpu")
+    alone = pick(logits[1:2].clone(), again)
     assert alone.tolist() == tokens.tolist()[1:2]
 
 
