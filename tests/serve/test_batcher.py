@@ -384,9 +384,9 @@ def test_a_step_that_fails_for_a_large_batch_is_retried_in_smaller_groups(lm):
 
     try:
         b._stepper = _Stepper(b._stepper, out_of_memory)
-        jobs = [b.submit(Sampling(prompt="First", length=60, seed=s, num_samples=n)) for s, n in ((1, 1), (2, 2),
-                                                                                                 (3, 1), (4, 1))]
-        for (s, n), job in zip(((1, 1), (2, 2), (3, 1), (4, 1)), jobs):
+        asked = ((1, 1), (2, 2), (3, 1), (4, 1))  # (seed, samples)
+        jobs = [b.submit(Sampling(prompt="First", length=60, seed=s, num_samples=n)) for s, n in asked]
+        for (s, n), job in zip(asked, jobs):
             assert job.result(10) == [solo(lm, "First", 60, seed=s + j) for j in range(n)]
         assert _until(lambda: b.streams == 0 and b.admitted == 0)
     finally:
