@@ -389,7 +389,7 @@ class _Failing:
     def __init__(self, stepper):
         self.stepper = stepper
 
-    def __call__(self, ids, state):
+    def __call__(self, ids, *rest):
         raise RuntimeError("a step that cannot be run (simulated)")
 
     def __getattr__(self, name):
