@@ -6,9 +6,10 @@
 Starts `python -m textrnn serve --host 127.0.0.1 --port 0` (loopback only: this script sends
 nothing anywhere else) with one small language model, and stops it at the end (SIGTERM). Then:
 
-1. warm-up: a long prompt made by the server itself (in the model's vocabulary), a short round
-   of the load below, the drain; then the server's resident set (VmRSS from /proc/PID/status)
-   and the speed of a fresh request (a plain /generate of --speed-length tokens, best of 3);
+1. warm-up: a long prompt made by the server itself (in the model's vocabulary), --warmup
+   seconds of the load below (the memory allocators reach their high-water marks), the drain;
+   then the server's resident set (VmRSS from /proc/PID/status) and the speed of a fresh request
+   (a plain /generate of --speed-length tokens, best of 3);
 2. for --duration seconds, --clients clients of each kind, each sending request after request:
    - prefill: a prompt of about 600 tokens, 16 samples, streaming; gone at a random moment in
      the first half second (mostly while the prompt runs);
@@ -16,7 +17,7 @@ nothing anywhere else) with one small language model, and stops it at the end (S
    - before-first: streaming, gone right after sending (before any event);
    - slow-reader: streaming, reading a few hundred bytes at a time with pauses, gone at a random moment;
    - abandoned: plain (non-streaming) /generate of 4 long samples, gone after a random wait;
-   - evaluate: /evaluate of many texts, gone at a random moment;
+   - evaluate: /evaluate of 64 texts of 300 characters, gone at a random moment;
    - bad: bodies too large (declared, and chunked without a length), not JSON, the wrong
      Content-Type or none, a foreign Host or Origin, a body that never ends (the server's
      --body-timeout is set to 2 s here); each must get its own 4xx status;
@@ -183,7 +184,7 @@ class Soak:
             self.note("abandoned", "gone")
 
     async def evaluate(self, c: Client) -> None:
-        texts = [self.prompt[k:] for k in range(0, 256)]
+        texts = [self.prompt[k : k + 300] for k in range(64)]
         await c.post_json("/evaluate", {"texts": texts})
         try:
             status, _ = await asyncio.wait_for(c.head(), self.rng.uniform(0.05, 1.0))
@@ -306,7 +307,7 @@ async def soak(args, proc: subprocess.Popen, port: int) -> list[str]:
     """The warm-up, the soak and the checks; the checks that failed."""
     rng = random.Random(args.seed)
     prompt = "The " + (await plain(port, {"prompt": "The ", "length": 600, "seed": 0}))["samples"][0]["text"]
-    await Soak(port, prompt, rng).run(args.warmup, 1)
+    await Soak(port, prompt, rng).run(args.warmup, args.clients)  # (the allocators reach their high-water marks)
     health, _ = await drained(port, args.drain_wait)
     rss_before, speed_before = rss_mb(proc.pid), await speed(port, args.speed_length)
     print(f"after the warm-up ({args.warmup:.0f} s): RSS {rss_before:.1f} MB, a fresh request "
@@ -345,7 +346,7 @@ def main() -> None:
     parser.add_argument("--checkpoint", default="english-char", help="the language model to serve")
     parser.add_argument("--duration", type=float, default=180.0, help="seconds of misbehaving clients")
     parser.add_argument("--clients", type=int, default=2, help="clients of each kind at once")
-    parser.add_argument("--warmup", type=float, default=10.0, help="seconds of the same load before the baseline")
+    parser.add_argument("--warmup", type=float, default=20.0, help="seconds of the same load before the baseline")
     parser.add_argument("--drain-wait", type=float, default=10.0, help="seconds the server may take to drain")
     parser.add_argument("--speed-length", type=int, default=2000, help="tokens of the speed request")
     parser.add_argument("--min-speed-ratio", type=float, default=0.8)
