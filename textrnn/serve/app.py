@@ -206,6 +206,12 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
               Route("/evaluate", evaluate, methods=["POST"])]
     handlers: dict[Any, Callable] = {RequestError: _refused, TextRNNError: _refused, HTTPException: _http_error,
                                      _ClientGone: _nobody, Exception: _server_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=_closing(models),
+                     middleware=[Middleware(_Guard, hosts=hosts)])
+
+
+def _closing(models: Models) -> Callable:
+    """The application's lifespan: at its shutdown the models' batchers close."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -214,8 +220,7 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
         finally:
             models.close()
 
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan,
-                     middleware=[Middleware(_Guard, hosts=hosts)])
+    return lifespan
 
 
 async def _read(request: Request, limits: Limits) -> bytes:

@@ -28,12 +28,11 @@ fails is tried again alone. A failure anywhere else ends every job (500), and th
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -42,7 +41,7 @@ from ..inference import state as states
 from ..inference.generate import banned_ids, encode_prompt
 from ..inference.sampling import draws_for, new_seed, pick
 from ..inference.stepper import Stepper, prefill
-from .jobs import Job
+from .jobs import Job, wake
 from .requests import RequestError, Sampling
 
 logger = logging.getLogger(__name__)
@@ -391,25 +390,6 @@ class Batcher:
             job._end(error, status)
 
     def _wake(self) -> None:
-        """Wake the consumers waiting for the jobs with news: one call per asyncio loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
-        for job in self._touched:
-            waker = job._disarm()
-            if waker is None:
-                continue
-            loop, wake = waker
-            if loop is None:
-                wake()
-            else:
-                by_loop.setdefault(loop, []).append(wake)
+        """Wake the consumers waiting for the jobs with news."""
+        wake(self._touched)
         self._touched.clear()
-        for loop, wakes in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_call_all, wakes)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
-
-
-def _call_all(calls: list[Callable[[], None]]) -> None:
-    for call in calls:
-        call()

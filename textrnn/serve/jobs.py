@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 from .requests import RequestError, Sampling
 
@@ -141,3 +141,27 @@ class Job:
                 return None
             waker, self._waker = self._waker, None
             return waker
+
+
+def wake(jobs: Iterable[Job]) -> None:
+    """Wake the consumers waiting for ``jobs`` (jobs with news): one call per asyncio loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+    for job in jobs:
+        waker = job._disarm()
+        if waker is None:
+            continue
+        loop, call = waker
+        if loop is None:
+            call()
+        else:
+            by_loop.setdefault(loop, []).append(call)
+    for loop, calls in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_call_all, calls)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _call_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()
