@@ -154,14 +154,20 @@ def load_trainer_state(run_dir: Path) -> dict[str, Any]:
                            "the checkpoint is damaged") from None
 
 
-def read_run(path: str | os.PathLike) -> RunConfig:
-    """The run directory ``path``'s config.json, read into a :class:`RunConfig` (any schema version);
-    a missing or damaged file is a one-line error."""
+def require_run(path: str | os.PathLike) -> Path:
+    """``path``, if it is a run directory (it has a config.json); else a one-line error."""
     path = Path(path)
     if not path.exists():
         raise TextRNNError(f"{path}: no such checkpoint; give a directory made by `textrnn train`")
     if not path.is_dir() or not (path / CONFIG).exists():
         raise TextRNNError(f"{path}: not a textrnn checkpoint (no {CONFIG}); give a directory made by `textrnn train`")
+    return path
+
+
+def read_run(path: str | os.PathLike) -> RunConfig:
+    """The run directory ``path``'s config.json, read into a :class:`RunConfig` (any schema version);
+    a missing or damaged file is a one-line error."""
+    path = require_run(path)
     try:
         data = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
