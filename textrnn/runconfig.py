@@ -17,7 +17,9 @@ that does not parse is one :class:`~textrnn.errors.TextRNNError` naming the file
 
 from __future__ import annotations
 
+import copy
 import dataclasses
+import reprlib
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
@@ -118,6 +120,7 @@ class RunConfig:
         file in the errors (one line: the field, what is wrong, "the checkpoint is damaged")."""
         if not isinstance(d, dict):
             raise _damaged(where, f"holds {type(d).__name__}, not a JSON object")
+        d = copy.deepcopy(d)  # (the RunConfig shares no list with the caller's dict)
         version = d.get("schema", 0)
         if not isinstance(version, int) or isinstance(version, bool) or version < 0:
             raise _damaged(where, f"schema {version!r} is not a version number")
@@ -207,7 +210,7 @@ def _fields(cls: type, value: Any, name: str, where: str) -> dict[str, Any]:
 def _checked(name: str, value: Any, hint: Any, where: str) -> Any:
     """``value`` if it is of the type ``hint`` (the JSON kinds: None, bool, int, float, str, lists, objects)."""
     if not _matches(value, hint):
-        raise _damaged(where, f"{name} is {value!r}, not {_describe(hint)}")
+        raise _damaged(where, f"{name} is {reprlib.repr(value)}, not {_describe(hint)}")
     return value
 
 
