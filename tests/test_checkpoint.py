@@ -79,20 +79,6 @@ def test_not_a_checkpoint(tmp_path):
         checkpoint.load(tmp_path)
 
 
-def test_atomic_write_keeps_old_file_on_failure(tmp_path, monkeypatch):
-    dest = tmp_path / "f.json"
-    checkpoint.write_file(dest, "old")
-
-    def fail(*a, **k):
-        raise OSError(28, "No space left on device")
-
-    monkeypatch.setattr(checkpoint.os, "replace", fail)
-    with pytest.raises(TextRNNError, match="No space left"):
-        checkpoint.write_file(dest, "new")
-    assert dest.read_text() == "old"
-    assert [p.name for p in tmp_path.iterdir()] == ["f.json"]  # no temporary left behind
-
-
 def test_last_swap_survives_a_crash_between_renames(run_dir):
     # simulate a crash after `last` was renamed away and before the new one arrived
     os.replace(run_dir / "last", run_dir / "last.old")

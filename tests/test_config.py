@@ -6,7 +6,7 @@ import pytest
 
 from textrnn.config import (MODEL_OPTIONS, OPTIONS, RESUMABLE, STOP_OPTIONS, TRAIN_OPTIONS, DataOptions, ModelConfig,
                             RunOptions, TrainConfig, check_options, default, model_config, option, options_of,
-                            parse_duration, split_options, task_defaults, train_config)
+                            split_options, task_defaults, train_config)
 from textrnn.errors import TextRNNError
 
 FIELDS = {f.name: f for cls in (ModelConfig, TrainConfig) for f in dataclasses.fields(cls)}
@@ -90,16 +90,6 @@ def test_split_options_rejects_unknown_names_and_drops_none():
     assert split_options({"hidden": 3, "lr": 0.1, "seq_len": None}) == ({"hidden": 3}, {"lr": 0.1})
     with pytest.raises(TypeError, match="frobs"):
         split_options({"frobs": 1})
-
-
-def test_parse_duration():
-    assert parse_duration("45s") == 45
-    assert parse_duration("5m") == 300
-    assert parse_duration("1h30m") == 5400
-    assert parse_duration("90") == 90
-    for bad in ["", "5x", "m5", "1h-3m", "0s"]:
-        with pytest.raises(TextRNNError, match="--max-time"):
-            parse_duration(bad)
 
 
 @pytest.mark.parametrize("bad", [dict(batch_size=0), dict(seq_len=-1), dict(lr=0), dict(val_fraction=1.5),

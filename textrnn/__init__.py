@@ -27,7 +27,7 @@ _EXPORTS = {
     "Tokenizer": "textrnn.tokenizer",
     "train_tokenizer": "textrnn.tokenizer",
     "LanguageModel": "textrnn.model",
-    "fit": "textrnn.training.trainer",
+    "train_loop": "textrnn.training.trainer",
     "configure_process": "textrnn.process",
 }
 
@@ -40,7 +40,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from .model import LanguageModel  # noqa: F401
     from .process import configure_process  # noqa: F401
     from .tokenizer import Tokenizer, train_tokenizer  # noqa: F401
-    from .training.trainer import fit  # noqa: F401
+    from .training.trainer import train_loop  # noqa: F401
 
 
 def __getattr__(name: str) -> Any:

@@ -21,7 +21,7 @@ from torch.func import functional_call
 
 State = Union[Tensor, tuple[Tensor, Tensor]]
 
-_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+RECURRENT_PARAMS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
 def locked_dropout(x: Tensor, p: float, training: bool) -> Tensor:
@@ -85,7 +85,7 @@ class RecurrentStack:
             layer_state = None
             if state is not None:
                 layer_state = tuple(s[k : k + 1] for s in state) if isinstance(state, tuple) else state[k : k + 1]
-            own = {f"{name}_l0": weights[f"{name}_l{k}"] for name in _PARAMS}
+            own = {f"{name}_l0": weights[f"{name}_l{k}"] for name in RECURRENT_PARAMS}
             x, final = functional_call(shell, own, (x, layer_state))  # (B, T, H), each (1, B, H)
             finals.append(final)
             if k < last:

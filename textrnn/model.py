@@ -122,7 +122,7 @@ class LanguageModel(nn.Module):
         self.cfg = cfg
         self.encoder = RNNEncoder(cfg)
         self.drop = nn.Dropout(cfg.dropout)
-        self.int8_products = False  # the CPU Stepper multiplies in int8 (textrnn.inference.quantize): set for an --int8 export
+        self.int8_products = False  # the CPU Stepper multiplies in int8 (inference.quantize): set for an --int8 export
         projected = cfg.tie_weights and cfg.embed != cfg.hidden
         self.proj = nn.Linear(cfg.hidden, cfg.embed) if projected else None
         self.head: Optional[nn.Linear] = None
@@ -200,7 +200,7 @@ class Classifier(nn.Module):
         width = cfg.hidden * (2 if cfg.bidirectional else 1)
         self.drop = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(3 * width, cfg.num_classes)
-        self.int8_products = False  # the CPU Reader multiplies in int8 (textrnn.inference.quantize): set for an --int8 export
+        self.int8_products = False  # the CpuReader multiplies in int8 (inference.quantize): set for an --int8 export
 
     def forward(self, ids: Tensor, lengths: Tensor) -> Tensor:
         """``ids`` (B, T) padded, ``lengths`` (B,) -> logits (B, C)."""

@@ -34,8 +34,8 @@ from .errors import TextRNNError
 
 UNK = "<unk>"
 REPLACEMENT = "\ufffd"  # what an unknown token decodes to in char and BPE text
-_NO_SPACE_BEFORE = set(".,;:!?)]}'\n")
-_NO_SPACE_AFTER = set("([{\n")
+NO_SPACE_BEFORE = set(".,;:!?)]}'\n")
+NO_SPACE_AFTER = set("([{\n")
 
 
 def check_kind(kind: str) -> str:
@@ -202,7 +202,7 @@ class StreamDecoder:
         # word: rebuild spaces between words by rule
         piece = self.pieces[i]
         prev, self.prev = self.prev, piece
-        if prev is None or piece[:1] in _NO_SPACE_BEFORE or prev[-1:] in _NO_SPACE_AFTER:
+        if prev is None or piece[:1] in NO_SPACE_BEFORE or prev[-1:] in NO_SPACE_AFTER:
             return piece
         return " " + piece
 

@@ -93,7 +93,6 @@ def test_sample_py_sampling(char_export, no_torch):
     assert res.returncode == 2 and res.stderr.decode().startswith("error: --prompt has characters the model never")
 
 
-
 def test_sample_py_takes_the_sampling_options_of_textrnn(char_export, no_torch):
     run, export = char_export
     free = _generate(run, "--prompt", "First", "--length", "150").decode()
@@ -101,7 +100,8 @@ def test_sample_py_takes_the_sampling_options_of_textrnn(char_export, no_torch):
     for options in (["--stop", stop], ["--ban", "e"], ["--ban", free[20:22], "--stop", "\\n\\n"]):
         expected = _generate(run, "--prompt", "First", "--length", "150", *options)
         assert _sample(export, no_torch, "--prompt", "First", "--length", "150", "--greedy", *options) == expected
-    assert _generate(run, "--prompt", "First", "--length", "150", "--stop", stop).decode() == free[: free.index(stop)] + "\n"
+    stopped = _generate(run, "--prompt", "First", "--length", "150", "--stop", stop).decode()
+    assert stopped == free[: free.index(stop)] + "\n"
     meta = json.loads((export / "model.json").read_text(encoding="utf-8"))
     assert [o["flag"] for o in meta["sampling"]] == ["--length", "--temp", "--top-k", "--top-p", "--greedy", "--stop",
                                                      "--ban", "--num-samples", "--seed"]

@@ -148,7 +148,7 @@ def test_a_failed_export_leaves_nothing_behind_and_a_retry_works(existing, lm_ru
     export_run(lm_run, dest, half=True)  # the retry
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped"]
     assert sorted(p.name for p in dest.iterdir()) == ["config.json", "metrics.jsonl", "model.safetensors",
-                                                     "tokenizer.json"]
+                                                      "tokenizer.json"]
     assert checkpoint.load(dest).run.weights_dtype == "float16"
 
 
@@ -193,4 +193,5 @@ def test_exports_with_float16_scales_still_load(lm_run, tmp_path):
     scales = load_file(str(checkpoint.SHIPPED["sst2"] / checkpoint.WEIGHTS))
     emb = "encoder.embedding.weight"
     assert scales[emb + ".scale"].dtype == torch.float16
-    assert torch.equal(shipped.model.state_dict()[emb], scales[emb + ".int8"].float() * scales[emb + ".scale"].float()[:, None])
+    expanded = scales[emb + ".int8"].float() * scales[emb + ".scale"].float()[:, None]
+    assert torch.equal(shipped.model.state_dict()[emb], expanded)

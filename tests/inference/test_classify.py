@@ -83,12 +83,12 @@ def _classifier(cell: str, bidirectional: bool, layers: int = 1):
 @pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
 @pytest.mark.parametrize("bidirectional", [True, False])
 def test_reader_gives_the_logits_of_forward(cell, bidirectional):
-    """The Reader (step by step, rows longest first, pooling kept running) equals the packed
+    """The CpuReader (step by step, rows longest first, pooling kept running) equals the packed
     forward pass, in input order, with an empty text among them."""
     import numpy as np
     import torch
 
-    from textrnn.inference.classify import Reader
+    from textrnn.inference.classify import CpuReader
     from textrnn.data.batches import pad_batch
 
     model = _classifier(cell, bidirectional)
@@ -97,8 +97,8 @@ def test_reader_gives_the_logits_of_forward(cell, bidirectional):
     x, lengths = pad_batch(texts)
     with torch.inference_mode():
         expected = model(x, lengths)
-        got = Reader(model).logits(texts)
-    assert Reader.reads(model)
+        got = CpuReader(model).logits(texts)
+    assert CpuReader.reads(model)
     torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
 
 
@@ -106,15 +106,15 @@ def test_predict_ids_reads_one_layer_models_and_runs_deeper_ones_forward(monkeyp
     import numpy as np
     import torch
 
-    from textrnn.inference.classify import Reader, predict_ids
+    from textrnn.inference.classify import CpuReader, predict_ids
     from textrnn.data.batches import pad_batch
 
-    monkeypatch.setattr(Reader, "GROUP", 2)  # texts read two at a time
+    monkeypatch.setattr(CpuReader, "GROUP", 2)  # texts read two at a time
     rng = np.random.default_rng(2)
     texts = [rng.integers(0, 30, size=n) for n in [6, 2, 7, 7, 1]]
     for layers in (1, 2):
         model = _classifier("lstm", True, layers)
-        assert Reader.reads(model) == (layers == 1)
+        assert CpuReader.reads(model) == (layers == 1)
         with torch.inference_mode():
             expected = torch.softmax(model(*pad_batch(texts)), dim=-1).numpy()
         np.testing.assert_allclose(predict_ids(model, texts, batch_size=2), expected, atol=1e-6)
@@ -133,7 +133,7 @@ def test_int8_products_is_close_to_forward(cell):
     import numpy as np
     import torch
 
-    from textrnn.inference.classify import Reader
+    from textrnn.inference.classify import CpuReader
     from textrnn.data.batches import pad_batch
     from textrnn.inference.quantize import Int8Product
 
@@ -145,14 +145,14 @@ def test_int8_products_is_close_to_forward(cell):
     texts = [rng.integers(0, 30, size=n) for n in [12, 3, 0, 7, 12, 1]]
     with torch.inference_mode():
         expected = torch.softmax(model(*pad_batch(texts)), dim=-1)
-        reader = Reader(model)
+        reader = CpuReader(model)
         got = torch.softmax(reader.logits(texts), dim=-1)
         assert len(reader.int8) == 2  # one product per direction
         torch.testing.assert_close(got, expected, atol=1e-2, rtol=0)
         assert not torch.allclose(got, expected, atol=1e-6, rtol=0)  # (it did run in int8)
         with pytest.MonkeyPatch.context() as m:
             m.setattr(Int8Product, "make", classmethod(lambda cls, w, b=None: None))  # not on this CPU
-            fallback = Reader(model)
+            fallback = CpuReader(model)
             assert fallback.int8 == []
             torch.testing.assert_close(torch.softmax(fallback.logits(texts), dim=-1), expected, atol=1e-6, rtol=0)
 
@@ -161,23 +161,23 @@ def test_a_models_reader_is_kept_until_its_weights_change():
     import numpy as np
     import torch
 
-    from textrnn.inference.classify import Reader, reader_for
+    from textrnn.inference.classify import CpuReader, cpu_reader_for
 
     model = _classifier("lstm", True)
     texts = [np.array([1, 2, 3]), np.array([4])]
-    reader = reader_for(model)
-    assert reader_for(model) is reader
+    reader = cpu_reader_for(model)
+    assert cpu_reader_for(model) is reader
     with torch.inference_mode():
         before = reader.logits(texts)
     with torch.no_grad():
         model.head.bias.add_(1.0)  # as an optimizer step would
-    changed = reader_for(model)
+    changed = cpu_reader_for(model)
     assert changed is not reader
     with torch.inference_mode():
         torch.testing.assert_close(changed.logits(texts), before + 1.0)
-        torch.testing.assert_close(changed.logits(texts), Reader(model).logits(texts))
+        torch.testing.assert_close(changed.logits(texts), CpuReader(model).logits(texts))
     model.int8_products = True
-    assert reader_for(model) is not changed
+    assert cpu_reader_for(model) is not changed
     with torch.inference_mode():
         made_here = _classifier("gru", False)
-    assert reader_for(made_here) is not reader_for(made_here)  # nothing to watch: made each time
+    assert cpu_reader_for(made_here) is not cpu_reader_for(made_here)  # nothing to watch: made each time

@@ -7,7 +7,7 @@ from textrnn import checkpoint
 from textrnn.config import TrainConfig
 from textrnn.inference.generate import generate
 from textrnn.inference.options import SamplingOptions
-from textrnn.training.lm import SAMPLE_TEMPERATURE, _sampler, train_language_model
+from textrnn.training.lm import SAMPLE_TEMPERATURE, evaluation_sampler, train_language_model
 from textrnn.training.runtime import resolve_device
 
 
@@ -36,13 +36,13 @@ def test_sample_length_zero_keeps_no_samples(tmp_path, tiny_corpus):
 
 def test_sampling_leaves_the_rng_and_the_training_mode_alone(lm_run):
     ck = checkpoint.load(lm_run)
-    sample = _sampler(ck.tokenizer, TrainConfig(sample_length=20, seed=3))
+    sample = evaluation_sampler(ck.tokenizer, TrainConfig(sample_length=20, seed=3))
     ck.model.train()
     before = torch.get_rng_state()
     first = sample(ck.model)
     assert torch.equal(torch.get_rng_state(), before) and ck.model.training
     assert sample(ck.model) == first  # same seed, same weights: same text
-    assert _sampler(ck.tokenizer, TrainConfig(sample_length=0)) is None
+    assert evaluation_sampler(ck.tokenizer, TrainConfig(sample_length=0)) is None
 
 
 def test_a_negative_sample_length_is_refused():

@@ -27,7 +27,7 @@ from .output import OUTPUT_FORMATS, check_output_path, output_format, write_outp
 @click.option("--encoding", default="utf-8", show_default=True, help="Text encoding of FILE.")
 @click.option("--batch-size", default=256, show_default=True, type=int,
               help="Texts per inference batch of a model run whole (on a GPU, or of several layers); "
-                   "a one-layer model on the CPU reads thousands at a time, step by step (textrnn.inference.classify.Reader).")
+                   "a one-layer model on the CPU reads thousands at a time, step by step.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optional[str], output: Optional[str],
                      fmt: Optional[str], probs: bool, text_column: Optional[str], label_column: Optional[str],

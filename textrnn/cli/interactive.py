@@ -79,8 +79,8 @@ def _interruptible() -> Iterator[None]:
         yield
         return
     old = signal.signal(signal.SIGINT, signal.default_int_handler)
-    blocked = hasattr(signal, "pthread_sigmask") and signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK,
-                                                                                            {signal.SIGINT})
+    blocked = hasattr(signal, "pthread_sigmask") and \
+        signal.SIGINT in signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     try:
         yield
     finally:

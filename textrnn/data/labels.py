@@ -25,6 +25,7 @@ class Table(Protocol):
 
     def values(self, column: str) -> list[Any]: ...
 
+
 TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
               "content", "contents", "comment", "comments")
 LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")

@@ -38,11 +38,11 @@ from ..condition import label_index, labels_of, marker_ids, prompt_start
 from ..errors import TextRNNError
 from ..inference.generate import banned_ids, encode_prompt
 from ..inference.options import declaration
-from ..layers import _PARAMS
+from ..layers import RECURRENT_PARAMS
 from ..model import Classifier, LanguageModel
 from ..inference import state as states
 from ..inference.stepper import Product, cell_step
-from ..tokenizer import _NO_SPACE_AFTER, _NO_SPACE_BEFORE
+from ..tokenizer import NO_SPACE_AFTER, NO_SPACE_BEFORE
 from .run import export_dir
 
 META, SAMPLER = "model.json", "sample.py"
@@ -90,7 +90,7 @@ class StepFunction(nn.Module):
         x = encoder.inputs(ids[:, None], _labels(inputs[n:], 1))[:, 0]  # (B, E)
         new_state = []
         for k in range(cfg.layers):
-            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{k}") for name in _PARAMS)
+            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{k}") for name in RECURRENT_PARAMS)
             x_proj = F.linear(x, w_ih, b_ih if cfg.cell == "gru" else b_ih + b_hh)  # (B, G*H)
             hidden_side = Product(w_hh, b_hh if cfg.cell == "gru" else None, pack=False)  # plain operators
             layer_state, x = cell_step(cfg.cell, x_proj, state[k], hidden_side)
@@ -236,8 +236,8 @@ def metadata(ck: checkpoint.Checkpoint, exported: list[Function], source: str) -
              "conditions": [{"label": lab, "start": prompt_start(condition, lab), "index": label_index(condition, lab)}
                             for lab in labels]}
     if tokenizer.kind == "word":  # the rule that rebuilds the spaces between words
-        meta["word_spacing"] = {"no_space_before": "".join(sorted(_NO_SPACE_BEFORE)),
-                                "no_space_after": "".join(sorted(_NO_SPACE_AFTER))}
+        meta["word_spacing"] = {"no_space_before": "".join(sorted(NO_SPACE_BEFORE)),
+                                "no_space_after": "".join(sorted(NO_SPACE_AFTER))}
     return meta
 
 

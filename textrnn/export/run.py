@@ -50,7 +50,7 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     state, to ship or share it. ``half`` stores the weights as float16; ``int8_embedding``
     stores the embedding matrix as int8 with one float32 scale per row (a quarter of the
     size); ``int8`` the recurrent weight matrices too, and a model so exported then runs its
-    step-by-step products on a CPU in int8 (:mod:`textrnn.inference.quantize`: a classifier's Reader, a
+    step-by-step products on a CPU in int8 (:mod:`textrnn.inference.quantize`: a classifier's CpuReader, a
     language model's Stepper). All load back as float32. ``dest`` is written whole or not at all:
     a failure to write is a one-line error that leaves it as it was."""
     ck = load(run_dir)

@@ -1,7 +1,7 @@
 """Using a trained classifier: ``predict`` labels and probabilities, ``evaluate`` them.
 
 Inference runs under ``torch.inference_mode()``; results come back in input order. A one-layer
-model on the CPU is read step by step by a :class:`Reader`; any other runs ``forward`` on
+model on the CPU is read step by step by a :class:`CpuReader`; any other runs ``forward`` on
 batches sorted by length (little padding).
 """
 
@@ -28,7 +28,7 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> li
 
 def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
     """Class probabilities ``(N, C)`` for encoded texts, in input order. A one-layer model on the
-    CPU reads them with a :class:`Reader` (same results, fewer operations, ``Reader.GROUP`` texts
+    CPU reads them with a :class:`CpuReader` (same results, fewer operations, ``CpuReader.GROUP`` texts
     at a time); others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
     device = next(model.parameters()).device
     probs = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
@@ -36,10 +36,10 @@ def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 
         return probs
     model.eval()
     with torch.inference_mode():
-        if Reader.reads(model):
-            reader = reader_for(model)
-            for first in range(0, len(ids), Reader.GROUP):
-                logits = reader.logits(ids[first : first + Reader.GROUP])
+        if CpuReader.reads(model):
+            reader = cpu_reader_for(model)
+            for first in range(0, len(ids), CpuReader.GROUP):
+                logits = reader.logits(ids[first : first + CpuReader.GROUP])
                 probs[first : first + len(logits)] = torch.softmax(logits, dim=-1).numpy()
             return probs
         order = np.arange(len(ids))
@@ -50,25 +50,26 @@ def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 
     return probs
 
 
-_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' versions, Reader)
+_READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' versions, CpuReader)
 
 
-def reader_for(model: Classifier) -> "Reader":
-    """``model``'s :class:`Reader`, made once and kept while its weights stay as they are (it is
+def cpu_reader_for(model: Classifier) -> "CpuReader":
+    """``model``'s :class:`CpuReader`, made once and kept while its weights stay as they are (it is
     made anew after any change to them, such as a training step): making one prepares the
     weights (int8: quantizes and packs them), which costs more than reading a few texts."""
     try:
         key = (model.int8_products, *((p.data_ptr(), p._version) for p in model.parameters()))
     except RuntimeError:  # weights made under torch.inference_mode() have no version to watch
-        return Reader(model)
+        return CpuReader(model)
     held = _READERS.get(model)
     if held is None or held[0] != key:
-        held = _READERS[model] = (key, Reader(model))
+        held = _READERS[model] = (key, CpuReader(model))
     return held[1]
 
 
-class Reader:
-    """A one-layer :class:`Classifier`'s logits, read the cheap way (equal to ``forward``: tested).
+class CpuReader:
+    """The fast CPU classifier: a one-layer :class:`Classifier`'s logits, read step by step (equal to
+    ``forward``: tested).
 
     ``forward`` runs the recurrent layer over packed sequences and pools its whole output. This
     does the cell arithmetic step by step instead (the equations of :mod:`textrnn.inference.stepper`), in
@@ -108,7 +109,7 @@ class Reader:
 
     @staticmethod
     def reads(model: Classifier) -> bool:
-        """Whether a Reader reads ``model``: one recurrent layer, on the CPU."""
+        """Whether a CpuReader reads ``model``: one recurrent layer, on the CPU."""
         return model.cfg.layers == 1 and next(model.parameters()).device.type == "cpu"
 
     def logits(self, ids: Sequence[np.ndarray]) -> torch.Tensor:

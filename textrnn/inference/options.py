@@ -177,7 +177,8 @@ def declaration(vocab_size: int) -> list[dict[str, Any]]:
     for f in SamplingOptions.fields():
         m = f.metadata
         high = vocab_size if m["high_is_vocab"] else m["high"]
-        out.append({"name": f.name, "flag": m["flag"], "short": m["short"], "alias": m["alias"], "type": value_type(f).__name__,
+        out.append({"name": f.name, "flag": m["flag"], "short": m["short"], "alias": m["alias"],
+                    "type": value_type(f).__name__,
                     "default": list(f.default) if repeatable(f) else f.default,
                     "repeatable": repeatable(f), "help": m["help"], "low": m["low"], "high": high,
                     "low_open": m["low_open"], "unless": m["unless"], "escapes": m["escapes"],

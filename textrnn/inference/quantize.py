@@ -3,7 +3,7 @@
 ``textrnn export --int8`` stores the embedding and the recurrent weight matrices as int8 with a
 float scale per row (:func:`quantize_rows`; they load back as float, ``q * scale``). A model
 exported so runs its step-by-step products on a CPU in int8 (:class:`Int8Product`): a
-classifier's Reader its hidden-to-hidden products, a language model's Stepper every product
+classifier's CpuReader its hidden-to-hidden products, a language model's Stepper every product
 whose input is a hidden state (hidden side, upper layers' input side, output layer). The hidden
 state of an LSTM, GRU or tanh RNN lies in [-1, 1], so it is
 put on a fixed grid of 2/127 (7 bits: products of two such codes and an int8 weight cannot

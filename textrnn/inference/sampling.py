@@ -19,6 +19,7 @@ from torch import Tensor
 from ..errors import TextRNNError
 from .options import SamplingOptions
 
+
 # -- the draw -------------------------------------------------------------------------------------------
 def new_seed() -> int:
     """A fresh random seed (from the OS, not from torch's generator)."""
@@ -163,10 +164,10 @@ class Draw:
 def pick(logits: Tensor, draws: Sequence[Draw]) -> Tensor:
     """The next token of each stream (B,) from the logits (B, V) of ``draws`` (one per row): scaled,
     filtered and banned per row, then Gumbel-max with each row's noise (greedy rows: argmax)."""
-    scales = {d.scale for d in draws}
-    if scales != {1.0}:
-        logits = logits * (next(iter(scales)) if len(scales) == 1 else
-                           torch.tensor([[d.scale] for d in draws], device=logits.device))
+    scales = [d.scale for d in draws]
+    if any(s != 1.0 for s in scales):
+        same = all(s == scales[0] for s in scales)
+        logits = logits * (scales[0] if same else torch.tensor(scales, device=logits.device)[:, None])
     groups: dict[tuple, list[int]] = {}
     for k, d in enumerate(draws):
         if d.filter is not None:
@@ -181,6 +182,8 @@ def pick(logits: Tensor, draws: Sequence[Draw]) -> Tensor:
         if d.banned:
             logits[k, d.banned.blocked(d.history)] = float("-inf")
     noise = [d.noise() for d in draws]
+    if len(noise) == 1:  # (one stream: no stacking)
+        return logits.argmax(dim=-1) if noise[0] is None else (logits + noise[0]).argmax(dim=-1)
     if all(n is None for n in noise):
         return logits.argmax(dim=-1)
     zeros = torch.zeros(logits.shape[-1], device=logits.device)

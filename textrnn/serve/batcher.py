@@ -88,7 +88,7 @@ class Batcher:
         self._rows: list[_Stream] = []  # the running streams, in the batch's row order
         self._state: Optional[list] = None
         self._tokens: Optional[torch.Tensor] = None  # (B,) each row's last token
-        self._labels: Optional[torch.Tensor] = None  # (B,) a conditioned model's label of each row, for the rows as they are
+        self._labels: Optional[torch.Tensor] = None  # (B,) a conditioned model's label per row, as the rows are
         self._touched: dict[Job, None] = {}  # jobs with news this iteration
         self._thread = threading.Thread(target=self._run, name="textrnn-batcher", daemon=True)
         self._thread.start()

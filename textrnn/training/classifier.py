@@ -3,7 +3,7 @@
 ::
 
     table -> columns + labels (data.tables) -> tokenizer (own, or the LM's with --init-from) -> ids
-          -> data.batches.ClassBatches (length buckets) -> model.Classifier -> trainer.fit (+ ClassifyTask)
+          -> data.batches.ClassBatches (length buckets) -> model.Classifier -> trainer.train_loop (+ ClassifyTask)
           -> rundir.execute (checkpoints into the run directory)
 """
 

@@ -3,7 +3,7 @@
 ::
 
     inputs (files, dirs, globs, tables, --dataset) -> data.cache.prepare (tokenizer + token files)
-        -> data.batches.LMBatches -> model.LanguageModel -> trainer.fit (+ tasks.LMTask)
+        -> data.batches.LMBatches -> model.LanguageModel -> trainer.train_loop (+ tasks.LMTask)
         -> rundir.execute (checkpoints into the run directory)
 
 Under ``torchrun`` every rank runs this same function (see :mod:`textrnn.training.distributed`):
@@ -220,7 +220,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay),
                                thaw_at=thaw_fractions(model, tcfg.unfreeze_every))
     return execute(out, run, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer=optimizer,
-                   dist=dist, sample=_sampler(tok, tcfg, marker_ids(run.condition, tok)))
+                   dist=dist, sample=evaluation_sampler(tok, tcfg, marker_ids(run.condition, tok)))
 
 
 def _source(inputs: _Inputs, model_opts: dict[str, Any]) -> checkpoint.Checkpoint:
@@ -261,7 +261,8 @@ def _fit(tok: Tokenizer, meta: dict[str, Any], tcfg: TrainConfig, model_opts: di
 SAMPLE_TEMPERATURE = 0.8
 
 
-def _sampler(tok: Tokenizer, tcfg: TrainConfig, ban: Sequence[int] = ()) -> Optional[Callable[[torch.nn.Module], str]]:
+def evaluation_sampler(tok: Tokenizer, tcfg: TrainConfig,
+                       ban: Sequence[int] = ()) -> Optional[Callable[[torch.nn.Module], str]]:
     """What ``execute`` samples after each evaluation: ``sample_length`` tokens after a newline, with
     the run's seed (generate's own generator: the training RNGs are untouched), never the tokens
     ``ban``; None when off."""

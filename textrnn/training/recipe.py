@@ -2,8 +2,8 @@
 language model takes for the options the user did not set, chosen from the corpus (its size in
 tokens, its tokenizer), the budget (``--max-time``, ``--epochs`` or ``--max-steps``) and the device.
 
-Three small tables, measured by the team (docs/train.md's "Defaults that fit the corpus" and docs/measurements.md give the
-measurements and the reasoning; ``benchmarks/quality.py`` measures the outcome):
+Three small tables, measured by the team (docs/train.md's "Defaults that fit the corpus" and
+docs/measurements.md give the measurements and the reasoning; ``benchmarks/quality.py`` measures the outcome):
 
 - :data:`TRAIN_SPEED`: training tokens per second of the reference model (1x512 LSTM, 64-wide
   embedding, characters, batch 32 x 128) on each kind of device. Another model's speed is

@@ -31,7 +31,7 @@ from ..inference.scoring import evaluate_model, loss_metrics
 from ..runconfig import RunConfig
 from ..tokenizer import Tokenizer
 from .distributed import Dist
-from .trainer import Progress, TrainerState, fit
+from .trainer import Progress, TrainerState, train_loop
 
 LOCK = ".lock"
 
@@ -205,7 +205,7 @@ def execute(out: Path, run: RunConfig, tok: Tokenizer, model: torch.nn.Module, t
             tcfg: TrainConfig, resuming: bool, on_progress: Optional[Callable[[Progress], None]],
             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None,
             dist: Optional[Dist] = None, sample: Optional[Callable[[torch.nn.Module], str]] = None) -> RunResult:
-    """Run ``fit`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``).
+    """Run ``train_loop`` with checkpointing into ``out`` (fresh, or resumed from ``out/last``).
     In a distributed job only rank 0 writes; every rank resumes from the same files.
     ``sample(model)``: text to keep in ``samples.jsonl`` and hand to ``on_progress`` (``Progress.sample``)
     after each evaluation (rank 0 only); it must leave the model in training mode and the RNGs untouched."""
@@ -231,8 +231,8 @@ def execute(out: Path, run: RunConfig, tok: Tokenizer, model: torch.nn.Module, t
         if on_progress:
             on_progress(p)
 
-    final = fit(model, task, tcfg, state=state, optimizer=optimizer, on_progress=progress,
-                on_checkpoint=on_checkpoint, report_every=report_every, dist=dist)
+    final = train_loop(model, task, tcfg, state=state, optimizer=optimizer, on_progress=progress,
+                       on_checkpoint=on_checkpoint, report_every=report_every, dist=dist)
     return RunResult(out, final.best, final.step, final.elapsed_s, final.stopped_by, final.tokens_seen)
 
 

@@ -22,7 +22,7 @@ from ..model import Classifier, LanguageModel, State
 
 
 class LMTask:
-    """Language modelling for :func:`textrnn.training.trainer.fit`: carried state, next-token loss;
+    """Language modelling for :func:`textrnn.training.trainer.train_loop`: carried state, next-token loss;
     validation scores every token of ``val`` (ids or a token file, see :func:`textrnn.inference.scoring.score_tokens`)."""
 
     def __init__(self, train: LMBatches, val: Any, device: torch.device, chars_per_val_token: float,
@@ -87,7 +87,7 @@ class LMTask:
 
 
 class ClassifyTask:
-    """Text classification for :func:`textrnn.training.trainer.fit`: length-bucketed batches,
+    """Text classification for :func:`textrnn.training.trainer.train_loop`: length-bucketed batches,
     cross-entropy, accuracy / macro-F1 / per-class precision and recall on validation."""
 
     def __init__(self, train: ClassBatches, val_ids: Sequence[np.ndarray], val_labels: np.ndarray,

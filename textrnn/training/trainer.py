@@ -1,4 +1,4 @@
-"""The training loop: one generic :class:`Trainer` (``fit``) for every model textrnn trains.
+"""The training loop: one generic :class:`Trainer` (:func:`train_loop`) for every model textrnn trains.
 
 It knows nothing of what it trains or of the terminal. A :class:`Task` supplies batches,
 the loss and the evaluation; the trainer runs AdamW with gradient clipping and a warm-up +
@@ -32,7 +32,7 @@ from .runtime import autocast_dtype, capture_rng, restore_rng
 
 
 class Task(Protocol):
-    """What ``fit`` needs from a model-specific task (language modelling, classification)."""
+    """What ``train_loop`` needs from a model-specific task (language modelling, classification)."""
 
     def steps_per_epoch(self) -> int: ...
 
@@ -140,7 +140,7 @@ OnCheckpoint = Callable[[TrainerState, bool], None]  # (state, best): write a ch
 
 
 class Trainer:
-    """One training run, set up (or resumed from ``state``) by ``__init__``; :func:`fit` runs it.
+    """One training run, set up (or resumed from ``state``) by ``__init__``; :func:`train_loop` runs it.
 
     :meth:`run` goes through the epochs batch by batch. Before each step :meth:`stop_reason` says whether
     to stop (steps or epochs done, a signal, time up); else :meth:`train_step` takes one AdamW step. Every
@@ -374,10 +374,10 @@ class Trainer:
         state.optimizer = None  # do not keep references to a copy around
 
 
-def fit(model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
-        optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
-        on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None
-        ) -> TrainerState:
+def train_loop(model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
+               optimizer: Optional[torch.optim.Optimizer] = None, on_progress: Optional[OnProgress] = None,
+               on_checkpoint: Optional[OnCheckpoint] = None, report_every: int = 10, dist: Optional[Dist] = None
+               ) -> TrainerState:
     """Train ``model`` on ``task`` until a stop condition (see :class:`Trainer`); returns the final state.
 
     Pass ``state`` to resume a run exactly. With ``dist`` (a torchrun job) the model trains as DDP and the
