@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_cli
+from conftest import one_line_error, run_cli
 from textrnn.api import load
 
 pytest.importorskip("starlette", reason="the serve extra (starlette, uvicorn) is not installed")
@@ -99,7 +99,7 @@ def test_a_client_that_goes_away_frees_its_stream(server):
         if httpx.get(server.url + "/healthz").json()["streams"] == 0:
             break
         time.sleep(0.05)
-    assert httpx.get(server.url + "/healthz").json() == {"status": "ok", "streams": 0}
+    assert httpx.get(server.url + "/healthz").json() == {"status": "ok", "streams": 0, "admitted": 0, "queued": 0}
 
 
 def test_sigterm_cuts_running_streams_cleanly_and_exits_0(lm_run, tmp_path):
@@ -189,3 +189,59 @@ def test_the_page_streams_a_prompts_text_and_classifies_in_a_browser(server, lm_
         assert re.fullmatch(r"1 \(\d+\.\d%\)", field("label").text), field("label").text
     finally:
         browser.quit()
+
+
+def _idle(server, seconds=10.0):
+    """Wait (bounded) until the server holds no stream and no slot; its last /healthz."""
+    for _ in range(int(seconds / 0.05)):
+        health = httpx.get(server.url + "/healthz").json()
+        if health["streams"] == 0 and health["admitted"] == 0:
+            break
+        time.sleep(0.05)
+    return health
+
+
+def test_a_plain_generate_whose_client_goes_away_frees_its_streams(server):
+    """A non-streaming /generate ran to its end (here 100,000 tokens x 4) after its client left."""
+    with pytest.raises(httpx.ReadTimeout):
+        httpx.post(server.url + "/generate", json={"length": 100000, "num_samples": 4}, timeout=0.5)
+    assert _idle(server)["admitted"] == 0
+
+
+def test_other_sites_pages_are_refused(server):
+    url = server.url + "/generate"
+    assert httpx.post(url, content=b'{"length": 5}', headers={"Content-Type": "text/plain"}).status_code == 415
+    assert httpx.post(url, json={"length": 5}, headers={"Host": "rebound.example:8000"}).status_code == 400
+    assert httpx.post(url, json={"length": 5}, headers={"Origin": "http://evil.example"}).status_code == 403
+    assert httpx.post(url, json={"length": 5}, headers={"Origin": server.url}).status_code == 200
+
+
+def test_connections_beyond_max_connections_get_503(lm_run, tmp_path):
+    server = Server(tmp_path, "-c", str(lm_run), "--max-connections", "2", "--max-length", "100000000")
+    try:
+        with httpx.Client(timeout=30) as a, httpx.Client(timeout=30) as b:
+            with a.stream("POST", server.url + "/generate", json={"length": 100000000, "stream": True}) as held:
+                lines = held.iter_lines()
+                next(lines)
+                assert b.get(server.url + "/healthz").status_code == 200  # the second connection
+                refused = httpx.get(server.url + "/healthz")  # a third
+                assert refused.status_code == 503
+        assert _idle(server)["admitted"] == 0
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+def test_a_shutdown_timeout_that_is_not_a_number_of_seconds_is_a_usage_error(value):
+    """--shutdown-timeout nan was a traceback (int(nan) when the server was being set up)."""
+    one_line_error(run_cli(["serve", "--shutdown-timeout", value]), "--shutdown-timeout must be a number of seconds")
+
+
+def test_an_import_error_that_is_not_the_extras_propagates(monkeypatch):
+    """Only a missing web library means "install the serve extra"; any other ImportError inside the
+    server's modules is a bug, and was reported as a missing extra."""
+    monkeypatch.setitem(sys.modules, "textrnn.serve.jobs", None)  # import textrnn.serve.jobs now fails
+    monkeypatch.delitem(sys.modules, "textrnn.serve.app", raising=False)
+    with pytest.raises(ImportError) as e:
+        run_cli(["serve"])
+    assert e.value.name == "textrnn.serve.jobs"

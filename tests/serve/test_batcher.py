@@ -8,6 +8,7 @@ import pytest
 from textrnn.api import load
 from textrnn.errors import TextRNNError
 from textrnn.serve.batcher import PREFILL_CHUNK, SHUTTING_DOWN, Batcher
+from textrnn.serve.jobs import Job
 from textrnn.serve.limits import Limits
 from textrnn.serve.models import load_models
 from textrnn.serve.requests import RequestError, Sampling, parse_generate, parse_json, parse_texts
@@ -274,3 +275,165 @@ def test_stop_strings_and_banned_words_per_request(batcher, lm):
         with pytest.raises(RequestError, match=message.replace("[", r"\[").replace("]", r"\]")):
             sampling, _ = parse_generate(bad, LIMITS, 11, None)
             batcher.submit(sampling)
+
+
+# -- slots are released once, whatever moment a job ends (issue 23, defect 2) ---------------------
+def _until(condition, seconds=10.0):
+    """Wait (bounded) for ``condition()``; its last value."""
+    deadline = threading.Event()
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return True
+        deadline.wait(0.02)
+    return condition()
+
+
+def test_a_job_cancelled_while_its_prompt_runs_frees_its_slots(lm_run, tiny_corpus):
+    """A job cancelled during a chunk of its prompt (more than one chunk long) used to be dropped
+    without its slots: 16 samples of it and a 16-stream server answered "busy" for good."""
+    lm = load(lm_run)
+    b = Batcher(lm, max_streams=16)
+    prompt = tiny_corpus.read_text()[: PREFILL_CHUNK * 2 + 10]
+    jobs = []
+
+    def cancel_during_the_chunk(module, args):  # the job is cancelled while its chunk runs
+        for job in jobs:
+            job.cancel()
+
+    hook = lm.model.encoder.register_forward_pre_hook(cancel_during_the_chunk)
+    try:
+        for _ in range(3):
+            jobs.append(b.submit(Sampling(prompt=prompt, length=50, seed=1, num_samples=16)))
+            assert _until(lambda: b.streams == 0 and b.admitted == 0), (b.streams, b.admitted)
+            jobs.clear()
+        hook.remove()
+        assert len(b.submit(Sampling(prompt="a", length=5, num_samples=16)).result(10)) == 16
+    finally:
+        hook.remove()
+        b.close()
+
+
+class _CancelledBetweenTwoLooks(Job):
+    """A job whose cancel lands between two looks at it: the first look after ``cancel`` still sees it running."""
+
+    late = False
+
+    @property
+    def ended(self):
+        if self.late:
+            self.late = False
+            return False
+        return super().ended
+
+    def cancel(self):
+        self.late = True
+        super().cancel()
+
+
+class _Stepper:
+    """The batcher's stepper, with ``before(ids)`` called before each step (it may raise)."""
+
+    def __init__(self, stepper, before):
+        self.stepper, self.before = stepper, before
+
+    def __call__(self, ids, *rest):
+        self.before(ids)
+        return self.stepper(ids, *rest)
+
+    def __getattr__(self, name):
+        return getattr(self.stepper, name)
+
+
+def test_a_stream_is_released_once_when_its_cancel_lands_between_two_looks(lm):
+    """_leave looked at each stream's end twice: a cancel between the looks (in a step where another
+    stream ended) released its slot twice, and the server then admitted more than --max-streams."""
+    b = Batcher(lm, max_streams=2)
+    jobs = {}
+
+    def cancel_in_the_last_step_of_short(ids):
+        if "short" in jobs and jobs["short"].tokens == 4 and not jobs["long"].cancelled:
+            jobs["long"].cancel()
+
+    b._stepper = _Stepper(b._stepper, cancel_in_the_last_step_of_short)
+    try:
+        jobs["long"] = b.submit(Sampling(prompt="a", length=10**9, seed=1))
+        jobs["long"].__class__ = _CancelledBetweenTwoLooks
+        assert jobs["long"].wait(10)
+        jobs["short"] = b.submit(Sampling(prompt="a", length=5, seed=2))
+        assert _until(lambda: jobs["long"].ended and jobs["short"].ended and b.streams == 0)
+        running = [b.submit(Sampling(prompt="a", length=10**9)) for _ in range(2)]
+        with pytest.raises(RequestError, match="busy: 2 of its 2 streams"):
+            b.submit(Sampling(prompt="a"))
+        for r in running:
+            r.cancel()
+        assert _until(lambda: b.streams == 0 and b.admitted == 0)
+    finally:
+        b.close()
+
+
+# -- a failing step ends only the jobs that cannot be run (issue 23, defect 8) ---------------------
+def test_a_step_that_fails_for_a_large_batch_is_retried_in_smaller_groups(lm):
+    """A step that fails for more than two rows (say the device runs out of memory) used to end
+    every running stream; now its rows are stepped in smaller groups and every job goes on, its
+    text the one generate gives."""
+    b = Batcher(lm)
+
+    def out_of_memory(ids):
+        if ids.shape[0] > 2:
+            raise RuntimeError("CUDA out of memory (simulated)")
+
+    try:
+        b._stepper = _Stepper(b._stepper, out_of_memory)
+        asked = ((1, 1), (2, 2), (3, 1), (4, 1))  # (seed, samples)
+        jobs = [b.submit(Sampling(prompt="First", length=60, seed=s, num_samples=n)) for s, n in asked]
+        for (s, n), job in zip(asked, jobs):
+            assert job.result(10) == [solo(lm, "First", 60, seed=s + j) for j in range(n)]
+        assert _until(lambda: b.streams == 0 and b.admitted == 0)
+    finally:
+        b.close()
+
+
+def test_a_row_that_fails_alone_ends_its_job_only_with_a_500(lm):
+    b = Batcher(lm)
+    try:
+        bad = b.submit(Sampling(prompt="a", length=10**6, seed=9))
+
+        def poisoned(ids):  # every step with one of the bad job's rows in it fails
+            if any(s.job is bad for s in b._rows):
+                raise RuntimeError("a step that cannot be run (simulated)")
+
+        b._stepper = _Stepper(b._stepper, poisoned)
+        good = [b.submit(Sampling(prompt="The ", length=80, seed=s, num_samples=2)) for s in (1, 2)]
+        with pytest.raises(RequestError, match="generation failed") as e:
+            bad.result(10)
+        assert e.value.status == 500 and bad.error_status == 500
+        for s, job in zip((1, 2), good):
+            assert job.result(10) == [solo(lm, "The ", 80, seed=s + j) for j in range(2)]
+        assert _until(lambda: b.streams == 0 and b.admitted == 0)
+        assert b.submit(Sampling(prompt="a", length=20, seed=5)).result(10) == [solo(lm, "a", 20, seed=5)]
+    finally:
+        b.close()
+
+
+def test_a_prompt_whose_run_fails_ends_its_job_only(lm_run):
+    """A failure while the prompts run ends only the jobs whose prompt fails alone."""
+    lm = load(lm_run)
+    b = Batcher(lm)
+    bad_id = int(lm.tokenizer.encode("j")[0])
+
+    def poisoned(module, args):
+        if (args[0] == bad_id).any():
+            raise RuntimeError("a prompt that cannot be run (simulated)")
+
+    hook = lm.model.encoder.register_forward_pre_hook(poisoned)
+    try:
+        jobs = [b.submit(Sampling(prompt=p, length=40, seed=3)) for p in ("The c", "jThe ", "The d")]
+        with pytest.raises(RequestError, match="generation failed") as e:
+            jobs[1].result(10)
+        assert e.value.status == 500
+        hook.remove()
+        assert [jobs[0].result(10), jobs[2].result(10)] == [[solo(lm, p, 40, seed=3)] for p in ("The c", "The d")]
+        assert _until(lambda: b.streams == 0 and b.admitted == 0)
+    finally:
+        hook.remove()
+        b.close()

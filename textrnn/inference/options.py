@@ -22,16 +22,14 @@ TEMPERATURES = (1e-3, 1e3)  # beyond them float32 logits overflow or vanish: --g
 
 
 def _option(default: Any, help: str, *, flag: str, short: Optional[str] = None, alias: Optional[str] = None,
-            command: bool = True,
-            low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
+            command: bool = True, low: Optional[float] = None, high: Optional[float] = None, low_open: bool = False,
             high_is_vocab: bool = False, unless: Optional[str] = None, hint: str = "", escapes: bool = False,
             metavar: Optional[str] = None) -> Any:
     """One sampling option (a dataclass field). ``flag``: the command line's (``--temp``; ``short`` and ``alias``
-    too); ``command``: whether
-    ``--interactive`` has it as ``/<flag>``; ``low`` / ``high`` (``low_open``: excluded; ``high_is_vocab``: the
-    vocabulary size) bound a number, or each string's length for a list (a tuple default: repeatable);
-    ``unless``: a boolean option under which the bounds are not checked; ``hint``: what the error adds;
-    ``escapes``: text front ends read ``\\n``, ``\\t`` and ``\\\\`` in it."""
+    too); ``command``: whether ``--interactive`` has it as ``/<flag>``; ``low`` / ``high`` (``low_open``:
+    excluded; ``high_is_vocab``: the vocabulary size) bound a number, or each string's length for a list (a
+    tuple default: repeatable); ``unless``: a boolean option under which the bounds are not checked; ``hint``:
+    what the error adds; ``escapes``: text front ends read ``\\n``, ``\\t`` and ``\\\\`` in it."""
     return dataclasses.field(default=default, metadata={
         "help": help, "flag": flag, "short": short, "alias": alias, "command": command, "low": low, "high": high,
         "low_open": low_open, "high_is_vocab": high_is_vocab, "unless": unless, "hint": hint, "escapes": escapes,
@@ -85,10 +83,6 @@ class SamplingOptions:
         """What a record of a sample repeats about how it was drawn (not the seed nor the count)."""
         return {f.name: list(v) if isinstance(v := getattr(self, f.name), tuple) else v for f in self.fields()
                 if f.name not in ("num_samples", "seed")}
-
-    def options(self) -> "SamplingOptions":
-        """The options alone (of a subclass that adds other fields)."""
-        return SamplingOptions(**{f.name: getattr(self, f.name) for f in self.fields()})
 
 
 def bound_problem(f: dataclasses.Field, value: Any, options: Any, vocab_size: Optional[int]) -> Optional[str]:

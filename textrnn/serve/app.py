@@ -2,26 +2,44 @@
 
 Endpoints: ``GET /`` (the page), ``GET /healthz``, ``GET /models``, ``POST /generate`` (JSON, or
 server-sent events with ``"stream": true``), ``POST /classify``, ``POST /evaluate``. Every
-refusal is JSON ``{"error": ..., "field": ...}`` with a 4xx status (5xx: the server's fault),
-and the server goes on serving.
+refusal is JSON ``{"error": ..., "field": ...}`` with a 4xx status (5xx: the server's fault: 500
+a failure, 503 busy or shutting down), and the server goes on serving.
+
+What other sites' pages cannot do (a page the user visits may send requests to 127.0.0.1): a
+request whose ``Host`` is not one of the server's names is refused (400; a page that made its
+own name point at this server, DNS rebinding, sends its own name), one whose ``Origin`` is
+another site is refused (403), and a POST body must be ``Content-Type: application/json`` (415;
+a page cannot send that to another site without asking it first). A body must arrive within
+``--body-timeout`` (408) and hold at most ``--max-body-bytes`` (413).
+
+Work nobody waits for stops: a /generate whose client goes away (streaming or not, before or
+after its response starts) is cancelled, its streams freed; /classify and /evaluate run one at a
+time, at most ``--max-queue`` of them waiting or running (503 beyond), and one whose client
+has gone is not run.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import ipaddress
 import json
 import logging
 import signal
 from contextlib import asynccontextmanager
 from importlib import resources
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Awaitable, Callable, Iterable, Optional
+from urllib.parse import urlsplit
 
 import anyio
 import uvicorn
 from starlette.applications import Starlette
+from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import TextRNNError
 from ..inference.scoring import score_texts
@@ -32,23 +50,120 @@ from .requests import RequestError, model_name, parse_generate, parse_json, pars
 
 logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+LOOPBACK_NAMES = ("127.0.0.1", "localhost", "::1")
+WILDCARDS = ("0.0.0.0", "::", "")
+CLOSE_AFTER = (408, 413, 415)  # refusals that may leave a body unread: the connection closes
 
 
-def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INTERVAL) -> Starlette:
+@dataclasses.dataclass(frozen=True)
+class Hosts:
+    """The names (``Host`` headers, port aside) a server answers to: ``names``, and with
+    ``addresses`` any IP address (a server on every interface; an address cannot be a DNS
+    rebinding), with ``anything`` any name at all (``--allow-host '*'``: no rebinding guard)."""
+
+    names: frozenset = frozenset(LOOPBACK_NAMES)
+    addresses: bool = False
+    anything: bool = False
+
+    @classmethod
+    def bound_to(cls, host: str, allow: Iterable[str] = ()) -> "Hosts":
+        """For a server listening on ``host``: that name, the loopback names when it is a loopback
+        address or every interface, and the names ``allow`` (``textrnn serve --allow-host``)."""
+        allow = [_host_name(a) for a in allow]
+        names = {_host_name(host), *(a for a in allow if a != "*")}
+        wildcard = host in WILDCARDS
+        if wildcard or _is_loopback(host):
+            names.update(LOOPBACK_NAMES)
+        return cls(frozenset(names - {""}), wildcard, "*" in allow)
+
+    def allows(self, header: str) -> bool:
+        name = _host_name(header)
+        return self.anything or name in self.names or (self.addresses and _is_address(name))
+
+
+def _host_name(header: str) -> str:
+    """The name in a Host header (or an address), lower case, without its port or IPv6 brackets."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return (header.rpartition(":")[0] if header.count(":") == 1 else header).rstrip(".")
+
+
+def _is_address(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_loopback(name: str) -> bool:
+    return name == "localhost" or (_is_address(name) and ipaddress.ip_address(name).is_loopback)
+
+
+class _Guard:
+    """Refuses a request whose ``Host`` is not one of ``hosts`` (400) or whose ``Origin`` is not the
+    server's own (403): what a page of another site sends, or a page that rebound its name to this server."""
+
+    def __init__(self, app: ASGIApp, hosts: Hosts):
+        self.app, self.hosts = app, hosts
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        refusal = _refusal(Headers(scope=scope), self.hosts) if scope["type"] == "http" else None
+        if refusal is None:
+            await self.app(scope, receive, send)
+        else:
+            await _refused_response(refusal, close=True)(scope, receive, send)
+
+
+def _refusal(headers: Headers, hosts: Hosts) -> Optional[RequestError]:
+    host, origin = headers.get("host"), headers.get("origin")
+    if host is not None and not hosts.allows(host):
+        return RequestError(400, f"this server does not answer to the name {_host_name(host)!r}; to serve it under "
+                                 "that name, start it with --allow-host NAME")
+    if origin is not None:
+        parts = urlsplit(origin)
+        if parts.scheme not in ("http", "https") or host is None or parts.netloc.lower() != host.strip().lower():
+            return RequestError(403, f"requests from other sites' pages (Origin {origin!r}) are refused; only this "
+                                     "server's own page may call it")
+    return None
+
+
+class _ClientGone(Exception):
+    """The client went away before its answer was ready: nobody reads what the server sends."""
+
+
+def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INTERVAL,
+               hosts: Hosts = Hosts()) -> Starlette:
     """The application serving ``models`` within ``limits``, streaming an event per stream at most
-    every ``event_interval`` seconds; its shutdown closes the models' batchers."""
+    every ``event_interval`` seconds, answering to ``hosts`` (default: the loopback names); its
+    shutdown closes the models' batchers."""
     page = resources.files(__package__).joinpath("page.html").read_text(encoding="utf-8")
     work = anyio.CapacityLimiter(1)  # classify and evaluate run one at a time, beside the step loops
+    queued = [0]  # classify and evaluate requests running or waiting for ``work``
 
     async def body_of(request: Request) -> dict[str, Any]:
-        return parse_json(await _read(request, limits.max_body_bytes))
+        return parse_json(await _read(request, limits))
+
+    async def in_turn(request: Request, function: Callable, *args: Any) -> Any:
+        """``function(*args)`` in a thread, after the classify/evaluate work before it (503 when
+        --max-queue requests wait already); not run, or its result dropped, if the client goes away."""
+        if queued[0] >= limits.max_queue:
+            raise RequestError(503, f"the server is busy: {queued[0]} /classify and /evaluate requests (its "
+                                    "--max-queue) are running or waiting; try again shortly")
+        queued[0] += 1
+        try:
+            return await _while_connected(request, lambda: anyio.to_thread.run_sync(function, *args, limiter=work))
+        finally:
+            queued[0] -= 1
 
     async def index(request: Request) -> Response:
         return HTMLResponse(page)
 
     async def healthz(request: Request) -> Response:
-        streams = sum(s.batcher.streams for s in models.served.values() if s.batcher is not None)
-        return JSONResponse({"status": "ok", "streams": streams})
+        batchers = [s.batcher for s in models.served.values() if s.batcher is not None]
+        return JSONResponse({"status": "ok", "streams": sum(b.streams for b in batchers),
+                             "admitted": sum(b.admitted for b in batchers), "queued": queued[0]})
 
     async def list_models(request: Request) -> Response:
         return JSONResponse({"models": models.describe()})
@@ -60,22 +175,20 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
         sampling, stream = parse_generate(body, limits, lm.tokenizer.vocab_size, lm.conditions)
         job = served.batcher.submit(sampling)
         if stream:
-            events = _events(job, served.name, event_interval)
-            return StreamingResponse(events, media_type="text/event-stream", headers=SSE_HEADERS)
+            return _EventStream(job, served.name, event_interval)
         try:
-            async for _ in job.updates():
-                pass
+            await _while_connected(request, lambda: _finished(job))
         finally:
             job.cancel()  # (a no-op once it has ended)
         if job.error:
-            raise RequestError(503, job.error)
+            raise RequestError(job.error_status, job.error)
         return JSONResponse(_result(job, served.name))
 
     async def classify(request: Request) -> Response:
         body = await body_of(request)
         served = models.pick("classify", model_name(body))
         texts, _ = parse_texts(body, limits)
-        probs = await anyio.to_thread.run_sync(served.trained.predict_proba, texts, limiter=work)
+        probs = await in_turn(request, served.trained.predict_proba, texts)
         labels = served.trained.labels
         results = [{"label": labels[int(p.argmax())], "probability": float(p.max()),
                     "probabilities": {str(label): float(x) for label, x in zip(labels, p)}} for p in probs]
@@ -85,14 +198,20 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
         body = await body_of(request)
         served = models.pick("lm", model_name(body))
         texts, _ = parse_texts(body, limits)
-        rows = await anyio.to_thread.run_sync(_score, served, texts, limiter=work)
+        rows = await in_turn(request, _score, served, texts)
         return JSONResponse({"model": served.name, "results": rows})
 
     routes = [Route("/", index), Route("/healthz", healthz), Route("/models", list_models),
               Route("/generate", generate, methods=["POST"]), Route("/classify", classify, methods=["POST"]),
               Route("/evaluate", evaluate, methods=["POST"])]
     handlers: dict[Any, Callable] = {RequestError: _refused, TextRNNError: _refused, HTTPException: _http_error,
-                                     Exception: _server_error}
+                                     _ClientGone: _nobody, Exception: _server_error}
+    return Starlette(routes=routes, exception_handlers=handlers, lifespan=_closing(models),
+                     middleware=[Middleware(_Guard, hosts=hosts)])
+
+
+def _closing(models: Models) -> Callable:
+    """The application's lifespan: at its shutdown the models' batchers close."""
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -101,25 +220,69 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
         finally:
             models.close()
 
-    return Starlette(routes=routes, exception_handlers=handlers, lifespan=lifespan)
+    return lifespan
 
 
-async def _read(request: Request, limit: int) -> bytes:
-    """The request body, refused (413) as soon as it passes ``limit`` bytes."""
+async def _read(request: Request, limits: Limits) -> bytes:
+    """The request body: JSON by its Content-Type (else 415), refused (413) as soon as it passes
+    ``--max-body-bytes``, or (408) when it has not all come within ``--body-timeout`` seconds."""
+    kind = request.headers.get("content-type", "")
+    if kind.partition(";")[0].strip().lower() != "application/json":
+        raise RequestError(415, f"the body must be JSON sent with Content-Type: application/json, got "
+                                f"{kind or 'no Content-Type'!r}")
+    limit = limits.max_body_bytes
     too_large = RequestError(413, f"the body is larger than {limit} bytes (the server's --max-body-bytes)")
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
         raise too_large
-    chunks, size = [], 0
-    try:
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise too_large
-            chunks.append(chunk)
-    except ClientDisconnect:
-        raise RequestError(400, "the client went away before sending the whole body") from None
+    chunks: list[bytes] = []
+    size = 0
+    with anyio.move_on_after(limits.body_timeout) as timer:
+        try:
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    chunks.clear()
+                    raise too_large
+                chunks.append(chunk)
+        except ClientDisconnect:
+            raise RequestError(400, "the client went away before sending the whole body") from None
+    if timer.cancelled_caught:
+        chunks.clear()  # (the exception's frame would hold them)
+        raise RequestError(408, f"the body did not arrive within {limits.body_timeout} s (the server's "
+                                "--body-timeout)")
     return b"".join(chunks)
+
+
+async def _while_connected(request: Request, work: Callable[[], Awaitable[Any]]) -> Any:
+    """``await work()``, cancelled if the client goes away first (then :class:`_ClientGone`). Only
+    once the body has been read: what comes from the client next is its going away."""
+    outcome: list = []
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        scope.cancel()
+
+    async with anyio.create_task_group() as group:
+        scope = group.cancel_scope
+        group.start_soon(watch)
+        try:
+            outcome.append((True, await work()))
+        except Exception as e:  # (raised below, outside the task group: not as an ExceptionGroup)
+            outcome.append((False, e))
+        scope.cancel()
+    if not outcome:
+        raise _ClientGone()
+    done, value = outcome[0]
+    if not done:
+        raise value
+    return value
+
+
+async def _finished(job: Job) -> None:
+    async for _ in job.updates():
+        pass
 
 
 def _score(served: Served, texts: list[str]) -> list[dict[str, Any]]:
@@ -134,6 +297,23 @@ def _score(served: Served, texts: list[str]) -> list[dict[str, Any]]:
                                     "token; give at least two", "texts")
         row["loss"] = row["nats"] / (row["tokens"] - 1)
     return rows
+
+
+class _EventStream(StreamingResponse):
+    """``job`` as server-sent events (:func:`_events`); cancelled whenever the response ends, also
+    when the client went away before it started (then the events' generator never runs)."""
+
+    def __init__(self, job: Job, name: str, every: float):
+        super().__init__(_events(job, name, every), media_type="text/event-stream", headers=SSE_HEADERS)
+        self.job = job
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        except ClientDisconnect:  # (ASGI 2.4 servers: sending to a closed connection) nobody to tell
+            pass
+        finally:
+            self.job.cancel()
 
 
 async def _events(job: Job, name: str, every: float) -> AsyncIterator[str]:
@@ -160,8 +340,17 @@ def _result(job: Job, name: str) -> dict[str, Any]:
 
 async def _refused(request: Request, exc: TextRNNError) -> Response:
     if isinstance(exc, RequestError):
-        return JSONResponse(exc.body(), status_code=exc.status)
+        return _refused_response(exc)
     return JSONResponse({"error": " ".join(str(exc).split()), "field": None}, status_code=422)
+
+
+def _refused_response(exc: RequestError, close: bool = False) -> Response:
+    headers = {"Connection": "close"} if close or exc.status in CLOSE_AFTER else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+async def _nobody(request: Request, exc: _ClientGone) -> Response:
+    return Response(status_code=499)  # (nginx's "client closed request": nobody receives it)
 
 
 async def _http_error(request: Request, exc: HTTPException) -> Response:
@@ -197,9 +386,12 @@ class _Server(uvicorn.Server):
 
 
 def serve(models: Models, limits: Limits, host: str = "127.0.0.1", port: int = 8000, *, grace: float = 5.0,
-          event_interval: float = EVENT_INTERVAL, on_ready: Callable[[str], None] = lambda url: None) -> None:
+          event_interval: float = EVENT_INTERVAL, allow_hosts: Iterable[str] = (),
+          on_ready: Callable[[str], None] = lambda url: None) -> None:
     """Serve ``models`` until SIGTERM or Ctrl-C; ``on_ready`` gets the URL once it listens (``port``
-    0: a free one)."""
-    config = uvicorn.Config(create_app(models, limits, event_interval), host=host, port=port, log_level="warning",
-                            access_log=False, lifespan="on", timeout_graceful_shutdown=int(grace) + 2)
+    0: a free one). It answers to the names of :meth:`Hosts.bound_to` (``host`` and ``allow_hosts``)."""
+    app = create_app(models, limits, event_interval, Hosts.bound_to(host, allow_hosts))
+    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="on",
+                            timeout_graceful_shutdown=int(grace) + 2,
+                            limit_concurrency=limits.max_connections + 1)  # (uvicorn counts the new one too)
     _Server(config, models, grace, on_ready).run()

@@ -17,16 +17,22 @@ a near tie).
 
 A request's consumer reads its :class:`~textrnn.serve.jobs.Job`; the step loop wakes a waiting
 consumer once per step at most, so a slow reader gets the tokens of several steps at once.
+
+Every admitted stream holds a slot (``max_streams`` in all) from :meth:`Batcher.submit` until the
+step loop lets it go, exactly once, whenever its job ends (finished, cancelled while its prompt
+runs or between two steps, failed, cut at shutdown). A step that fails (say the device runs out of
+memory) is tried again on smaller groups of its rows, down to one row: only the jobs whose rows
+fail alone end, with a server error (:data:`GENERATION_FAILED`, HTTP 500); a prompt whose run
+fails is tried again alone. A failure anywhere else ends every job (500), and the loop goes on.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from typing import Any, Optional
 
 import torch
 
@@ -35,11 +41,12 @@ from ..inference import state as states
 from ..inference.generate import banned_ids, encode_prompt
 from ..inference.sampling import draws_for, new_seed, pick
 from ..inference.stepper import Stepper, prefill
-from .jobs import Job
+from .jobs import Job, wake
 from .requests import RequestError, Sampling
 
 logger = logging.getLogger(__name__)
 SHUTTING_DOWN = "the server is shutting down"
+GENERATION_FAILED = "the generation failed (a server error; the server's log says why)"
 
 
 PREFILL_CHUNK = 128
@@ -82,7 +89,9 @@ class Batcher:
         self._cond = threading.Condition()
         self._joining: list[Job] = []  # submitted, not yet seen by the step loop
         self._prefilling: list[_Prefill] = []  # their prompts being run
-        self._admitted = 0  # streams of the jobs joining or running
+        self._admitted = 0  # slots taken: streams of the jobs joining or running (what max_streams bounds)
+        self._held: dict[Job, int] = {}  # slots each job the step loop has taken still holds
+        self._live = 0  # streams being prefilled or in the batch, as of the step loop's last iteration
         self._closing_at: Optional[float] = None
         self._stopped = False
         self._rows: list[_Stream] = []  # the running streams, in the batch's row order
@@ -96,7 +105,14 @@ class Batcher:
 
     @property
     def streams(self) -> int:
-        """Streams joining or running now."""
+        """Streams joining, having their prompt run, or in the batch: counted from those lists (at
+        rest, 0; with no slot leaked, equal to :attr:`admitted`)."""
+        with self._cond:
+            return self._live + sum(job.sampling.num_samples for job in self._joining)
+
+    @property
+    def admitted(self) -> int:
+        """Slots taken (what ``max_streams`` bounds): a stream's from its submit until the step loop lets it go."""
         return self._admitted
 
     def submit(self, sampling: Sampling) -> Job:
@@ -144,30 +160,47 @@ class Batcher:
                         self._cond.wait()
                     if self._stopped:
                         break
-                    joining, self._joining = self._joining, []
+                    joining = self._take_joining()
                 try:
                     self._iterate(joining)
-                except Exception:  # a bug: its streams end with an error, the server goes on
+                except Exception:  # a failure not isolated to some jobs: they all end, the server goes on
                     logger.exception("generation failed")
-                    self._fail_all(joining, "the generation failed (a server error)")
+                    self._fail_all(GENERATION_FAILED, 500)
+                self._publish()
                 self._wake()
-            self._fail_all(self._joining, SHUTTING_DOWN)
+            with self._cond:
+                self._take_joining()
+            self._fail_all(SHUTTING_DOWN, 503)
             self._wake()
+
+    def _take_joining(self) -> list[Job]:
+        """The jobs submitted since the last call, now held by the step loop (call with ``_cond`` held)."""
+        joining, self._joining = self._joining, []
+        for job in joining:
+            self._held[job] = job.sampling.num_samples
+        return joining
+
+    def _publish(self) -> None:
+        """Count the streams the step loop holds, for :attr:`streams`."""
+        live = len(self._rows) + sum(p.job.sampling.num_samples for p in self._prefilling)
+        with self._cond:
+            self._live = live
 
     def _iterate(self, joining: list[Job]) -> None:
         """Cut everything past the drain's deadline; run the prompts of the joining (a chunk
-        each); those done join the batch, the ended leave; then one step."""
+        each); those done join the batch, the ended leave; then one step, and the ended leave."""
         if self._closing_at is not None and time.monotonic() >= self._closing_at:
-            for job in [*joining, *(p.job for p in self._prefilling), *(s.job for s in self._rows)]:
-                job._end(SHUTTING_DOWN)
+            self._fail_all(SHUTTING_DOWN, 503)
+            return
         for job in joining:
             if job.sampling.length == 0:  # nothing to generate
                 job._end()
             self._prefilling.append(_Prefill(job))
-        self._prefill()
+        self._prefill_isolated()
         self._leave()
         if self._rows:
-            self._step()
+            self._step_isolated()
+            self._leave()  # (the finished free their slots before their consumers wake)
 
     def _prefill(self) -> None:
         """Run the next chunk (up to :data:`PREFILL_CHUNK` tokens) of every prompt being run, one
@@ -175,9 +208,7 @@ class Batcher:
         :func:`~textrnn.inference.generate.run_prefix`) joins the batch. Ended jobs leave."""
         groups: dict[tuple[int, bool], list[_Prefill]] = {}
         for p in self._prefilling:
-            if p.job.ended:
-                self._release(p.job, p.job.sampling.num_samples)
-            else:
+            if not p.job.ended:  # (an ended job leaves below)
                 groups.setdefault((min(PREFILL_CHUNK, len(p.ids) - p.done), p.state is None), []).append(p)
         for (n, fresh), group in groups.items():
             if n:
@@ -186,11 +217,43 @@ class Batcher:
                 rows = prefill(self.lm.model, ids, None if fresh else states.stack([p.state for p in group]), labels)
                 for k, p in enumerate(group):
                     p.state, p.done = states.row(rows, k), p.done + n
-        self._prefilling = [p for p in self._prefilling if not p.job.ended and p.done < len(p.ids)]
-        for group in groups.values():
-            for p in group:
-                if p.done == len(p.ids):
-                    self._join(p.job, p.state or self._stepper.initial_state(1, self._device))
+        self._prefilled()
+
+    def _prefilled(self) -> None:
+        """After a chunk: each job being prefilled is looked at once; ended, it leaves (its slots
+        freed, whenever it ended); with its prompt done, it joins the batch (a join that fails ends it)."""
+        waiting, ready = [], []
+        for p in self._prefilling:
+            if p.job.ended:
+                self._release(p.job)
+            else:
+                (waiting if p.done < len(p.ids) else ready).append(p)
+        self._prefilling = waiting
+        for p in ready:
+            try:
+                self._join(p.job, p.state or self._stepper.initial_state(1, self._device))
+            except Exception:
+                logger.exception("a job could not join the batch")
+                self._fail(p.job)
+
+    def _prefill_isolated(self) -> None:
+        """:meth:`_prefill`; where that fails, each prompt is run alone, and a job whose prompt still fails ends."""
+        try:
+            self._prefill()
+            return
+        except Exception:
+            logger.exception("running the prompts failed; each is tried alone")
+        everyone, kept = self._prefilling, []
+        for p in everyone:
+            self._prefilling = [p]
+            try:
+                self._prefill()  # (a prompt that ran before the failure just runs its next chunk)
+            except Exception:
+                logger.exception("a prompt's run failed")
+                self._fail(p.job)
+            else:
+                kept.extend(self._prefilling)
+        self._prefilling = kept
 
     def _join(self, job: Job, state: list) -> None:
         """``job``'s streams join the batch, from ``state`` (1 row) after its prompt but the last token."""
@@ -203,18 +266,34 @@ class Batcher:
         self._rows.extend(_Stream(job, j, d) for j, d in enumerate(draws))
         self._labels = None
 
-    def _release(self, job: Job, streams: int) -> None:
-        """``streams`` of ``job``'s streams are done with; its consumer hears of it."""
+    def _release(self, job: Job, streams: Optional[int] = None) -> None:
+        """``streams`` of ``job``'s slots (None: all it still holds) are free again; never more than
+        it holds, so a slot is freed once however often its end is seen. Its consumer hears of it."""
+        held = self._held.get(job, 0)
+        n = held if streams is None else min(streams, held)
+        if held > n:
+            self._held[job] = held - n
+        else:
+            self._held.pop(job, None)
         self._touched[job] = None
         with self._cond:
-            self._admitted -= streams
+            self._admitted -= n
+
+    def _fail(self, job: Job) -> None:
+        """``job`` cannot be run: it ends with a server error and frees its slots (its rows still in
+        the batch, if any, leave at the next :meth:`_leave`)."""
+        job._end(GENERATION_FAILED, 500)
+        self._release(job)
 
     def _leave(self) -> None:
-        keep = [k for k, s in enumerate(self._rows) if not s.gone]
-        if len(keep) == len(self._rows):
+        """The streams that have ended leave the batch (each stream's end is read once: a cancel
+        may come from another thread at any moment)."""
+        gone = [s.gone for s in self._rows]
+        if not any(gone):
             return
-        for s in self._rows:
-            if s.gone:
+        keep = [k for k, g in enumerate(gone) if not g]
+        for s, g in zip(self._rows, gone):
+            if g:
                 self._release(s.job, 1)
         self._labels = None
         if not keep:
@@ -224,6 +303,71 @@ class Batcher:
         self._rows = [self._rows[k] for k in keep]
         self._state = states.select(self._state, index)
         self._tokens = self._tokens.index_select(0, index)
+
+    def _step_isolated(self) -> None:
+        """One step of the batch (:meth:`_step`). Where it fails, the rows it did not advance are
+        stepped again in halves, down to one row: the jobs whose rows fail alone end with a server
+        error (:meth:`_fail`), the others go on. (A retried row may draw its noise again.)"""
+        rows, state, tokens = self._rows, self._state, self._tokens
+        before = [len(s.job.texts[s.sample]) for s in rows]  # pieces emitted: tells a row the step advanced
+        try:
+            self._step()
+            return
+        except Exception:
+            logger.exception("a step of %d rows failed; its rows are tried again in smaller groups", len(rows))
+        done: list[tuple[list[int], list, torch.Tensor]] = []  # (row numbers, their new state, their tokens)
+        pending: list[list[int]] = []
+        failed: list[int] = []
+
+        def after_failure(ks: list[int]) -> None:
+            rest = self._keep_advanced(ks, rows, before, done)
+            if len(rest) < len(ks):
+                pending.extend([rest] if rest else [])
+            elif len(ks) == 1:
+                failed.append(ks[0])
+            else:
+                pending.extend([ks[: len(ks) // 2], ks[len(ks) // 2 :]])
+
+        after_failure(list(range(len(rows))))
+        while pending:
+            ks = pending.pop()
+            index = torch.tensor(ks, device=self._device)
+            self._rows, self._labels = [rows[k] for k in ks], None
+            self._state, self._tokens = states.select(state, index), tokens.index_select(0, index)
+            try:
+                self._step()
+            except Exception as e:
+                logger.warning("a step of %d rows failed again (%s)", len(ks), e)
+                after_failure(ks)
+            else:
+                done.append((ks, self._state, self._tokens))
+        for k in failed:
+            logger.error("a job's row failed alone: the job ends with an error")
+            self._fail(rows[k].job)
+        self._reassemble(rows, done)
+
+    def _keep_advanced(self, ks: list[int], rows: list, before: list[int], done: list) -> list[int]:
+        """After a failed step of ``rows[ks]`` (the batch as it was tried): the rows it advanced
+        (they emitted their token) go to ``done`` with their new state; the others are returned."""
+        moved = [i for i, k in enumerate(ks) if len(rows[k].job.texts[rows[k].sample]) > before[k]]
+        if moved:
+            index = torch.tensor(moved, device=self._device)
+            done.append(([ks[i] for i in moved], states.select(self._state, index),
+                         self._tokens.index_select(0, index)))
+        moved_set = set(moved)
+        return [k for i, k in enumerate(ks) if i not in moved_set]
+
+    def _reassemble(self, rows: list, done: list[tuple[list[int], list, torch.Tensor]]) -> None:
+        """The batch again from the groups stepped (row numbers into ``rows``), in row order."""
+        order = [k for ks, _, _ in done for k in ks]
+        self._labels = None
+        if not order:
+            self._rows, self._state, self._tokens = [], None, None
+            return
+        perm = torch.tensor(sorted(range(len(order)), key=order.__getitem__), device=self._device)
+        self._state = states.select(states.stack([group_state for _, group_state, _ in done]), perm)
+        self._tokens = torch.cat([group_tokens for _, _, group_tokens in done]).index_select(0, perm)
+        self._rows = [rows[k] for k in sorted(order)]
 
     def _step(self) -> None:
         rows = self._rows
@@ -235,34 +379,17 @@ class Batcher:
             s.emit(token)
             self._touched[s.job] = None
 
-    def _fail_all(self, joining: list[Job], error: str) -> None:
-        for job in [*joining, *(p.job for p in self._prefilling), *(s.job for s in self._rows)]:
-            job._end(error)
-            self._touched[job] = None
-        with self._cond:
-            self._admitted = sum(j.sampling.num_samples for j in self._joining)
+    def _fail_all(self, error: str, status: int) -> None:
+        """Every job the step loop holds frees its slots and leaves, then ends with ``error`` (HTTP ``status``)."""
+        jobs = list(self._held)
+        for job in jobs:
+            self._release(job)
         self._prefilling, self._rows, self._state, self._tokens, self._labels = [], [], None, None, None
+        self._publish()
+        for job in jobs:
+            job._end(error, status)
 
     def _wake(self) -> None:
-        """Wake the consumers waiting for the jobs with news: one call per asyncio loop."""
-        by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
-        for job in self._touched:
-            waker = job._disarm()
-            if waker is None:
-                continue
-            loop, wake = waker
-            if loop is None:
-                wake()
-            else:
-                by_loop.setdefault(loop, []).append(wake)
+        """Wake the consumers waiting for the jobs with news."""
+        wake(self._touched)
         self._touched.clear()
-        for loop, wakes in by_loop.items():
-            try:
-                loop.call_soon_threadsafe(_call_all, wakes)
-            except RuntimeError:  # that loop is closed: nobody is waiting any more
-                pass
-
-
-def _call_all(calls: list[Callable[[], None]]) -> None:
-    for call in calls:
-        call()

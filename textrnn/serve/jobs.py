@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import threading
-from typing import Any, AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Iterable, Optional
 
 from .requests import RequestError, Sampling
 
@@ -32,6 +32,7 @@ class Job:
         self.texts: list[list[str]] = [[] for _ in range(n)]  # every piece so far, per sample
         self.tokens = 0  # generated so far, all samples
         self.error: Optional[str] = None
+        self.error_status = 503  # the HTTP status of ``error``: 503 shutting down, 500 the server's failure
         self.cancelled = False
         self._labelled, self._running = labelled, n
         self._lock = threading.Lock()
@@ -58,12 +59,12 @@ class Job:
 
     def result(self, timeout: Optional[float] = None) -> list[str]:
         """Wait for the end (each wait at most ``timeout``); each sample's whole text. A failed
-        job raises its error as a :class:`~textrnn.serve.requests.RequestError` (503)."""
+        job raises its error as a :class:`~textrnn.serve.requests.RequestError` (its :attr:`error_status`)."""
         while not self.take().finished:
             if not self.wait(timeout):
                 raise TimeoutError(f"no news from the generation within {timeout} s")
         if self.error:
-            raise RequestError(503, self.error)
+            raise RequestError(self.error_status, self.error)
         return self.text()
 
     async def updates(self, every: float = 0.0) -> AsyncIterator[Update]:
@@ -123,10 +124,11 @@ class Job:
             self._running -= last
             self._done = self._done or self._running == 0
 
-    def _end(self, error: Optional[str] = None) -> None:
+    def _end(self, error: Optional[str] = None, status: int = 503) -> None:
+        """The job ends (``error``: why it failed, HTTP ``status``); a no-op once it has ended."""
         with self._lock:
             if not self._done:
-                self.error, self._done = error, True
+                self.error, self.error_status, self._done = error, status, True
 
     @property
     def ended(self) -> bool:
@@ -139,3 +141,27 @@ class Job:
                 return None
             waker, self._waker = self._waker, None
             return waker
+
+
+def wake(jobs: Iterable[Job]) -> None:
+    """Wake the consumers waiting for ``jobs`` (jobs with news): one call per asyncio loop."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Callable[[], None]]] = {}
+    for job in jobs:
+        waker = job._disarm()
+        if waker is None:
+            continue
+        loop, call = waker
+        if loop is None:
+            call()
+        else:
+            by_loop.setdefault(loop, []).append(call)
+    for loop, calls in by_loop.items():
+        try:
+            loop.call_soon_threadsafe(_call_all, calls)
+        except RuntimeError:  # that loop is closed: nobody is waiting any more
+            pass
+
+
+def _call_all(calls: list[Callable[[], None]]) -> None:
+    for call in calls:
+        call()

@@ -34,6 +34,12 @@ class Limits:
     max_texts: int = _limit(256, "Texts one /classify or /evaluate request may send.")
     max_text_chars: int = _limit(10_000, "Characters of each of those texts.")
     max_body_bytes: int = _limit(1_000_000, "Bytes of a request body; a larger one gets 413.")
+    body_timeout: int = _limit(10, "Seconds a request body may take to arrive; a slower one gets 408 (its bytes "
+                                   "are dropped).")
+    max_queue: int = _limit(16, "/classify and /evaluate requests at once, running or waiting their turn (they "
+                                "run one at a time); one more gets 503.")
+    max_connections: int = _limit(256, "Connections the server holds open at once (uvicorn's limit_concurrency); "
+                                       "one more gets 503.")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):

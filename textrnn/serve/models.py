@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import os
 from typing import Any, Optional, Sequence, Union
 
@@ -93,7 +94,9 @@ def default_runs(root: Union[str, os.PathLike] = "checkpoints") -> list[os.PathL
 
 def load_models(runs: Sequence[Union[str, os.PathLike]], limits: Limits, device: str = "cpu") -> Models:
     """Load ``runs`` (run directories or shipped names; none: :func:`default_runs`), named by
-    their directories (``-2``, ``-3``... for repeats); each language model gets its batcher."""
+    their directories, each name once (``-2``, ``-3``... for repeats, also among the default runs:
+    a language model under ./checkpoints named like the shipped classifier); each language model
+    gets its batcher."""
     from ..api import load
 
     served: list[Served] = []
@@ -101,11 +104,9 @@ def load_models(runs: Sequence[Union[str, os.PathLike]], limits: Limits, device:
     try:
         for run in runs or default_runs():
             trained = load(checkpoint.locate(run), device=device)
-            name = base = trained.path.name
-            for k in range(2, len(runs) + 2):
-                if name not in names:
-                    break
-                name = f"{base}-{k}"
+            base = trained.path.name
+            name = next(n for n in itertools.chain([base], (f"{base}-{k}" for k in itertools.count(2)))
+                        if n not in names)
             names.add(name)
             lm = trained.checkpoint.task == "lm"
             served.append(Served(name, trained, Batcher(trained, limits.max_streams) if lm else None))
