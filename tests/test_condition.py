@@ -9,6 +9,7 @@ from textrnn import condition
 from textrnn.data import cache
 from textrnn.api import load
 from textrnn.errors import TextRNNError
+from textrnn.runconfig import Condition
 from textrnn.training.lm import train_language_model
 
 SMALL = dict(hidden=48, embed=16, batch_size=8, seq_len=32, warmup_steps=5, lr=0.01, sample_length=0, fit=False)
@@ -33,12 +34,13 @@ def conditioned(tmp_path_factory):
 def test_markers_are_private_use_characters_one_per_label():
     marks = condition.markers(["neg", "pos"])
     assert [ord(m) for m in marks.values()] == [condition.MARKER_BASE, condition.MARKER_BASE + 1]
-    config = {"condition": {"column": "label", "labels": ["neg", "pos"]}}
-    assert condition.prompt_start(config, "pos") == marks["pos"] + " " and condition.prompt_start(config, None) == ""
+    labelled = Condition(column="label", labels=["neg", "pos"])
+    assert condition.prompt_start(labelled, "pos") == marks["pos"] + " "
+    assert condition.prompt_start(labelled, None) == ""
     with pytest.raises(TextRNNError, match="--condition joy: not a label of this model; its labels: neg, pos"):
-        condition.prompt_start(config, "joy")
+        condition.prompt_start(labelled, "joy")
     with pytest.raises(TextRNNError, match="trained without labels"):
-        condition.prompt_start({"condition": None}, "pos")
+        condition.prompt_start(None, "pos")
 
 
 def test_the_corpus_lines_start_with_their_label_marker(conditioned):
@@ -47,7 +49,7 @@ def test_the_corpus_lines_start_with_their_label_marker(conditioned):
     assert config["data"]["condition_column"] == "label"
     lm = load(conditioned)
     assert lm.conditions == ["down", "up"]
-    assert len(condition.marker_ids(config, lm.tokenizer)) == 2  # each marker is one token
+    assert len(condition.marker_ids(lm.run.condition, lm.tokenizer)) == 2  # each marker is one token
 
 
 def test_generation_follows_the_label_and_never_writes_a_marker(conditioned):
@@ -136,8 +138,7 @@ def test_a_rare_label_keeps_its_marker(kind, tmp_path):
     run = train_language_model([table], out=tmp_path / "run", condition_column="label", tokenizer=kind,
                                vocab_size=10 if kind == "word" else None, max_steps=1, **SMALL)
     lm = load(run.path)
-    config = json.loads((run.path / "config.json").read_text())
-    ids = condition.marker_ids(config, lm.tokenizer)
+    ids = condition.marker_ids(lm.run.condition, lm.tokenizer)
     assert len(ids) == 2 and lm.tokenizer.unk_id not in ids
     assert lm.tokenizer.vocab_size <= (10 if kind == "word" else 10 ** 6)
     assert lm.generate("", 5, condition="rare", greedy=True)

@@ -56,14 +56,14 @@ class Trained:
     def __init__(self, ckpt: checkpoint.Checkpoint):
         self.checkpoint = ckpt
         self.path = ckpt.path
-        self.config = ckpt.config
+        self.run = ckpt.run  # the run's configuration (textrnn.runconfig.RunConfig)
         self.tokenizer = ckpt.tokenizer
         self.model = ckpt.model
 
     def __repr__(self) -> str:
-        m = self.config["model"]
-        return (f"Trained({str(self.path)!r}, task={self.checkpoint.task!r}, {m['layers']}x{m['hidden']} "
-                f"{m['cell']}, tokenizer={self.tokenizer.kind!r})")
+        m = self.run.model
+        return (f"Trained({str(self.path)!r}, task={self.checkpoint.task!r}, {m.layers}x{m.hidden} "
+                f"{m.cell}, tokenizer={self.tokenizer.kind!r})")
 
     def require(self, task: str, what: str) -> None:
         """A one-line error unless this is a ``task`` model (``lm`` / ``classify``); ``what`` needs it."""
@@ -84,8 +84,9 @@ class Trained:
         starts from, never samples and steps with (see :mod:`textrnn.condition`); checks that this is a
         language model."""
         self.require("lm", "generate")
-        return Conditioning(prompt_start(self.config, condition), marker_ids(self.config, self.tokenizer),
-                            label_index(self.config, condition))
+        labelled = self.run.condition
+        return Conditioning(prompt_start(labelled, condition), marker_ids(labelled, self.tokenizer),
+                            label_index(labelled, condition))
 
     def stream(self, prompt: str = "", length: Optional[int] = None, *, condition: Optional[str] = None,
                **options: Any) -> Iterator[list[str]]:
@@ -98,7 +99,7 @@ class Trained:
     @property
     def conditions(self) -> Optional[list[str]]:
         """The labels a conditioned language model generates for (None: not conditioned)."""
-        return labels_of(self.config)
+        return labels_of(self.run.condition)
 
     def session(self, *, condition: Optional[str] = None, **options: Any) -> "Session":
         """A :class:`~textrnn.inference.session.Session`: feed text turn by turn, each continuation streamed,
@@ -136,20 +137,20 @@ class Trained:
         from .inference.scoring import evaluate_model
 
         self.require("lm", "evaluate")
-        return evaluate_model(self.model, self.tokenizer, self.config, files, encoding=encoding, per_line=per_line)
+        return evaluate_model(self.model, self.tokenizer, self.run, files, encoding=encoding, per_line=per_line)
 
     @property
     def labels(self) -> list:
         """The classifier's label names, in the order of its probability columns."""
         self.require("classify", "labels")
-        return list(self.config["labels"])
+        return list(self.run.labels)
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
         """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
         from .inference.classify import predict
 
         self.require("classify", "classify")
-        return predict(self.model, self.tokenizer, texts, max_len=self.config["train"].get("max_len", 512),
+        return predict(self.model, self.tokenizer, texts, max_len=self.run.train.max_len,
                        batch_size=batch_size)
 
     def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256) -> Union[tuple, list[tuple]]:

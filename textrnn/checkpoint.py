@@ -3,7 +3,8 @@
 ::
 
     checkpoints/<run>/
-      config.json         model + tokenizer kind + training config + data + textrnn version
+      config.json         the run's configuration (textrnn.runconfig.RunConfig): model, tokenizer kind,
+                          training options, data, textrnn version, schema version
       tokenizer.json      the HF tokenizers file
       model.safetensors   the best weights (lowest validation loss / best accuracy)
       metrics.jsonl       one JSON object per evaluation
@@ -33,8 +34,8 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from . import files
-from .config import ModelConfig
 from .errors import TextRNNError
+from .runconfig import RunConfig, task_of
 from .tokenizer import Tokenizer
 
 CONFIG, TOKENIZER, WEIGHTS, METRICS, SAMPLES, LAST, TRAINER = (
@@ -80,10 +81,15 @@ def save_weights(model: torch.nn.Module, dest: str | os.PathLike) -> None:
         raise _cannot_write(dest, e.strerror or e) from None
 
 
-def write_run_files(run_dir: Path, config: dict[str, Any], tokenizer: Tokenizer) -> None:
+def config_json(run: RunConfig) -> str:
+    """config.json's text for ``run``."""
+    return json.dumps(run.to_dict(), indent=2, ensure_ascii=False) + "\n"
+
+
+def write_run_files(run_dir: Path, run: RunConfig, tokenizer: Tokenizer) -> None:
     run_dir.mkdir(parents=True, exist_ok=True)
     write_file(run_dir / TOKENIZER, tokenizer.to_json())
-    write_file(run_dir / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    write_file(run_dir / CONFIG, config_json(run))
 
 
 def write_metrics(run_dir: Path, metrics: list[dict[str, Any]], name: str = METRICS) -> None:
@@ -148,47 +154,46 @@ def load_trainer_state(run_dir: Path) -> dict[str, Any]:
                            "the checkpoint is damaged") from None
 
 
-def read_config(path: str | os.PathLike) -> dict[str, Any]:
+def require_run(path: str | os.PathLike) -> Path:
+    """``path``, if it is a run directory (it has a config.json); else a one-line error."""
     path = Path(path)
     if not path.exists():
         raise TextRNNError(f"{path}: no such checkpoint; give a directory made by `textrnn train`")
     if not path.is_dir() or not (path / CONFIG).exists():
         raise TextRNNError(f"{path}: not a textrnn checkpoint (no {CONFIG}); give a directory made by `textrnn train`")
+    return path
+
+
+def read_run(path: str | os.PathLike) -> RunConfig:
+    """The run directory ``path``'s config.json, read into a :class:`RunConfig` (any schema version);
+    a missing or damaged file is a one-line error."""
+    path = require_run(path)
     try:
-        return json.loads((path / CONFIG).read_text(encoding="utf-8"))
+        data = json.loads((path / CONFIG).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise TextRNNError(f"{path / CONFIG}: unreadable ({e}); the checkpoint is damaged") from None
+    return RunConfig.from_dict(data, str(path / CONFIG))
 
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: its directory, config, tokenizer and model (in eval mode)."""
+    """A loaded checkpoint: its directory, run configuration, tokenizer and model (in eval mode)."""
 
     path: Path
-    config: dict[str, Any]
+    run: RunConfig
     tokenizer: Tokenizer
     model: torch.nn.Module
 
     @property
     def task(self) -> str:
-        return self.config.get("task", "lm")
+        return self.run.task
 
 
-def build_model(config: dict[str, Any]) -> torch.nn.Module:
+def build_model(run: RunConfig) -> torch.nn.Module:
+    """The (untrained) network ``run`` describes."""
     from .model import Classifier, LanguageModel
 
-    try:
-        mcfg = ModelConfig.from_dict(config["model"])
-    except (KeyError, TypeError, TextRNNError) as e:
-        raise TextRNNError(f"config.json: the model section is invalid ({e}); the checkpoint is damaged") from None
-    task = config.get("task", "lm")
-    if task == "lm":
-        return LanguageModel(mcfg)
-    if task == "classify":
-        if mcfg.num_classes != len(config.get("labels", [])):
-            raise TextRNNError("config.json: the number of labels does not match the model; the checkpoint is damaged")
-        return Classifier(mcfg)
-    raise TextRNNError(f"config.json: unknown task {task!r}; the checkpoint is damaged")
+    return LanguageModel(run.model) if run.task == "lm" else Classifier(run.model)
 
 
 def load_weights(model: torch.nn.Module, path: Path) -> None:
@@ -219,13 +224,12 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
         raise TextRNNError(f"which must be 'best' or 'last', got {which!r}")
     if path.name in (LAST, LAST + ".old") and not (path / CONFIG).exists():
         path, which = path.parent, "last"
-    config = read_config(path)
-    tokenizer = Tokenizer.load(path / TOKENIZER, config.get("tokenizer", {}).get("kind"))
-    vocab = config.get("model", {}).get("vocab_size")
-    if vocab != tokenizer.vocab_size:
+    run = read_run(path)
+    tokenizer = Tokenizer.load(path / TOKENIZER, run.tokenizer.kind)
+    if run.model.vocab_size != tokenizer.vocab_size:
         raise TextRNNError(f"{path}: tokenizer.json has {tokenizer.vocab_size} tokens but the model "
-                           f"expects {vocab}; the checkpoint is inconsistent")
-    model = build_model(config)
+                           f"expects {run.model.vocab_size}; the checkpoint is inconsistent")
+    model = build_model(run)
     weights = path / WEIGHTS
     if which == "last":
         d = last_dir(path)
@@ -234,9 +238,9 @@ def load(path: str | os.PathLike, *, which: str = "best", device: str | torch.de
                                "load the best weights instead")
         weights = d / WEIGHTS
     load_weights(model, weights)
-    model.int8_products = config.get("recurrent_dtype") == "int8"
+    model.int8_products = run.recurrent_dtype == "int8"
     model.to(device).eval()
-    return Checkpoint(path, config, tokenizer, model)
+    return Checkpoint(path, run, tokenizer, model)
 
 
 # Models that come with textrnn, by name: the fallback when ./checkpoints has none of a kind, and
@@ -256,7 +260,8 @@ def _runs_of(task: str, dirs) -> list[tuple[float, Path]]:
     found = []
     for d in dirs:
         try:
-            if json.loads((d / CONFIG).read_text(encoding="utf-8")).get("task", "lm") != task:
+            data = json.loads((d / CONFIG).read_text(encoding="utf-8"))
+            if not isinstance(data, dict) or task_of(data) != task:  # (a damaged one is told when loaded)
                 continue
         except (OSError, ValueError):
             continue

@@ -24,6 +24,7 @@ import re
 from typing import Any, Optional, Sequence
 
 from .errors import TextRNNError
+from .runconfig import Condition
 
 MARKER_BASE = 0xF0000
 MAX_LABELS = 1000  # a run's most labels: its markers are U+F0000 to U+F03E7
@@ -60,18 +61,17 @@ def line_start(marker: str) -> str:
     return marker + " "
 
 
-def labels_of(config: dict[str, Any]) -> Optional[list[str]]:
-    """The labels a checkpoint's model was conditioned on (None: not conditioned)."""
-    condition = config.get("condition")
-    return list(condition["labels"]) if condition else None
+def labels_of(condition: Optional[Condition]) -> Optional[list[str]]:
+    """The labels a model was conditioned on (``condition``: its run's, ``run.condition``; None: not conditioned)."""
+    return list(condition.labels) if condition is not None else None
 
 
-def prompt_start(config: dict[str, Any], label: Optional[str]) -> str:
+def prompt_start(condition: Optional[Condition], label: Optional[str]) -> str:
     """The text generation with ``label`` starts from ("" for no label); an unknown label, or a
     label for a model trained without one, is a one-line error."""
     if label is None:
         return ""
-    labels = labels_of(config)
+    labels = labels_of(condition)
     if labels is None:
         raise TextRNNError(f"--condition {label}: this model was trained without labels; "
                            "train one with --condition-column COLUMN")
@@ -96,12 +96,12 @@ def token_ids(labels: Sequence[str], tokenizer: Any) -> list[int]:
     return ids
 
 
-def marker_ids(config: dict[str, Any], tokenizer: Any) -> list[int]:
-    """The token ids of a checkpoint's markers (never sampled); none for a model without labels."""
-    labels = labels_of(config)
+def marker_ids(condition: Optional[Condition], tokenizer: Any) -> list[int]:
+    """The token ids of a model's markers (never sampled); none for a model without labels."""
+    labels = labels_of(condition)
     return token_ids(labels, tokenizer) if labels else []
 
 
-def label_index(config: dict[str, Any], label: Optional[str]) -> int:
+def label_index(condition: Optional[Condition], label: Optional[str]) -> int:
     """What a conditioned model's every generated step carries for ``label``: 1 + its index (0: none)."""
-    return 0 if label is None else (labels_of(config) or []).index(str(label)) + 1
+    return 0 if label is None else (labels_of(condition) or []).index(str(label)) + 1

@@ -45,7 +45,7 @@ def load_runs(paths: Sequence[str | os.PathLike]) -> list[Run]:
     runs = []
     for path in paths:
         path = Path(path)
-        checkpoint.read_config(path)  # (a missing or foreign directory: its one-line error)
+        checkpoint.require_run(path)  # (a missing or foreign directory: its one-line error; only metrics are read)
         metrics = checkpoint.read_metrics(path)
         if not metrics:
             raise TextRNNError(f"{path}: has no metrics yet ({checkpoint.METRICS} is written at the first "

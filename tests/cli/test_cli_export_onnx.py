@@ -120,6 +120,7 @@ def _untrained_run(root, kind, text, condition=None, **model):
     from textrnn.condition import markers, token_ids
     from textrnn.config import ModelConfig
     from textrnn.model import LanguageModel
+    from textrnn.runconfig import Condition, RunConfig, TokenizerInfo
     from textrnn.tokenizer import train_tokenizer
 
     labels = list(markers(condition)) if condition else []
@@ -132,9 +133,9 @@ def _untrained_run(root, kind, text, condition=None, **model):
     with torch.no_grad():  # weights large enough for varied text (PyTorch's initial ones repeat one token)
         for p in net.parameters():
             p.normal_(0, 1.0)
-    config = {"task": "lm", "model": cfg.to_dict(), "tokenizer": {"kind": kind},
-              "condition": {"column": "label", "labels": labels} if labels else None}
-    checkpoint.write_run_files(root, config, tokenizer)
+    run = RunConfig(task="lm", model=cfg, tokenizer=TokenizerInfo(kind=kind),
+                    condition=Condition(column="label", labels=labels) if labels else None)
+    checkpoint.write_run_files(root, run, tokenizer)
     checkpoint.save_weights(net, root / checkpoint.WEIGHTS)
     return root
 

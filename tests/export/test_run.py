@@ -60,7 +60,7 @@ def test_export_int8_saves_embedding_dtype_in_config(lm_run, tmp_path):
     dest = export_run(lm_run, tmp_path / "q", int8_embedding=True)
     assert json.loads((dest / "config.json").read_text())["embedding_dtype"] == "int8"
     plain = export_run(lm_run, tmp_path / "p")
-    assert "embedding_dtype" not in json.loads((plain / "config.json").read_text())
+    assert json.loads((plain / "config.json").read_text())["embedding_dtype"] is None
 
 
 @pytest.mark.parametrize("which", ["classifier", "lm"])
@@ -83,6 +83,17 @@ def test_export_int8_stores_the_recurrent_weights_as_int8(which, int_clf, lm_run
         else:  # biases, the head: as they were
             assert torch.equal(small.model.state_dict()[name], weight)
     assert small.model.int8_products and not full.model.int8_products
+
+
+def test_an_int8_export_exported_again_says_how_its_weights_are_stored(int_clf, tmp_path):
+    """The weights of an int8 export load as float32: exported again without --int8 they are stored as floats,
+    and its config.json must not say int8 (which would also run the products in int8)."""
+    small = export_run(int_clf, tmp_path / "q", int8=True)
+    again = export_run(small, tmp_path / "again", half=True)
+    config = json.loads((again / "config.json").read_text())
+    assert config["embedding_dtype"] is None and config["recurrent_dtype"] is None
+    assert config["weights_dtype"] == "float16" and config["exported_from"] == str(small)
+    assert not checkpoint.load(again).model.int8_products
 
 
 def test_loading_last_weights_that_do_not_exist_is_an_error(lm_run, tmp_path):
@@ -138,7 +149,7 @@ def test_a_failed_export_leaves_nothing_behind_and_a_retry_works(existing, lm_ru
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shipped"]
     assert sorted(p.name for p in dest.iterdir()) == ["config.json", "metrics.jsonl", "model.safetensors",
                                                       "tokenizer.json"]
-    assert checkpoint.load(dest).config["weights_dtype"] == "float16"
+    assert checkpoint.load(dest).run.weights_dtype == "float16"
 
 
 def test_half_int8_keeps_rows_of_tiny_weights(lm_run, tmp_path):

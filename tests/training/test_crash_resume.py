@@ -93,5 +93,5 @@ def test_sigterm_saves_last_checkpoint_and_exits_143(tmp_path, tiny_corpus):
     assert proc.returncode == 143, (proc.returncode, err)
     state = checkpoint.load_trainer_state(out)
     assert state["step"] >= 1 and state["stopped_by"] == "terminate"
-    assert checkpoint.load(out, which="last").config["task"] == "lm"
+    assert checkpoint.load(out, which="last").run.task == "lm"
     assert "--resume" in err

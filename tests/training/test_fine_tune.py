@@ -59,7 +59,7 @@ def test_fine_tuning_starts_from_the_model_and_records_it(lm_run, tmp_path):
     assert tuned.tokenizer.vocab_size == source.tokenizer.vocab_size + len(new_chars)
     assert tuned.tokenizer.unknown_chars(corpus.read_text(encoding="utf-8")) == []  # not <unk>
     assert {k: config["model"][k] for k in ("layers", "hidden", "embed")} == \
-        {k: source.config["model"][k] for k in ("layers", "hidden", "embed")}
+        {k: getattr(source.run.model, k) for k in ("layers", "hidden", "embed")}
     assert config["train"]["lr"] == 2e-3 and config["train"]["warmup_steps"] == 20  # the fine-tuning defaults
     assert len(notes) == 1 and notes[0].startswith(f"fine-tuning {lm_run}") and "new tokens" in notes[0]
     # training moved it, from the source's weights (the recurrent weights are close to the source's)

@@ -30,7 +30,7 @@ def test_adaptive_softmax_trains_a_word_model_and_its_exports_load_back(tmp_path
     assert len(losses) == 4 and losses == sorted(losses, reverse=True) and losses[-1] < 0.9 * losses[0], losses
     ck = checkpoint.load(out)
     assert ck.model.asm is not None and ck.model.head is None
-    assert ck.config["model"]["adaptive_softmax"] is True and ck.config["model"]["adaptive_cutoffs"] is None
+    assert ck.run.model.adaptive_softmax is True and ck.run.model.adaptive_cutoffs is None
     ids = torch.tensor([ck.tokenizer.encode("First Citizen: we are").tolist()])
     for kw in (dict(half=True), dict(half=True, int8_embedding=True)):
         small = checkpoint.load(export_run(out, tmp_path / str(len(kw)), **kw))

@@ -226,13 +226,14 @@ def metadata(ck: checkpoint.Checkpoint, exported: list[Function], source: str) -
                             "task": ck.task, "tokenizer": tokenizer.kind, "vocab_size": cfg.vocab_size,
                             "functions": {fn.name: fn.describe() for fn in exported}}
     if ck.task == "classify":
-        return meta | {"labels": list(ck.config["labels"]), "max_len": ck.config["train"].get("max_len", 512)}
-    labels = labels_of(ck.config) or []
+        return meta | {"labels": list(ck.run.labels), "max_len": ck.run.train.max_len}
+    condition = ck.run.condition
+    labels = labels_of(condition) or []
     meta |= {"cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden, "state": state_names(cfg.cell),
              "log_probs": cfg.adaptive_softmax,
-             "banned": banned_ids(tokenizer, marker_ids(ck.config, tokenizer)),
+             "banned": banned_ids(tokenizer, marker_ids(condition, tokenizer)),
              "empty_prompt": encode_prompt(tokenizer, ""), "sampling": declaration(cfg.vocab_size),
-             "conditions": [{"label": lab, "start": prompt_start(ck.config, lab), "index": label_index(ck.config, lab)}
+             "conditions": [{"label": lab, "start": prompt_start(condition, lab), "index": label_index(condition, lab)}
                             for lab in labels]}
     if tokenizer.kind == "word":  # the rule that rebuilds the spaces between words
         meta["word_spacing"] = {"no_space_before": "".join(sorted(NO_SPACE_BEFORE)),

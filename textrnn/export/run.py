@@ -6,19 +6,20 @@ so DEST is either the whole export or as it was (missing, or an empty directory)
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import save_file
 
 from .. import files
-from ..checkpoint import CONFIG, METRICS, TOKENIZER, WEIGHTS, Checkpoint, load, read_metrics
+from ..checkpoint import CONFIG, METRICS, TOKENIZER, WEIGHTS, Checkpoint, config_json, load, read_metrics
 from ..errors import TextRNNError
 from ..inference.quantize import quantize_rows
+from ..runconfig import RunConfig
 
 
 def export_dir(dest: str | os.PathLike) -> Path:
@@ -54,14 +55,17 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     a failure to write is a one-line error that leaves it as it was."""
     ck = load(run_dir)
     dest = export_dir(dest)
-    config = dict(ck.config, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32")
-    tensors = _tensors(ck, config, half, int8_embedding or int8, int8)
+    tensors = _tensors(ck, half, int8_embedding or int8, int8)
+    # (the source's dtypes do not carry over: an int8 export exported again loads as float32, is stored as asked)
+    run = dataclasses.replace(ck.run, exported_from=str(Path(run_dir)), weights_dtype="float16" if half else "float32",
+                              embedding_dtype="int8" if int8_embedding or int8 else None,
+                              recurrent_dtype="int8" if int8 else None)
     try:
         tmp = files.temp_dir(dest.absolute().parent, f".{dest.name}.")
     except OSError as e:
         raise cannot_write(dest, e) from None
     try:
-        _write(tmp, ck, config, tensors)
+        _write(tmp, ck, run, tensors)
         os.replace(tmp, dest)  # (dest is missing or an empty directory: the rename replaces it)
         files.fsync_dir(dest.absolute().parent)
     except OSError as e:
@@ -71,9 +75,8 @@ def export(run_dir: str | os.PathLike, dest: str | os.PathLike, *, half: bool = 
     return dest
 
 
-def _tensors(ck: Checkpoint, config: dict[str, Any], half: bool, int8_embedding: bool,
-             int8: bool) -> dict[str, torch.Tensor]:
-    """The tensors to save (and ``config`` told of their types): float16 copies with ``half``; the
+def _tensors(ck: Checkpoint, half: bool, int8_embedding: bool, int8: bool) -> dict[str, torch.Tensor]:
+    """The tensors to save: float16 copies with ``half``; the
     embedding (``int8_embedding``) and the recurrent matrices (``int8``) as int8 codes with a float32
     scale per row (float16 would make the scales of rows of small weights subnormal, or zero)."""
     state = ck.model.state_dict()
@@ -83,20 +86,17 @@ def _tensors(ck: Checkpoint, config: dict[str, Any], half: bool, int8_embedding:
     as_int8 = ["encoder.embedding.weight"] if int8_embedding else []
     if int8:
         as_int8 += [k for k in tensors if k.startswith("encoder.rnn.weight_")]
-        config["recurrent_dtype"] = "int8"
     for name in as_int8:  # int8 codes and a scale per row (load_weights expands them)
         codes, scale = quantize_rows(state[name])  # (R, C) int8, (R,) float32: from the float32 weights
         del tensors[name]
         tensors[name + ".int8"], tensors[name + ".scale"] = codes, scale
-    if as_int8:
-        config["embedding_dtype"] = "int8"
     return tensors
 
 
-def _write(folder: Path, ck: Checkpoint, config: dict[str, Any], tensors: dict[str, torch.Tensor]) -> None:
+def _write(folder: Path, ck: Checkpoint, run: RunConfig, tensors: dict[str, torch.Tensor]) -> None:
     """The export's files, each flushed to disk, in ``folder``; an OSError propagates."""
     files.atomic_write(folder / TOKENIZER, ck.tokenizer.to_json())
-    files.atomic_write(folder / CONFIG, json.dumps(config, indent=2, ensure_ascii=False) + "\n")
+    files.atomic_write(folder / CONFIG, config_json(run))
     files.atomic_write(folder / METRICS, "".join(json.dumps(m, ensure_ascii=False) + "\n"
                                                  for m in read_metrics(ck.path)))
     tmp = files.temp_beside(folder / WEIGHTS)

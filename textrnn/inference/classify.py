@@ -13,6 +13,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from ..config import default
 from ..data.batches import length_buckets, pad_batch
 from ..model import Classifier
 from .quantize import Int8Product
@@ -159,9 +160,10 @@ class CpuReader:
         return x.add_(self.int8[d](h)) if self.int8 else x.addmm_(h, self.w_hh_t[d])
 
 
-def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = 512,
+def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = default("max_len"),
             batch_size: int = 256) -> np.ndarray:
-    """Class probabilities ``(N, C)`` for raw texts, in input order."""
+    """Class probabilities ``(N, C)`` for raw texts, in input order, each cut to ``max_len`` tokens (give the
+    run's, ``run.train.max_len``)."""
     return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size)
 
 

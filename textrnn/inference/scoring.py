@@ -31,6 +31,7 @@ from ..data.batches import ArrayTokens
 from ..data.cache import token_dtype
 from ..data.corpus import read_stream, segments, stream_codec
 from ..errors import TextRNNError
+from ..runconfig import RunConfig
 
 EVAL_STREAMS = 16  # streams scored side by side (few cold starts, still batched)
 LINE_BATCH = 64  # lines scored side by side by --per-line
@@ -173,14 +174,14 @@ def score_texts(model: torch.nn.Module, tok: Any, texts: Sequence[str], seq_len:
             for text, e, n in zip(texts, encoded, nats)]
 
 
-def evaluate_model(model: torch.nn.Module, tok: Any, config: dict[str, Any],
+def evaluate_model(model: torch.nn.Module, tok: Any, run: RunConfig,
                    files: str | os.PathLike | Sequence[str | os.PathLike], encoding: Optional[str] = None,
                    per_line: bool = False) -> list[dict[str, Any]]:
-    """:func:`evaluate` with a loaded model, its tokenizer and its run's config."""
+    """:func:`evaluate` with a loaded model, its tokenizer and its run's configuration."""
     if isinstance(files, (str, os.PathLike)):
         files = [files]
-    seq_len = int(config["train"]["seq_len"])
-    encoding = encoding or config.get("data", {}).get("encoding") or default("encoding")
+    seq_len = run.train.seq_len
+    encoding = encoding or run.data.encoding or default("encoding")
     results = []
     for f in files:
         result = score_file(model, tok, f, seq_len, encoding)

@@ -290,7 +290,7 @@ def _score(served: Served, texts: list[str]) -> list[dict[str, Any]]:
     ends it): tokens, nats, loss (nats per predicted token), bits per character, perplexity."""
     lm = served.trained
     lines = [t if t.endswith("\n") else t + "\n" for t in texts]
-    rows = score_texts(lm.model, lm.tokenizer, lines, int(lm.config["train"]["seq_len"]))
+    rows = score_texts(lm.model, lm.tokenizer, lines, lm.run.train.seq_len)
     for i, row in enumerate(rows):
         if row["tokens"] < 2:
             raise RequestError(422, f"texts[{i}] is too short to score: it and its newline make {row['tokens']} "

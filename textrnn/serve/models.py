@@ -32,9 +32,9 @@ class Served:
 
     def describe(self) -> dict[str, Any]:
         """What ``GET /models`` says about it."""
-        cfg, tok = self.trained.config["model"], self.trained.tokenizer
+        cfg, tok = self.trained.run.model, self.trained.tokenizer
         about = {"name": self.name, "task": self.task, "tokenizer": tok.kind, "vocab_size": tok.vocab_size,
-                 "cell": cfg["cell"], "layers": cfg["layers"], "hidden": cfg["hidden"]}
+                 "cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden}
         if self.task == "classify":
             about["labels"] = self.trained.labels
         else:

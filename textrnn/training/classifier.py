@@ -10,7 +10,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -24,6 +24,7 @@ from ..data.labels import detect_label_column, detect_text_column, label_key, pa
 from ..data.tables import read_table
 from ..errors import TextRNNError
 from ..model import Classifier
+from ..runconfig import DataInfo, InitFrom, RunConfig, TokenizerInfo
 from ..tokenizer import Tokenizer, train_tokenizer
 from .rundir import RunResult, check_resume, default_run_dir, execute, open_run
 from .runtime import check_precision, resolve_device, seed_everything
@@ -89,10 +90,10 @@ class _Setup:
     lm: Optional[checkpoint.Checkpoint] = None
 
 
-def _resumed_setup(saved: dict[str, Any], out: Path, train_opts: dict[str, Any]) -> _Setup:
-    return _Setup(TrainConfig.from_dict({**saved["train"], **train_opts}), ModelConfig.from_dict(saved["model"]),
-                  Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"]), list(saved["labels"]),
-                  saved.get("lr_scales", {}))  # (the same optimizer groups as the run had)
+def _resumed_setup(saved: RunConfig, out: Path, train_opts: dict[str, Any]) -> _Setup:
+    return _Setup(TrainConfig.from_dict({**saved.train.to_dict(), **train_opts}), saved.model,
+                  Tokenizer.load(out / checkpoint.TOKENIZER, saved.tokenizer.kind), list(saved.labels),
+                  dict(saved.lr_scales))  # (the same optimizer groups as the run had)
 
 
 def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_opts: dict[str, Any],
@@ -107,11 +108,11 @@ def _new_setup(train: _Labelled, source: str, model_opts: dict[str, Any], train_
     lm = checkpoint.load(init_from)
     if lm.task != "lm":
         raise TextRNNError(f"--init-from {init_from}: is a classifier; give a language-model run")
-    clash = {k for k in model_opts if k in SHAPE and model_opts[k] != lm.config["model"][k]}
+    clash = {k for k in model_opts if k in SHAPE and model_opts[k] != getattr(lm.run.model, k)}
     if clash:
         raise TextRNNError(f"--init-from takes the model size from {init_from}; drop "
                            + ", ".join(f"--{k}" for k in sorted(clash)))
-    shape = {k: lm.config["model"][k] for k in SHAPE}
+    shape = {k: getattr(lm.run.model, k) for k in SHAPE}
     if model_opts.get("bidirectional") and shape["layers"] > 1:
         raise TextRNNError(f"--init-from {init_from}: a bidirectional classifier's upper layers read both directions, "
                            f"so it cannot start from a {shape['layers']}-layer language model; drop --bidirectional")
@@ -168,8 +169,8 @@ def train_classifier(
     model_opts, train_opts = split_options(options)
     out = Path(out) if out is not None else default_run_dir(train_file)
     with open_run(out, resume, force) as resuming:
-        saved = checkpoint.read_config(out) if resuming else None
-        encoding = encoding or (saved["data"].get("encoding") if saved else None) or default("encoding", "classify")
+        saved = checkpoint.read_run(out) if resuming else None
+        encoding = encoding or (saved.data.encoding if saved else None) or default("encoding", "classify")
         read = dict(fmt=format, encoding=encoding, text_column=text_column, label_column=label_column)
         train = _read_labelled(train_file, **read)
         val = _read_labelled(val_file, **read) if val_file is not None else None
@@ -187,22 +188,21 @@ def train_classifier(
         model = _build_model(setup, pretrained_lr_scale).to(device)
         optimizer = make_optimizer(model, setup.tcfg, lr_scales=setup.lr_scales,
                                    thaw_at=thaw_fractions(model, setup.tcfg.unfreeze_every))
-        config = {
-            "textrnn_version": __version__,
-            "task": "classify",
-            "labels": list(setup.names),
-            "lr_scales": setup.lr_scales,
-            "columns": {"text": train.text_column, "label": train.label_column},
-            "model": setup.mcfg.to_dict(),
-            "tokenizer": {"kind": setup.tok.kind, "vocab_size": setup.tok.vocab_size,
-                          "requested_vocab_size": vocab_size},
-            "train": setup.tcfg.to_dict(),
-            "data": {"files": files, "sha256": data_sha, "encoding": encoding,
-                     "init_from": str(init_from) if init_from else None,
-                     "train_examples": len(task.train.ids), "val_examples": len(task.val_ids)},
-        }
-        return execute(out, config, setup.tok, model, task, setup.tcfg, resuming, on_progress, report_every,
-                       optimizer)
+        run = _run_config(setup, train, task, DataInfo(files=files, sha256=data_sha, encoding=encoding), vocab_size,
+                          init_from)
+        return execute(out, run, setup.tok, model, task, setup.tcfg, resuming, on_progress, report_every, optimizer)
+
+
+def _run_config(setup: _Setup, train: _Labelled, task: ClassifyTask, data: DataInfo, vocab_size: Optional[int],
+                init_from: Optional[str | Path]) -> RunConfig:
+    """The run's configuration (its config.json); ``init_from``: the language model as given."""
+    lm = setup.lm  # (None on resume: the weights come from last/)
+    return RunConfig(task="classify", model=setup.mcfg, train=setup.tcfg, textrnn_version=__version__,
+                     tokenizer=TokenizerInfo(setup.tok.kind, setup.tok.vocab_size, vocab_size),
+                     data=replace(data, text_column=train.text_column, label_column=train.label_column,
+                                  train_examples=len(task.train.ids), val_examples=len(task.val_ids)),
+                     labels=list(setup.names), lr_scales=dict(setup.lr_scales),
+                     init_from=InitFrom(str(init_from), str(lm.path), lm.tokenizer.vocab_size, 0) if lm else None)
 
 
 def _task(train: _Labelled, val: Optional[_Labelled], setup: _Setup, train_name: str, val_name: str,

@@ -30,6 +30,7 @@ from ..inference.scoring import check_scorable, check_text_file
 from ..inference.generate import generate
 from ..inference.options import SamplingOptions
 from ..model import LanguageModel, copy_pretrained
+from ..runconfig import Condition, DataInfo, Distributed, InitFrom, RunConfig, TokenizerInfo
 from ..tokenizer import Tokenizer
 from . import distributed
 from .distributed import Dist
@@ -59,15 +60,15 @@ class _Inputs:
     condition_column: Optional[str] = None  # tables: condition on this column's labels
     condition_labels: Optional[list[str]] = None  # (found in the training tables, or the resumed run's)
 
-    def resumed(self, saved: dict[str, Any]) -> "_Inputs":
+    def resumed(self, saved: RunConfig) -> "_Inputs":
         """The saved run's own data options wherever none was given again."""
-        data = saved["data"]
-        return replace(self, tokenizer=self.tokenizer or saved["tokenizer"]["kind"],
-                       val_file=self.val_file or data.get("val_file"),
-                       text_column=self.text_column or data.get("text_column"),
-                       condition_column=self.condition_column or data.get("condition_column"),
-                       condition_labels=labels_of(saved),
-                       encoding=self.encoding or data.get("encoding"))
+        data = saved.data
+        return replace(self, tokenizer=self.tokenizer or saved.tokenizer.kind,
+                       val_file=self.val_file or (Path(data.val_file) if data.val_file else None),
+                       text_column=self.text_column or data.text_column,
+                       condition_column=self.condition_column or data.condition_column,
+                       condition_labels=labels_of(saved.condition),
+                       encoding=self.encoding or data.encoding)
 
     @property
     def kind(self) -> str:
@@ -162,16 +163,16 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
            device: torch.device, dist: Dist, on_progress: Optional[Callable[[Progress], None]],
            on_prepare: corpus_mod.Report, on_note: Optional[Callable[[str], None]], report_every: int) -> RunResult:
     """Prepare the data, build the model and train it into ``out`` (locked by the caller)."""
-    saved = checkpoint.read_config(out) if resuming else None
+    saved = checkpoint.read_run(out) if resuming else None
     source = None
     if saved is not None:
         inputs = inputs.resumed(saved)
-        tcfg = TrainConfig.from_dict({**saved["train"], **train_opts})
-        cell = saved["model"]["cell"]
+        tcfg = TrainConfig.from_dict({**saved.train.to_dict(), **train_opts})
+        cell = saved.model.cell
     elif inputs.init_from is not None:
         source = dist.agree(lambda: _source(inputs, model_opts))
         tcfg = train_config("lm", {**task_defaults("finetune", TRAIN_OPTIONS), **train_opts})
-        cell = source.config["model"]["cell"]
+        cell = source.run.model.cell
     else:
         tcfg = train_config("lm", train_opts)
         check_unfreeze(tcfg, None)
@@ -179,17 +180,17 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
                             vocab_size=1).cell  # (the cutoffs are checked against the vocabulary later)
     # every option is checked (the same on every rank) before anything is written
     dist.agree(lambda: check_precision(tcfg.precision, device, cell))
-    run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved["tokenizer"]["kind"]) if saved else None
+    run_tok = Tokenizer.load(out / checkpoint.TOKENIZER, saved.tokenizer.kind) if saved else None
     data, inputs = _prepare(inputs, tcfg, dist, run_tok, on_prepare, source.tokenizer if source else None)
     tok = data.tokenizer
     if saved is not None:
         saved = dist.agree(lambda: check_resume(out, "lm", model_opts, train_opts, inputs.tokenizer,
                                                 data.meta["sha256"], data.meta["files"], dist))
-        mcfg = ModelConfig.from_dict(saved["model"])
+        mcfg = saved.model
         fit = None
     else:
         # fine-tuning: the source's size and regularization count as given (the fit may still choose the precision)
-        inherited = {k: v for k, v in source.config["model"].items() if k in MODEL_OPTIONS} if source else {}
+        inherited = {k: v for k, v in source.run.model.to_dict().items() if k in MODEL_OPTIONS} if source else {}
         model_opts = {**inherited, **model_opts}
         fit = _fit(tok, data.meta, tcfg, model_opts, train_opts, device, dist)
         fit_model, fit_train = split_options(fit.options if fit else {})
@@ -207,10 +208,10 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
     chars_per_token = meta["val_chars"] / max(1, meta["val_tokens"])
     task = LMTask(train_batches, val_batches, device, chars_per_val_token=chars_per_token, dist=dist,
                   ar=tcfg.ar, tar=tcfg.tar)
-    config = _run_config(mcfg, tok, tcfg, inputs, meta, dist, fit)
+    run = _run_config(mcfg, tok, tcfg, inputs, meta, dist, fit)
     if source is not None:
-        config["init_from"] = {"run": str(inputs.init_from), "path": str(source.path),
-                               "vocab_size": source.tokenizer.vocab_size, "added_tokens": added}
+        run = replace(run, init_from=InitFrom(str(inputs.init_from), str(source.path), source.tokenizer.vocab_size,
+                                              added))
     if on_note is not None and dist.is_main:  # (once every check has passed)
         if source is not None:
             on_note(_fine_tune_note(inputs.init_from, mcfg, tcfg, added))
@@ -218,8 +219,8 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
             on_note(fit.message)
     optimizer = make_optimizer(model, tcfg, lr_scales=layer_lr_scales(model, tcfg.layer_lr_decay),
                                thaw_at=thaw_fractions(model, tcfg.unfreeze_every))
-    return execute(out, config, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer=optimizer,
-                   dist=dist, sample=evaluation_sampler(tok, tcfg, marker_ids(config, tok)))
+    return execute(out, run, tok, model, task, tcfg, resuming, on_progress, report_every, optimizer=optimizer,
+                   dist=dist, sample=evaluation_sampler(tok, tcfg, marker_ids(run.condition, tok)))
 
 
 def _source(inputs: _Inputs, model_opts: dict[str, Any]) -> checkpoint.Checkpoint:
@@ -230,7 +231,7 @@ def _source(inputs: _Inputs, model_opts: dict[str, Any]) -> checkpoint.Checkpoin
     if source.task != "lm":
         raise TextRNNError(f"--init-from {name}: is a classifier; give a language-model run (or english-char)")
     clash = sorted(k for k in SHAPE + ("tie_weights", "adaptive_softmax", "adaptive_cutoffs")
-                   if k in model_opts and model_opts[k] != source.config["model"][k])
+                   if k in model_opts and model_opts[k] != getattr(source.run.model, k))
     clash += ["tokenizer"] if inputs.tokenizer not in (None, source.tokenizer.kind) else []
     clash += ["vocab_size"] if inputs.vocab_size is not None else []
     if clash:
@@ -349,21 +350,13 @@ def _batches(data: cache_mod.Prepared, tcfg: TrainConfig, val_file: Optional[Pat
 
 
 def _run_config(mcfg: ModelConfig, tok: Tokenizer, tcfg: TrainConfig, inputs: _Inputs, meta: dict[str, Any],
-                dist: Dist, fit: Optional[Fit]) -> dict[str, Any]:
-    """The run's config.json."""
-    return {
-        "textrnn_version": __version__,
-        "task": "lm",
-        "model": mcfg.to_dict(),
-        "tokenizer": {"kind": tok.kind, "vocab_size": tok.vocab_size, "requested_vocab_size": inputs.vocab_size},
-        "train": tcfg.to_dict(),
-        "data": {"files": meta["files"], "sha256": meta["sha256"], "encoding": inputs.codec,
-                 "text_column": inputs.text_column, "condition_column": inputs.condition_column,
-                 "dataset": inputs.dataset, "val_file": meta["val_file"],
-                 **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars", "val_chars",
-                                         "train_tokens", "val_tokens")}},
-        "distributed": {"world_size": dist.world},
-        "fit": fit.to_dict() if fit else None,
-        "condition": ({"column": inputs.condition_column, "labels": inputs.condition_labels}
-                      if inputs.condition_column else None),
-    }
+                dist: Dist, fit: Optional[Fit]) -> RunConfig:
+    """The run's configuration (its config.json)."""
+    data = DataInfo(files=list(meta["files"]), sha256=meta["sha256"], encoding=inputs.codec,
+                    text_column=inputs.text_column, condition_column=inputs.condition_column, dataset=inputs.dataset,
+                    val_file=meta["val_file"], **{k: meta[k] for k in ("train_bytes", "val_bytes", "train_chars",
+                                                                       "val_chars", "train_tokens", "val_tokens")})
+    condition = Condition(inputs.condition_column, list(inputs.condition_labels)) if inputs.condition_column else None
+    return RunConfig(task="lm", model=mcfg, train=tcfg, data=data, textrnn_version=__version__,
+                     tokenizer=TokenizerInfo(tok.kind, tok.vocab_size, inputs.vocab_size),
+                     distributed=Distributed(dist.world), fit=fit.to_dict() if fit else None, condition=condition)

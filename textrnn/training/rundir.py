@@ -28,6 +28,7 @@ from ..config import RESUMABLE, TrainConfig
 from ..data.corpus import GLOB_CHARS
 from ..errors import TextRNNError
 from ..inference.scoring import evaluate_model, loss_metrics
+from ..runconfig import RunConfig
 from ..tokenizer import Tokenizer
 from .distributed import Dist
 from .trainer import Progress, TrainerState, train_loop
@@ -143,26 +144,26 @@ def open_run(out: Path, resume: bool, force: bool, dist: Optional[Dist] = None) 
 
 def check_resume(out: Path, task: str, model_opts: dict, train_opts: dict, tokenizer: Optional[str],
                  data_sha: str, data_names: Sequence[str], dist: Optional[Dist] = None,
-                 data_what: str = "text") -> dict[str, Any]:
-    """The saved config of the run in ``out``, after checking that the given options agree
+                 data_what: str = "text") -> RunConfig:
+    """The saved configuration of the run in ``out``, after checking that the given options agree
     (``data_what`` names what ``data_sha`` covers, for the message)."""
-    saved = checkpoint.read_config(out)
-    world, now = saved.get("distributed", {}).get("world_size", 1), (dist or Dist()).world
+    saved = checkpoint.read_run(out)
+    world, now = saved.distributed.world_size, (dist or Dist()).world
     if world != now:
         raise TextRNNError(f"--resume {out}: the run was trained by {world} process(es), this job has "
                            f"{now}; resume with torchrun --nproc-per-node {world} "
                            "(the data layout depends on it)")
-    if saved.get("task", "lm") != task:
-        raise TextRNNError(f"--resume {out}: that run trains a {saved.get('task')} model, not a {task} model")
-    diffs = [f"{k}: checkpoint has {saved['model'].get(k)!r}, given {v!r}"
-             for k, v in model_opts.items() if saved["model"].get(k) != v]
-    diffs += [f"{k}: checkpoint has {saved['train'].get(k)!r}, given {v!r}"
+    if saved.task != task:
+        raise TextRNNError(f"--resume {out}: that run trains a {saved.task} model, not a {task} model")
+    diffs = [f"{k}: checkpoint has {getattr(saved.model, k)!r}, given {v!r}"
+             for k, v in model_opts.items() if getattr(saved.model, k) != v]
+    diffs += [f"{k}: checkpoint has {getattr(saved.train, k)!r}, given {v!r}"
               for k, v in train_opts.items()
-              if k not in RESUMABLE and saved["train"].get(k) != TrainConfig(**{k: v}).to_dict()[k]]
-    if tokenizer is not None and tokenizer != saved["tokenizer"]["kind"]:
-        diffs.append(f"tokenizer: checkpoint has {saved['tokenizer']['kind']!r}, given {tokenizer!r}")
-    if saved["data"]["sha256"] != data_sha:
-        diffs.append(f"data: checkpoint was trained on {', '.join(saved['data']['files'])}, "
+              if k not in RESUMABLE and getattr(saved.train, k) != getattr(TrainConfig(**{k: v}), k)]
+    if tokenizer is not None and tokenizer != saved.tokenizer.kind:
+        diffs.append(f"tokenizer: checkpoint has {saved.tokenizer.kind!r}, given {tokenizer!r}")
+    if saved.data.sha256 != data_sha:
+        diffs.append(f"data: checkpoint was trained on {', '.join(saved.data.files)}, "
                      f"given {', '.join(data_names)} (different {data_what})")
     if diffs:
         raise TextRNNError(f"--resume {out}: options contradict the checkpoint: " + "; ".join(diffs))
@@ -179,7 +180,7 @@ def remove_leftovers(run_dir: Path) -> None:
             p.unlink(missing_ok=True)
 
 
-def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, resuming: bool,
+def _start(out: Path, run: RunConfig, tok: Tokenizer, model: torch.nn.Module, resuming: bool,
            dist: Dist) -> tuple[Optional[TrainerState], list[dict[str, Any]], list[dict[str, Any]]]:
     """The trainer state, metrics and samples to go on from: the run's ``last/`` when resuming
     (its weights loaded into ``model``), else none, after the run's files are (re)written."""
@@ -196,11 +197,11 @@ def _start(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Mo
         for p in out.iterdir():  # an old run that --force replaces (open_run checked it is one)
             if p.name != LOCK:
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
-        checkpoint.write_run_files(out, config, tok)
+        checkpoint.write_run_files(out, run, tok)
     return None, [], []
 
 
-def execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.Module, task: Any,
+def execute(out: Path, run: RunConfig, tok: Tokenizer, model: torch.nn.Module, task: Any,
             tcfg: TrainConfig, resuming: bool, on_progress: Optional[Callable[[Progress], None]],
             report_every: int, optimizer: Optional[torch.optim.Optimizer] = None,
             dist: Optional[Dist] = None, sample: Optional[Callable[[torch.nn.Module], str]] = None) -> RunResult:
@@ -209,7 +210,7 @@ def execute(out: Path, config: dict[str, Any], tok: Tokenizer, model: torch.nn.M
     ``sample(model)``: text to keep in ``samples.jsonl`` and hand to ``on_progress`` (``Progress.sample``)
     after each evaluation (rank 0 only); it must leave the model in training mode and the RNGs untouched."""
     dist = dist or Dist()
-    state, metrics, samples = _start(out, config, tok, model, resuming, dist)
+    state, metrics, samples = _start(out, run, tok, model, resuming, dist)
 
     def on_checkpoint(st: TrainerState, best: bool) -> None:
         if not dist.is_main:
@@ -239,7 +240,7 @@ def test_run(result: RunResult, test_file: str | os.PathLike, device: torch.devi
     """``train --test-file``: the run's best weights scored on ``test_file``; ``test_*`` appended
     to its metrics.jsonl and returned in ``result.test``."""
     ck = checkpoint.load(result.path, device=device)
-    found = evaluate_model(ck.model, ck.tokenizer, ck.config, [test_file])[0]
+    found = evaluate_model(ck.model, ck.tokenizer, ck.run, [test_file])[0]
     test = {"event": "test", "step": (result.best or {}).get("step", result.steps), "test_file": str(test_file),
             **loss_metrics(found["loss"] * found["scored"], found["scored"], found["chars"] / found["tokens"], "test"),
             "test_word_ppl": round(found["word_perplexity"], 3), "test_tokens": found["tokens"]}
