@@ -1,4 +1,4 @@
-"""What :class:`textrnn.training.trainer.Trainer` (``fit``) trains on: one task class per kind of model.
+"""What :class:`textrnn.training.trainer.Trainer` (``train_loop``) trains on: one task class per kind of model.
 
 A task owns its batches, its loss and its evaluation, and whatever state is carried
 between batches; the trainer stays generic.
