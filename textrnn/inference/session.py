@@ -119,6 +119,8 @@ class Session:
                 state = self._stepper.initial_state(1, self._device)
             for token, before, (piece,) in steps(self._stepper, token, state, [draw], self._labels):
                 history.append(int(token))
+                if len(history) > 2 * HISTORY:  # (a long continuation keeps only what a banned word can see)
+                    del history[:-HISTORY]
                 if not piece:
                     continue
                 self._carry = (before, token)  # one assignment: never half done when interrupted
