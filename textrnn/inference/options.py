@@ -143,9 +143,6 @@ def repeatable(f: dataclasses.Field) -> bool:
     return isinstance(f.default, tuple)
 
 
-FRONT_ENDS = ("command line", "interactive", "server")
-
-
 def option_name(name: str, front_end: str = "command line") -> str:
     """How ``front_end`` names the option ``name``: ``--temp``, ``/temp``, ``temperature``."""
     f = {f.name: f for f in SamplingOptions.fields()}[name]
