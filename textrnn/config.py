@@ -60,6 +60,10 @@ class RunOptions:
     out: Optional[Path] = option(None, "Run directory.", short="-o", default_text="checkpoints/<input name>")
     resume: bool = option(False, "Continue the run in --out from its last checkpoint.", off="")
     force: bool = option(False, "Overwrite an existing run in --out.", off="")
+    folds: Optional[int] = option(None, "Before training on every row, estimate how good the classifier will be: "
+                                        "train it K times, each time scoring the K-th part of the rows it did not "
+                                        "see (stratified k-fold cross-validation; folds.json in the run).",
+                                  only="classify", metavar="K")
 
 
 @dataclass
@@ -79,11 +83,16 @@ class DataOptions:
                                          default_text="a column named label, sentiment, ...")
     format: Optional[str] = option(None, "Input format (csv | tsv | jsonl | txt).", only="classify",
                                    default_text="by extension")
-    init_from: Optional[Path] = option(None, "Start from this language model (a run directory, or a shipped "
-                                             "model's name: english-char): a language model fine-tunes it (its "
-                                             "tokenizer, plus the corpus's new characters; its weights and size); "
-                                             "a classifier takes its tokenizer, embedding and recurrent layers.",
-                                       metavar="RUN")
+    init_from: Optional[Path] = option(None, "Start from this run (a run directory, or a shipped model's name: "
+                                             "english-char, sst2): a language model fine-tunes a language model (its "
+                                             "tokenizer, plus the corpus's new characters; its weights and size); a "
+                                             "classifier takes a language model's tokenizer, embedding and recurrent "
+                                             "layers, or a whole classifier (plus the rows' new words; its head as "
+                                             "--head says).", metavar="RUN")
+    head: str = option("auto", "Classifier --init-from a classifier: keep its output layer (its labels, matched by "
+                               "name; the rows' labels must be among them), a new one for the rows' labels, or auto: "
+                               "the matched labels' weights kept, new labels' new.", only="classify",
+                       choices=("auto", "keep", "new"))
     condition_column: Optional[str] = option(None, "Table input: train one model on every row's text, conditioned on "
                                                    "its label in this column (then: generate --condition LABEL).",
                                              only="lm")
@@ -170,25 +179,28 @@ class TrainConfig(DictMixin):
     """How a model is trained. Saved in the checkpoint for resume and provenance."""
 
     batch_size: int = option(32, "Parallel streams (language model) or texts (classifier) per batch.",
-                             classify=256, fitted=True)
+                             classify=256, adapt=16, fitted=True)
     seq_len: int = option(128, "Language model: tokens per truncated-BPTT window.", fitted=True)
     max_len: int = option(512, "Cut texts to their first this many tokens.", only="classify")
-    lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3, finetune=2e-3)
+    lr: float = option(6e-3, "Peak learning rate (AdamW).", classify=4e-3, finetune=2e-3, adapt=1e-3)
     weight_decay: float = option(0.01, "AdamW weight decay (not applied to biases and embeddings).")
-    warmup_steps: int = option(100, "Linear warm-up steps before the cosine decay.", classify=50, finetune=20)
+    warmup_steps: int = option(100, "Linear warm-up steps before the cosine decay.", classify=50, finetune=20,
+                               adapt=10)
     min_lr_ratio: float = option(0.05, "The cosine schedule ends at --lr times this.")
     clip: float = option(1.0, "Gradient-norm clipping threshold.")
     epochs: Optional[float] = option(None, "Stop after this many passes over the training data.", stop=True,
-                                     unlimited=10.0, classify=5.0, resumable=True)
+                                     unlimited=10.0, classify=5.0, adapt=10.0, resumable=True)
     max_steps: Optional[int] = option(None, "Stop after this many optimizer steps.", stop=True, resumable=True)
     max_time: Optional[float] = option(None, "Stop after this long, evaluation included: 45s, 5m, 1h30m or "
                                              "seconds.", stop=True, parse=parse_duration, resumable=True)
     eval_every: int = option(500, "Evaluate on the validation data every this many steps (and at the end).",
-                             classify=100, resumable=True)
+                             classify=100, adapt=10, resumable=True)
+    patience: Optional[int] = option(None, "Early stopping: stop when this many evaluations in a row were no better "
+                                           "than the best (whose weights are the run's).", adapt=4, resumable=True)
     save_every: int = option(500, "Write the last checkpoint every this many steps.", classify=100,
                              resumable=True)
     val_fraction: float = option(0.1, "Hold out this fraction for validation (a corpus's end; a table's "
-                                      "seeded random rows).")
+                                      "seeded random rows).", adapt=0.2)
     # so a 1 GB corpus does not spend 100 MB, and minutes per evaluation, on validation
     val_max_bytes: Optional[int] = option(2_000_000, "Language model: hold out at most this many bytes.")
     seed: int = option(1234, "Seed for weights, data order and dropout.")
@@ -247,6 +259,8 @@ class TrainConfig(DictMixin):
         for name in ("ar", "tar"):
             if not isinstance(getattr(self, name), (int, float)) or getattr(self, name) < 0:
                 raise TextRNNError(f"--{name} must be >= 0, got {getattr(self, name)!r}")
+        if self.patience is not None:
+            check_positive("patience", self.patience)
         if self.val_max_bytes is not None:
             check_positive("val_max_bytes", self.val_max_bytes)
         if all(getattr(self, name) is None for name in STOP_OPTIONS):  # 10 epochs: about 5 minutes on
@@ -308,13 +322,17 @@ def task_defaults(task: str, options: frozenset[str]) -> dict[str, Any]:
             if name in options and task in OPTIONS[name].metadata["defaults"] and not OPTIONS[name].metadata["stop"]}
 
 
-def train_config(task: str, given: dict[str, Any]) -> TrainConfig:
-    """A new run's TrainConfig: ``task``'s defaults overridden by the ``given`` options. The
-    task's stop defaults apply only when no stop option is given."""
-    defaults = task_defaults(task, TRAIN_OPTIONS)
-    if not any(k in given for k in STOP_OPTIONS):
-        defaults.update({name: OPTIONS[name].metadata["defaults"][task] for name in STOP_OPTIONS
-                         if task in OPTIONS[name].metadata["defaults"]})
+def train_config(task: str, given: dict[str, Any], start: Optional[str] = None) -> TrainConfig:
+    """A new run's TrainConfig: ``task``'s defaults, then those of how it starts (``start``:
+    ``finetune`` or ``adapt``, see :func:`option`), overridden by the ``given`` options. The stop
+    defaults apply only when no stop option is given."""
+    kinds = (task,) if start is None else (task, start)
+    defaults: dict[str, Any] = {}
+    for kind in kinds:
+        defaults.update(task_defaults(kind, TRAIN_OPTIONS))
+        if not any(k in given for k in STOP_OPTIONS):
+            defaults.update({name: OPTIONS[name].metadata["defaults"][kind] for name in STOP_OPTIONS
+                             if kind in OPTIONS[name].metadata["defaults"]})
     return TrainConfig(**{**defaults, **given})
 
 

@@ -12,7 +12,7 @@ from .errors import TextRNNError
 
 
 def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.MISSING,
-           finetune: Any = dataclasses.MISSING, resumable: bool = False,
+           finetune: Any = dataclasses.MISSING, adapt: Any = dataclasses.MISSING, resumable: bool = False,
            choices: Optional[tuple[str, ...]] = None, only: Optional[str] = None, stop: bool = False,
            unlimited: Any = None, parse: Optional[Callable[[Any], Any]] = None, default_text: Optional[str] = None,
            short: Optional[str] = None, off: Optional[str] = None, metavar: Optional[str] = None,
@@ -20,7 +20,9 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     """Declare an option as a dataclass field (its type is the field's annotation).
 
     ``default``: the language model's default; ``classify``: the classifier's, where it
-    differs; ``finetune``: a language model's that starts from another (``--init-from``).
+    differs; ``finetune``: a language model's that starts from another (``--init-from``); ``adapt``:
+    a classifier's that starts from another classifier (``--init-from``: a few hundred rows of the
+    user's own, typically).
     ``resumable``: a resumed run may change it. ``choices``: the allowed values.
     ``only``: the one task (``lm`` / ``classify``) it is for; ``misuse`` replaces the error
     given when it is used for the other. ``fitted``: a new language model's value is
@@ -32,7 +34,7 @@ def option(default: Any = None, help: str = "", *, classify: Any = dataclasses.M
     For the command line only: ``short`` (e.g. ``-o``), ``off`` (the name of a boolean's
     off switch: default ``no-<name>``, ``""`` for a plain flag), ``metavar``.
     """
-    defaults = {task: value for task, value in (("classify", classify), ("finetune", finetune))
+    defaults = {task: value for task, value in (("classify", classify), ("finetune", finetune), ("adapt", adapt))
                 if value is not dataclasses.MISSING}
     return dataclasses.field(default=default, metadata={
         "help": help, "defaults": defaults, "resumable": resumable, "choices": choices, "only": only,

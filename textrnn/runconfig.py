@@ -72,12 +72,12 @@ class Condition:
 
 @dataclass(frozen=True)
 class InitFrom:
-    """The language model a run started from (``--init-from``)."""
+    """The run a run started from (``--init-from``: a language model, or a classifier for a classifier)."""
 
     run: str  # as given (a run directory or a shipped model's name)
     path: Optional[str] = None  # where it was found
     vocab_size: Optional[int] = None  # its tokenizer's size
-    added_tokens: Optional[int] = None  # tokens a fine-tuned char tokenizer gained (None: not recorded)
+    added_tokens: Optional[int] = None  # tokens the tokenizer gained (characters, a classifier's words; None: not recorded)
 
 
 @dataclass(frozen=True)

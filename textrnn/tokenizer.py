@@ -120,6 +120,26 @@ class Tokenizer:
         hf.decoder = decoders.Fuse()
         return Tokenizer("char", hf)
 
+    def with_words_of(self, texts: Iterable[str]) -> "Tokenizer":
+        """This word tokenizer plus the words of ``texts`` it lacks (as its own normalizer and
+        pre-tokenizer read them), as new ids after its own in order of first appearance, so a
+        model's rows for the old ids stay where they are; char and BPE tokenizers are returned
+        as they are (use :meth:`with_tokens_of` for characters)."""
+        if self.kind != "word":
+            return self
+        vocab = dict(self.hf.get_vocab())
+        size = len(vocab)
+        normalizer, pre = self.hf.normalizer, self.hf.pre_tokenizer
+        for text in texts:
+            text = normalizer.normalize_str(text) if normalizer is not None else text
+            for word, _ in pre.pre_tokenize_str(text):
+                vocab.setdefault(word, len(vocab))
+        if len(vocab) == size:
+            return self
+        hf = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
+        hf.normalizer, hf.pre_tokenizer = normalizer, pre
+        return Tokenizer("word", hf)
+
     def unknown_chars(self, text: str) -> list[str]:
         """Characters of ``text`` outside a char tokenizer's vocabulary ([] for word and BPE)."""
         if self.kind != "char":

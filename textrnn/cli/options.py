@@ -23,7 +23,8 @@ from ..declare import options_of
 DECLARED = (RunOptions, DataOptions, ModelConfig, TrainConfig)
 """The classes whose declared options are the options of ``textrnn train``, in help order."""
 TASK_NAMES = {"lm": "language model", "classify": "classifier"}
-DEFAULT_NAMES = {"classify": "classify", "finetune": "fine-tuning (--init-from)"}  # how the help names the defaults
+DEFAULT_NAMES = {"classify": "classify", "finetune": "fine-tuning (--init-from)",  # how the help names the defaults
+                 "adapt": "from a classifier (--init-from)"}
 
 
 def show(value: Any) -> str:

@@ -46,7 +46,9 @@ def train_command(inputs: tuple[str, ...], **options: Any) -> None:
     main_rank = is_main_rank()
     with TrainProgress() as progress:
         if task == "lm" and main_rank:
-            given["on_prepare"], given["on_note"] = progress.prepare, progress.note
+            given["on_prepare"] = progress.prepare
+        if main_rank:
+            given["on_note"] = progress.note
         result = run_training(*args, on_progress=progress if main_rank else None, **given)
     _report(task, result, progress.console, main_rank)
 
@@ -95,8 +97,20 @@ def _report(task: str, result: Any, console: Any, main_rank: bool) -> None:
     else:
         score = (f"best val accuracy {best.get('val_acc', float('nan')):.2%}, "
                  f"macro-F1 {best.get('val_macro_f1', float('nan')):.4f}")
+    if result.stopped_by == "patience":
+        how = "stopped early (no better for --patience evaluations)"
+    if getattr(result, "folds", None):
+        console.print(_folds_line(result.folds))
     console.print(f"{how}: {result.steps} steps in {result.elapsed_s:.0f}s; {score} "
                   f"(step {best.get('step', '-')}); saved to {result.path}")
     if status:
         console.print(f"continue with: textrnn train ... --out {result.path} --resume")
         sys.exit(status)
+
+
+def _folds_line(cv: dict) -> str:
+    """``5-fold cross-validation over 300 rows: accuracy 87.33% +- 2.10 (84.75-90.00), macro-F1 ...``."""
+    acc, f1 = cv["accuracy"], cv["macro_f1"]
+    return (f"{cv['folds']}-fold cross-validation over {cv['rows']} rows: accuracy {acc['mean']:.2%} "
+            f"+- {acc['std'] * 100:.2f} ({acc['min']:.2%}-{acc['max']:.2%}), macro-F1 {f1['mean']:.4f} "
+            f"+- {f1['std']:.4f}; the model below is trained on every row")

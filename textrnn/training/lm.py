@@ -20,8 +20,8 @@ import torch
 
 from .. import __version__, checkpoint
 from ..condition import labels_of, marker_ids, token_ids
-from ..config import (MODEL_OPTIONS, SHAPE, TRAIN_OPTIONS, ModelConfig, TrainConfig, default, model_config,
-                      split_options, task_defaults, train_config)
+from ..config import (MODEL_OPTIONS, SHAPE, ModelConfig, TrainConfig, default, model_config,
+                      split_options, train_config)
 from ..data import cache as cache_mod
 from ..data import corpus as corpus_mod
 from ..data.batches import LMBatches
@@ -171,7 +171,7 @@ def _train(out: Path, inputs: _Inputs, model_opts: dict[str, Any], train_opts: d
         cell = saved.model.cell
     elif inputs.init_from is not None:
         source = dist.agree(lambda: _source(inputs, model_opts))
-        tcfg = train_config("lm", {**task_defaults("finetune", TRAIN_OPTIONS), **train_opts})
+        tcfg = train_config("lm", train_opts, start="finetune")
         cell = source.run.model.cell
     else:
         tcfg = train_config("lm", train_opts)

@@ -47,6 +47,7 @@ class RunResult:
     stopped_by: Optional[str]
     tokens_seen: int
     test: Optional[dict[str, Any]] = None  # test_* metrics of --test-file (language models)
+    folds: Optional[dict[str, Any]] = None  # a classifier's --folds cross-validation (training.folds.summary)
 
 
 def default_run_dir(first_input: str | Path) -> Path:

@@ -93,7 +93,7 @@ class TrainerState:
     rank_rng: Optional[list] = None  # every rank's RNG states, in a distributed run
     rank_carry: Optional[list] = None  # every rank's carried state (each reads its own streams)
     scaler: Optional[dict] = None  # the fp16 gradient scaler's state
-    stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "interrupt"
+    stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "patience" | "interrupt"
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -231,6 +231,9 @@ class Trainer:
             return signal_name
         if self.cfg.max_time is not None and self._clock() + self.last_eval_s >= self.cfg.max_time:
             return "max_time"
+        best = self.state.best
+        if self.cfg.patience and best and self.state.step - best["step"] >= self.cfg.patience * self.cfg.eval_every:
+            return "patience"  # (from the saved state alone: exact on --resume)
         return None
 
     def run(self) -> TrainerState:
