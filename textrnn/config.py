@@ -215,10 +215,10 @@ class TrainConfig(DictMixin):
                             "layer's output to the training loss.", only="lm")
     tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "
                              "of the last layer's output from one step to the next to the training loss.", only="lm")
-    average: str = option("off", "Weight averaging (see training.averaging): ema (an exponential moving average, "
+    average: str = option("off", "Weight averaging from --average-start on: ema (an exponential moving average, "
                                  "decay --average-decay) or swa (the equal-weight mean of the weights after every "
-                                 "step) from --average-start on; each evaluation scores the averaged weights too and "
-                                 "the best checkpoint keeps whichever scores better.", choices=AVERAGES)
+                                 "step); each evaluation also scores the averaged weights, and the best checkpoint "
+                                 "keeps whichever score better.", choices=AVERAGES)
     average_start: float = option(0.5, "Start the weight averaging after this fraction of the run's steps, in [0, 1).")
     average_decay: float = option(0.999, "--average ema: how much of the average each step keeps, in (0, 1) (0.999: "
                                          "about the last 1,000 steps).")
