@@ -7,7 +7,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from conftest import TINY, TINY_CLF, one_line_error, run_cli
+from conftest import TINY, TINY_CLF, needs_cpu_bf16, one_line_error, run_cli
 from textrnn import checkpoint
 from textrnn.config import TrainConfig
 from textrnn.errors import TextRNNError
@@ -219,3 +219,55 @@ def test_bad_averaging_options_are_one_line_errors(tmp_path, tiny_corpus, args, 
     res = run_cli(["train", str(tiny_corpus), "--out", str(tmp_path / "run"), "--max-steps", "2", *args])
     one_line_error(res, fragment)
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_two_ranks_average_as_one_process_with_twice_the_batch(tmp_path, tiny_corpus):
+    """Under torchrun (DDP, gloo) every rank averages the unwrapped module's weights; the averaged
+    scores equal those of one process that trains on both ranks' streams."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    helper = Path(__file__).parents[1] / "helpers" / "ddp_train.py"
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_corpus.read_text() * 3)
+    opts = json.dumps({"average": "ema", "average_start": 0.25, "average_decay": 0.5, "sample_length": 0})
+    env = {**{k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK")},
+           "OMP_NUM_THREADS": "1"}
+    for name, command in (("ddp", [sys.executable, "-m", "torch.distributed.run", "--standalone",
+                                   "--nproc-per-node=2", str(helper)]), ("one", [sys.executable, str(helper)])):
+        (tmp_path / name).mkdir()
+        batch = "2" if name == "ddp" else "4"
+        res = subprocess.run([*command, str(corpus), str(tmp_path / f"run_{name}"), str(tmp_path / name), batch,
+                              opts], capture_output=True, text=True, env=env, timeout=240)
+        assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    ddp, one = checkpoint.read_metrics(tmp_path / "run_ddp"), checkpoint.read_metrics(tmp_path / "run_one")
+    assert [m["step"] for m in ddp] == [m["step"] for m in one] == [4, 8]
+    for a, b in zip(ddp, one):
+        assert a["avg_steps"] == b["avg_steps"] == a["step"] - 1  # from step 2 (a quarter of 8) on
+        assert a["avg_val_loss"] == pytest.approx(b["avg_val_loss"], rel=1e-5, abs=1e-5)
+
+
+cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+@pytest.mark.parametrize("device,precision", [
+    ("cpu", "fp32"), pytest.param("cpu", "bf16", marks=needs_cpu_bf16), pytest.param("cuda", "bf16", marks=cuda),
+    pytest.param("cuda", "fp16", marks=cuda)])
+def test_autocast_training_keeps_a_float32_average(tmp_path, tiny_corpus, device, precision):
+    """Under autocast (and on CUDA, where an LSTM's weights are views into one cuDNN buffer) the average
+    stays float32, its scores are finite, the best weights load on the CPU and the run resumes."""
+    if device == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        pytest.skip("no bf16 on this GPU")
+    opts = dict(TINY, layers=2, weight_drop=0.2, eval_every=5, save_every=5, sample_length=0, device=device,
+                precision=precision, average="ema", average_start=0.0, average_decay=0.9)
+    out = tmp_path / "run"
+    train_language_model([tiny_corpus], out=out, max_steps=10, **opts)
+    assert all(0 < r["avg_val_loss"] < 10 for r in checkpoint.read_metrics(out))
+    average = checkpoint.load_trainer_state(out)["average"]
+    assert average["count"] == 10 and all(t.dtype == torch.float32 for t in average["tensors"].values())
+    checkpoint.load(out, device="cpu")
+    assert train_language_model([tiny_corpus], out=out, max_steps=15, resume=True, **opts).steps == 15
+    assert checkpoint.load_trainer_state(out)["average"]["count"] == 15
