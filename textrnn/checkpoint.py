@@ -11,7 +11,8 @@
       samples.jsonl       language models: the text sampled after each evaluation ({"step", "text"})
       last/               the latest state, for --resume
         model.safetensors
-        trainer.pt        optimizer, schedule position, data position, RNG, carried state
+        trainer.pt        optimizer, schedule position, data position, RNG, carried state,
+                          the averaged weights (--average; training.averaging)
 
 Every file is written under a temporary name, flushed to disk and renamed into place,
 and ``last/`` is replaced as a whole directory, so a crash never leaves a torn

@@ -29,6 +29,7 @@ CELLS = ("lstm", "gru", "rnn")
 TOKENIZERS = ("char", "word", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
+AVERAGES = ("off", "ema", "swa")
 VOCAB_SIZES = {"word": 20000, "bpe": 4096}  # a tokenizer's size when --vocab-size is not given
 
 
@@ -226,6 +227,13 @@ class TrainConfig(DictMixin):
                             "layer's output to the training loss.", only="lm")
     tar: float = option(0.0, "Temporal activation regularization: add this times the mean square of the change "
                              "of the last layer's output from one step to the next to the training loss.", only="lm")
+    average: str = option("off", "Weight averaging from --average-start on: ema (an exponential moving average, "
+                                 "decay --average-decay) or swa (the equal-weight mean of the weights after every "
+                                 "step); each evaluation also scores the averaged weights, and the best checkpoint "
+                                 "keeps whichever score better.", choices=AVERAGES)
+    average_start: float = option(0.5, "Start the weight averaging after this fraction of the run's steps, in [0, 1).")
+    average_decay: float = option(0.999, "--average ema: how much of the average each step keeps, in (0, 1) (0.999: "
+                                         "about the last 1,000 steps).")
     sample_length: int = option(200, "After each evaluation, sample this many tokens (seeded, "
                                      "temperature 0.8) into samples.jsonl and the progress display; 0: none.",
                                 only="lm", resumable=True)
@@ -263,6 +271,9 @@ class TrainConfig(DictMixin):
             check_positive("patience", self.patience)
         if self.val_max_bytes is not None:
             check_positive("val_max_bytes", self.val_max_bytes)
+        check_probability("average_start", self.average_start)
+        if not isinstance(self.average_decay, (int, float)) or not 0.0 < self.average_decay < 1.0:
+            raise TextRNNError(f"--average-decay must be in (0, 1), e.g. 0.999, got {self.average_decay!r}")
         if all(getattr(self, name) is None for name in STOP_OPTIONS):  # 10 epochs: about 5 minutes on
             for f in options_of(TrainConfig):                           # tiny-shakespeare with a 2-core CPU
                 if f.metadata["unlimited"] is not None:

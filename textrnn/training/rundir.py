@@ -8,7 +8,8 @@ The files themselves (config.json, weights, last/, metrics.jsonl) are
 - :func:`check_resume` compares the given options with the saved run;
 - :func:`execute` runs the trainer, replacing an old run (``--force``) only once the new
   one starts, samples text after each evaluation (language models), and writes metrics,
-  samples, best weights and ``last/`` at every checkpoint.
+  samples, best weights (the averaged ones when they scored better, ``--average``) and
+  ``last/`` at every checkpoint.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from ..errors import TextRNNError
 from ..inference.scoring import evaluate_model, loss_metrics
 from ..runconfig import RunConfig
 from ..tokenizer import Tokenizer
+from .averaging import best_weights
 from .distributed import Dist
 from .trainer import Progress, TrainerState, train_loop
 
@@ -219,8 +221,9 @@ def execute(out: Path, run: RunConfig, tok: Tokenizer, model: torch.nn.Module, t
         checkpoint.write_metrics(out, metrics)
         if sample is not None:
             checkpoint.write_metrics(out, samples, checkpoint.SAMPLES)
-        if best:
-            checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
+        if best:  # (the averaged weights when they scored better: --average)
+            with best_weights(model, st.best, st.average):
+                checkpoint.save_weights(model, out / checkpoint.WEIGHTS)
         checkpoint.save_last(out, model, st.to_dict())
 
     def progress(p: Progress) -> None:

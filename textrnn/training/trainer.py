@@ -25,6 +25,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..errors import TextRNNError
+from .averaging import Averager, evaluate_both
 from .distributed import Dist
 from .gradients import GradStats
 from .optim import frozen_groups, lr_at, make_optimizer
@@ -94,6 +95,7 @@ class TrainerState:
     rank_carry: Optional[list] = None  # every rank's carried state (each reads its own streams)
     scaler: Optional[dict] = None  # the fp16 gradient scaler's state
     stopped_by: Optional[str] = None  # "epochs" | "max_steps" | "max_time" | "patience" | "interrupt"
+    average: Optional[dict] = None  # the averaged weights and their count (averaging.Averager.state_dict)
 
     def to_dict(self) -> dict:
         return dict(self.__dict__)
@@ -147,6 +149,8 @@ class Trainer:
     ``report_every`` steps (and after the first) the mean training loss is reported; every ``eval_every``
     steps :meth:`evaluate` validates and saves, else every ``save_every`` :meth:`save` checkpoints. At the
     end the run is evaluated once more, unless it just was, or a signal stopped it (then it only saves).
+    With ``--average`` each step also updates the averaged weights (:mod:`.averaging`); each evaluation then
+    scores both, and ``state.best`` (what the best checkpoint saves) is whichever weights scored better.
     """
 
     def __init__(self, model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
@@ -165,6 +169,9 @@ class Trainer:
             restore_rng(state.rank_rng[dist.rank])
         elif state.rng is not None:
             restore_rng(state.rng)
+        self.averager = Averager.of(cfg)  # (--average; None: off)
+        if self.averager is not None and state.average is not None:
+            self.averager.load_state_dict(state.average, self.device)
         self.amp_dtype = autocast_dtype(cfg.precision, self.device)
         self.scaler = torch.amp.GradScaler("cuda") if self.amp_dtype == torch.float16 else None
         if self.scaler is not None and state.scaler:
@@ -302,6 +309,8 @@ class Trainer:
         state.step += 1
         state.batch_in_epoch += 1
         state.tokens_seen += n_tokens
+        if self.averager is not None:
+            self.averager.update(self.model, self.fraction(), state.step)
 
     def _report(self) -> None:
         """The mean training loss and the speed since the last report, to ``on_progress``."""
@@ -321,21 +330,20 @@ class Trainer:
         state = self.state
         if self.loss_count:
             self._mean_train_loss()
-        t = time.perf_counter()
-        self.model.eval()
-        with torch.inference_mode():  # in float32 at any --precision: the figures textrnn evaluate gives
-            metrics = self.task.evaluate(self.model)
-        self.model.train()
+        t = time.perf_counter()  # (in float32 at any --precision: the figures textrnn evaluate gives)
+        metrics, avg_fields, averaged = evaluate_both(self.model, self.averager, self.task.evaluate,
+                                                      self.task.is_better)
         self.last_eval_s = time.perf_counter() - t
         if self.dist.active:  # every rank reserves the same time for the last evaluation
             self.last_eval_s = self.dist.all_max([self.last_eval_s], self.device)[0]
         self.val_loss = state.last_val_loss = metrics["val_loss"]
         metrics = {"step": state.step, "epoch": state.epoch, "elapsed_s": round(self.elapsed(), 3),
-                   "train_loss": self.train_loss, **metrics, "tokens_per_s": round(self.tokens_per_s, 1),
+                   "train_loss": self.train_loss, **metrics, **avg_fields, "tokens_per_s": round(self.tokens_per_s, 1),
                    **self.grads.metrics()}
-        better = self.task.is_better(metrics, state.best)
+        scored = metrics if averaged is None else {**metrics, **averaged, "weights": "average"}  # (what best saves)
+        better = self.task.is_better(scored, state.best)
         if better:
-            state.best = metrics
+            state.best = scored
         self.loss_sum.zero_()
         self.loss_count = 0
         if self.on_progress:
@@ -370,11 +378,12 @@ class Trainer:
         state.scaler = self.scaler.state_dict() if self.scaler is not None else None
         state.carry = self.task.carry_state()
         state.rank_carry = dist.gather(state.carry) if dist.active else None
+        state.average = self.averager.state_dict() if self.averager is not None else None
         if dist.active:  # a write that fails on rank 0 (disk full) stops every rank, with its message
             dist.agree(lambda: self.on_checkpoint(state, best))
         else:
             self.on_checkpoint(state, best)
-        state.optimizer = None  # do not keep references to a copy around
+        state.optimizer = state.average = None  # do not keep references to a copy around
 
 
 def train_loop(model: nn.Module, task: Task, cfg: TrainConfig, *, state: Optional[TrainerState] = None,
