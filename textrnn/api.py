@@ -145,6 +145,13 @@ class Trained:
         self.require("classify", "labels")
         return list(self.run.labels)
 
+    @property
+    def label_aliases(self) -> dict[str, Any]:
+        """Other values that stand for a label (alias -> label name): the raw values of its training file
+        when its labels were renamed (the shipped ``sst2``: ``"0"`` is ``negative``, ``"1"`` ``positive``)."""
+        self.require("classify", "labels")
+        return dict(self.run.label_aliases or {})
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
         """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
         from .inference.classify import predict

@@ -20,6 +20,21 @@ def test_cli_gold_labels_are_normalised_like_training(int_clf, tmp_path):
     assert "accuracy 100.00%" in res.stderr and "left out" not in res.stderr
 
 
+def test_the_shipped_classifier_answers_names_and_scores_gold_0_and_1(tmp_path):
+    """sst2 writes negative / positive; a file labelled 0 / 1 (SST-2's own) is scored against them."""
+    from pathlib import Path
+
+    dev = (Path(__file__).resolve().parents[2] / "corpora" / "sst2" / "dev.tsv").read_text().splitlines()
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join(dev[:41]) + "\n")
+    res = run(["classify", str(src), "--checkpoint", "sst2", "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 40 and {r["predicted_label"] for r in rows} == {"negative", "positive"}
+    assert {r["label"] for r in rows} == {"0", "1"}  # the gold column as it was
+    assert "accuracy" in res.stderr and "left out" not in res.stderr and "no rows" not in res.stderr
+
+
 def test_tsv_output_round_trips_quotes_and_backslashes_and_reruns(int_clf, tmp_path):
     texts = ['a "great" fine film', 'say \\"hi\\" \\ back\\slash', '"quoted"', "it's \\n not a newline"]
     src = tmp_path / "in.tsv"

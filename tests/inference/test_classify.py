@@ -56,6 +56,16 @@ def test_score_against_gold_counts_unknown_and_unlabelled_rows():
     assert score_against_gold(["", None], [0, 1], [0, 1])["labelled"] == 0
 
 
+def test_score_against_gold_matches_labels_by_name_or_alias():
+    from textrnn.inference.classify import score_against_gold
+
+    names, aliases = ["negative", "positive"], {"0": "negative", "1": "positive"}
+    score = score_against_gold([1, "0", "positive", None, "2"], [1, 0, 0, 1, 1], names, aliases)
+    assert (score["labelled"], score["unknown"], score["unlabelled"], score["scored"]) == (4, 1, 1, [0, 1, 2])
+    assert score["metrics"] == evaluate([1, 0, 1], [1, 0, 0], names)
+    assert score_against_gold([1, "0"], [1, 0], names)["metrics"] is None  # without the aliases: unknown
+
+
 def test_shipped_sentiment_classifier():
     from textrnn.checkpoint import SHIPPED
 
@@ -63,9 +73,9 @@ def test_shipped_sentiment_classifier():
     size = sum(p.stat().st_size for p in shipped.iterdir() if p.is_file())
     assert size <= 10 * 1024 * 1024, size
     clf = load(shipped, task="classify")
-    assert clf.labels == [0, 1]
+    assert clf.labels == ["negative", "positive"] and clf.label_aliases == {"0": "negative", "1": "positive"}
     got = clf.classify(["a gorgeous , witty , deeply moving film .", "a dull , lifeless mess ."])
-    assert [label for label, _ in got] == [1, 0]
+    assert [label for label, _ in got] == ["positive", "negative"]
 
 
 def _classifier(cell: str, bidirectional: bool, layers: int = 1):

@@ -72,7 +72,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     if rendered is not None:
         write_output(rendered, output)
     if gold_col is not None:
-        _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, p.argmax(axis=1))
+        _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, clf.label_aliases, p.argmax(axis=1))
 
 
 def _read_input(file: Optional[str], text: Optional[str], input_format: Optional[str], encoding: str):
@@ -106,12 +106,12 @@ def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Option
     return buf.getvalue()
 
 
-def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:
+def _report_gold(gold: list, gold_col: str, names: list, aliases: dict, picked) -> None:
     """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
     with a blank label are not scored. A note instead when no row can be scored."""
     from ..inference.classify import score_against_gold
 
-    score = score_against_gold(gold, picked, names)
+    score = score_against_gold(gold, picked, names, aliases)
     if score["metrics"] is None:
         if score["labelled"]:
             why = (f"none of the labels in column {gold_col!r} is one the model knows "

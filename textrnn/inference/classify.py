@@ -8,13 +8,14 @@ batches sorted by length (little padding).
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..config import default
 from ..data.batches import length_buckets, pad_batch
+from ..data.labels import label_key, match_labels
 from ..model import Classifier
 from .quantize import Int8Product
 from .stepper import gru_update
@@ -222,22 +223,23 @@ def prediction_rows(rows: Sequence[dict], columns: Sequence[str], names: Sequenc
     return out, list(columns) + [c for c in [label_col, score_col, *prob_cols] if c not in columns]
 
 
-def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Sequence[Any]) -> dict[str, Any]:
+def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Sequence[Any],
+                       aliases: Optional[Mapping[str, Any]] = None) -> dict[str, Any]:
     """Score ``predicted`` (indices into ``names``) against the raw ``gold`` values of a
-    label column, over the rows whose gold label is one the model knows. Gold labels are
-    normalised as in training (``1``, ``1.0`` and ``"+1"`` are the same label).
+    label column, over the rows whose gold label is one the model knows, by name or by one of
+    its ``aliases`` (:func:`~textrnn.data.labels.match_labels`: the shipped sst2's ``0`` is
+    ``negative``). Gold labels are normalised as in training (``1``, ``1.0`` and ``"+1"`` are
+    the same label).
 
     Returns plain data: ``metrics`` (:func:`evaluate`'s, over the scored rows; None when no
     row could be scored), ``labelled`` (rows with a gold label), ``unknown`` (labelled rows
-    whose label the model does not know: left out) and ``unlabelled`` (rows with a blank or
-    missing label: not scored).
+    whose label the model does not know: left out), ``unlabelled`` (rows with a blank or
+    missing label: not scored) and ``scored`` (the scored rows' positions).
     """
-    from ..data.labels import label_key
-
-    index = {label_key(n): k for k, n in enumerate(names)}
-    keys = [label_key(g) for g in gold]
-    labelled = sum(k is not None for k in keys)
-    known = [(index[k], int(i)) for k, i in zip(keys, predicted) if k is not None and k in index]
+    matched = match_labels(gold, names, aliases)
+    labelled = sum(label_key(g) is not None for g in gold)
+    scored = [i for i, m in enumerate(matched) if m is not None]
+    known = [(matched[i], int(predicted[i])) for i in scored]
     metrics = evaluate(*zip(*known), names) if known else None
     return {"metrics": metrics, "labelled": labelled, "unknown": labelled - len(known),
-            "unlabelled": len(keys) - labelled}
+            "unlabelled": len(gold) - labelled, "scored": scored}
