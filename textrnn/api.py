@@ -153,12 +153,14 @@ class Trained:
         return dict(self.run.label_aliases or {})
 
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
-        """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
+        """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``), at the run's
+        fitted temperature (``run.calibration``; see :mod:`textrnn.inference.calibration`)."""
+        from .inference.calibration import temperature_of
         from .inference.classify import predict
 
         self.require("classify", "classify")
         return predict(self.model, self.tokenizer, texts, max_len=self.run.train.max_len,
-                       batch_size=batch_size)
+                       batch_size=batch_size, temperature=temperature_of(self.run))
 
     def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256) -> Union[tuple, list[tuple]]:
         """``(label, probability)`` for one text, or a list of them for a list of texts."""

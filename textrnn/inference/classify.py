@@ -27,28 +27,40 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> li
     return tokenizer.encode_many(texts, max_len)
 
 
-def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """Class probabilities ``(N, C)`` for encoded texts, in input order. A one-layer model on the
-    CPU reads them with a :class:`CpuReader` (same results, fewer operations, ``CpuReader.GROUP`` texts
-    at a time); others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
+def predict_logits(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+    """Logits ``(N, C)`` (float32) for encoded texts, in input order. A one-layer model on the CPU reads
+    them with a :class:`CpuReader` (same results, fewer operations, ``CpuReader.GROUP`` texts at a time);
+    others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
     device = next(model.parameters()).device
-    probs = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
+    logits = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
     if not len(ids):
-        return probs
+        return logits
     model.eval()
     with torch.inference_mode():
         if CpuReader.reads(model):
             reader = cpu_reader_for(model)
             for first in range(0, len(ids), CpuReader.GROUP):
-                logits = reader.logits(ids[first : first + CpuReader.GROUP])
-                probs[first : first + len(logits)] = torch.softmax(logits, dim=-1).numpy()
-            return probs
+                group = reader.logits(ids[first : first + CpuReader.GROUP])  # (G, C)
+                logits[first : first + len(group)] = group.numpy()
+            return logits
         order = np.arange(len(ids))
         for index in length_buckets([len(s) for s in ids], batch_size, order, pool=len(ids)):
             x, lengths = pad_batch([ids[i] for i in index])
-            logits = model(x.to(device), lengths)  # (B, C)
-            probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return probs
+            logits[index] = model(x.to(device), lengths).float().cpu().numpy()  # (B, C)
+    return logits
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` ``(N, C)``, float32: the one way a classifier's logits become its
+    probabilities (``temperature``: the run's fitted one, :func:`textrnn.inference.calibration.temperature_of`)."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)) / temperature, dim=-1).numpy()
+
+
+def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256,
+                temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for encoded texts, in input order: ``softmax(logits / temperature)``
+    of :func:`predict_logits` (the CpuReader's or ``forward``'s alike)."""
+    return probabilities(predict_logits(model, ids, batch_size), temperature)
 
 
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' versions, CpuReader)
@@ -162,10 +174,10 @@ class CpuReader:
 
 
 def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = default("max_len"),
-            batch_size: int = 256) -> np.ndarray:
+            batch_size: int = 256, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities ``(N, C)`` for raw texts, in input order, each cut to ``max_len`` tokens (give the
-    run's, ``run.train.max_len``)."""
-    return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size)
+    run's, ``run.train.max_len``), at ``temperature`` (give the run's)."""
+    return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size, temperature)
 
 
 def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[Any]) -> dict[str, Any]:

@@ -21,6 +21,7 @@ import numpy as np
 from .. import __version__, checkpoint
 from ..config import OPTIONS, SHAPE, ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..declare import check_choice
+from ..inference.calibration import calibrate_run
 from ..inference.classify import encode_texts, predict
 from ..inference.classify import evaluate as classification_metrics
 from ..data.batches import ClassBatches
@@ -264,8 +265,11 @@ def _train_rows(out: Path, train: _Labelled, val: Optional[_Labelled], data: Dat
     if on_note is not None and setup.rows is not None:
         on_note(adapt.note(asked.init_from, setup.source, setup.mcfg, setup.names, setup.rows, added,
                            setup.tcfg.lr))
-    return execute(out, run, setup.tok, model, task, setup.tcfg, saved is not None, on_progress, report_every,
-                   optimizer)
+    result = execute(out, run, setup.tok, model, task, setup.tcfg, saved is not None, on_progress, report_every,
+                     optimizer)
+    calibrate_run(out, task.val_ids, task.val_labels, val_name or f"{train_name} (its validation rows)",
+                  device)  # the best weights' temperature, fitted on the validation rows
+    return result
 
 
 def _cross_validate(rows: _Labelled, val: Optional[_Labelled], where: str, asked: _Asked, k: int,
