@@ -162,12 +162,18 @@ class Trained:
         return predict(self.model, self.tokenizer, texts, max_len=self.run.train.max_len,
                        batch_size=batch_size, temperature=temperature_of(self.run))
 
-    def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256) -> Union[tuple, list[tuple]]:
-        """``(label, probability)`` for one text, or a list of them for a list of texts."""
+    def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256, *,
+                 min_confidence: Optional[float] = None) -> Union[tuple, list[tuple]]:
+        """``(label, probability)`` for one text, or a list of them for a list of texts. With ``min_confidence``
+        (0 < P < 1) a text whose most likely label's probability is below it is labelled ``"uncertain"`` (the
+        probability is still that label's)."""
+        from .inference.classify import check_min_confidence, predicted_labels
+
+        self.require("classify", "classify")
+        check_min_confidence(min_confidence, self.labels, str(self.path), "min_confidence")
         single = isinstance(texts, str)
         probs = self.predict_proba([texts] if single else list(texts), batch_size)
-        names = self.labels
-        out = [(names[int(i)], float(p[int(i)])) for p, i in zip(probs, probs.argmax(axis=1))]
+        out = [(label, float(p.max())) for label, p in zip(predicted_labels(probs, self.labels, min_confidence), probs)]
         return out[0] if single else out
 
 

@@ -35,6 +35,44 @@ def test_the_shipped_classifier_answers_names_and_scores_gold_0_and_1(tmp_path):
     assert "accuracy" in res.stderr and "left out" not in res.stderr and "no rows" not in res.stderr
 
 
+def test_min_confidence_labels_rows_uncertain_and_reports_the_confident_rows(int_clf, tmp_path):
+    src = tmp_path / "gold.csv"
+    src.write_text("text,label\nfine fun great,1\ndull bad awful,0\nfilm,1\nwhat a great joy,0\n")
+    plain = run(["classify", str(src), "-c", str(int_clf), "--format", "jsonl"])
+    assert plain.exit_code == 0, plain.output
+    rows = [json.loads(line) for line in plain.stdout.splitlines()]
+    p = sorted(r["predicted_score"] for r in rows)[1]  # one row below it, three at or above
+    res = run(["classify", str(src), "-c", str(int_clf), "--format", "jsonl", "--min-confidence", str(p)])
+    assert res.exit_code == 0, res.output
+    got = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["predicted_label"] for r in got] == [r["predicted_label"] if r["predicted_score"] >= p else "uncertain"
+                                                   for r in rows]
+    assert [r["predicted_score"] for r in got] == [r["predicted_score"] for r in rows]
+    lines = res.stderr.splitlines()
+    assert lines[0] == plain.stderr.splitlines()[0]  # accuracy over all rows, as before
+    assert lines[1].startswith("expected calibration error ") and lines[1].endswith("(15 bins of confidence, 4 rows)")
+    assert lines[2].startswith(f"confident rows (probability >= {p:g}): 3 of 4 (75.0%): accuracy ")
+    assert "macro-F1" in lines[2] and "expected calibration error" in plain.stderr and "confident" not in plain.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-0.5", "2", "nan"])
+def test_a_min_confidence_that_is_no_probability_is_one_line(value, int_clf):
+    one_line_error(run(["classify", "--text", "fine", "-c", str(int_clf), "--min-confidence", value]),
+                   "--min-confidence must be a probability between 0 and 1")
+
+
+def test_min_confidence_with_a_model_that_has_a_label_named_uncertain_is_one_line(int_clf, tmp_path):
+    import shutil
+
+    clf = tmp_path / "clf"
+    shutil.copytree(int_clf, clf, ignore=shutil.ignore_patterns("last", ".lock"))
+    config = json.loads((clf / "config.json").read_text())
+    (clf / "config.json").write_text(json.dumps({**config, "labels": ["certain", "uncertain"]}))
+    assert run(["classify", "--text", "fine", "-c", str(clf)]).exit_code == 0
+    one_line_error(run(["classify", "--text", "fine", "-c", str(clf), "--min-confidence", "0.6"]),
+                   f"{clf}: the model has a label named 'uncertain'", "label_aliases")
+
+
 def test_tsv_output_round_trips_quotes_and_backslashes_and_reruns(int_clf, tmp_path):
     texts = ['a "great" fine film', 'say \\"hi\\" \\ back\\slash', '"quoted"', "it's \\n not a newline"]
     src = tmp_path / "in.tsv"

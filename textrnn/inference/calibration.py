@@ -26,7 +26,6 @@ import numpy as np
 
 from ..checkpoint import CONFIG, WEIGHTS, load, write_file
 from ..runconfig import Calibration, RunConfig
-from .classify import predict_logits
 
 BINS = 15
 LOWEST, HIGHEST = 0.05, 20.0  # the temperatures searched
@@ -128,6 +127,8 @@ def calibrate_run(run_dir: str | os.PathLike, ids: Sequence[np.ndarray], labels:
     held-out rows ``ids`` and their label indices ``labels``, and record it in its config.json (what a
     classifier training run does at its end). None, and nothing written, when the run has no best
     weights yet or there are no rows."""
+    from .classify import predict_logits  # (classify imports this module)
+
     if not len(ids) or not (Path(run_dir) / WEIGHTS).exists():
         return None
     ck = load(run_dir, device=device)
