@@ -214,3 +214,24 @@ def test_cli_classifier_errors(cli_run, tmp_path):
                         "--out", str(tmp_path / "r")]),
                    "only one class")
     assert existing.read_text() == "precious\n"
+
+
+def test_three_labels_calibrate_and_take_min_confidence(tmp_path):
+    """A 3-label classifier: its run records a temperature; classify reports the ECE and the confident rows."""
+    from conftest import NEG, POS, TINY_CLF
+    from textrnn import checkpoint
+    from textrnn.training.classifier import train_classifier
+
+    meh = ["so so film", "an okay story", "fine I guess"]
+    rows = [(t, "pos") for t in POS] + [(t, "neg") for t in NEG] + [(t, "meh") for t in meh]
+    data = write_csv(tmp_path / "three.csv", rows * 3, header=("text", "label"))
+    result = train_classifier(data, out=tmp_path / "clf", val_file=data, max_steps=20, **TINY_CLF)
+    run_config = checkpoint.read_run(result.path)
+    assert run_config.labels == ["meh", "neg", "pos"] and run_config.calibration.rows == 33
+    res = run(["classify", str(data), "-c", str(result.path), "--format", "jsonl", "--min-confidence", "0.5"])
+    assert res.exit_code == 0, res.output
+    labels = {json.loads(line)["predicted_label"] for line in res.stdout.splitlines()}
+    assert labels <= {"meh", "neg", "pos", "uncertain"}
+    report = res.stderr.splitlines()
+    assert report[1].startswith("expected calibration error ") and "33 rows" in report[1]
+    assert report[2].startswith("confident rows (probability >= 0.5): ") and " of 33 (" in report[2]

@@ -135,8 +135,7 @@ def named_clf(tmp_path, int_clf):
     return run
 
 
-def test_a_source_whose_labels_were_renamed_keeps_its_layer_for_rows_of_the_old_values(tmp_path, named_clf,
-                                                                                        ints_with_new_words):
+def test_a_renamed_source_keeps_its_layer_for_rows_of_the_old_values(tmp_path, named_clf, ints_with_new_words):
     """Rows labelled 0 / 1 against a source named negative / positive (its aliases 0 / 1, as the shipped sst2):
     the same labels, so its output layer is kept; the run answers the names and keeps the aliases."""
     aliases = {"0": "negative", "1": "positive"}
