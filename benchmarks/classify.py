@@ -72,14 +72,14 @@ def main() -> None:
     table = read_table(args.data)
     texts = table.values(detect_text_column(table))
     labels = clf.classify(texts)
-    acc, right = accuracy(table, labels)
+    acc, right = accuracy(table, labels, clf)
     n = len(texts)
     print(f"checkpoint: {args.checkpoint}")
     print(f"data: {args.data} ({n:,} sentences)")
     print(f"accuracy: {acc:.2%} ({right}/{n})")
     if YELP.exists():
         yelp = read_table(YELP)
-        yelp_acc, yelp_right = accuracy(yelp, clf.classify(yelp.values(detect_text_column(yelp))))
+        yelp_acc, yelp_right = accuracy(yelp, clf.classify(yelp.values(detect_text_column(yelp))), clf)
         print(f"out of domain, {YELP.parent.name} ({len(yelp.rows):,} sentences): {yelp_acc:.2%} ({yelp_right})")
     per_s = rate(ROOT, args.checkpoint, args.data, args.repeats)
     print(f"classify throughput (read + encode + infer, start-up excluded, best of {args.repeats}): "
@@ -122,12 +122,14 @@ def side_by_side(args) -> None:
                            capture_output=True)
 
 
-def accuracy(table, predicted) -> tuple[float, int]:
-    """Share (and count) of ``predicted`` labels (or ``(label, p)`` pairs) equal to the table's gold ones."""
-    from textrnn.data.labels import detect_label_column
+def accuracy(table, predicted, clf) -> tuple[float, int]:
+    """Share (and count) of ``predicted`` labels (or ``(label, p)`` pairs) equal to the table's gold ones (matched
+    with ``clf``'s labels by name or alias: the shipped sst2's 0 / 1 are negative / positive)."""
+    from textrnn.data.labels import detect_label_column, match_labels
 
-    gold = [str(v).strip() for v in table.values(detect_label_column(table))]
-    right = sum(str(p[0] if isinstance(p, tuple) else p) == g for p, g in zip(predicted, gold))
+    gold = match_labels(table.values(detect_label_column(table)), clf.labels, clf.label_aliases)
+    picked = match_labels([p[0] if isinstance(p, tuple) else p for p in predicted], clf.labels)
+    right = sum(p == g is not None for p, g in zip(picked, gold))
     return right / len(gold), right
 
 

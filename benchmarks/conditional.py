@@ -50,15 +50,17 @@ def main() -> None:
             print(f"trained {run} in {time.perf_counter() - start:.0f} s: "
                   f"best val loss {json.loads((run / 'metrics.jsonl').read_text().splitlines()[-1])['val_loss']:.4f}")
         import textrnn
+        from textrnn.data.labels import match_labels
 
         lm, clf = textrnn.load(run), textrnn.load("sst2")
         for temperature in args.temperature:
             total_right = 0
             for label in lm.conditions:
+                want = clf.labels[match_labels([label], clf.labels, clf.label_aliases)[0]]
                 records = lm.generate_many("", args.length, num_samples=args.samples, condition=label, seed=1,
                                            temperature=temperature)
                 texts = [r["text"].strip().split("\n")[0].strip() or r["text"].strip() for r in records]
-                right = sum(str(p) == label for p, _ in clf.classify(texts))
+                right = sum(p == want for p, _ in clf.classify(texts))  # (sst2's names; its aliases are 0 / 1)
                 total_right += right
                 name = NAMES.get(label, label)
                 print(f"temperature {temperature}, condition {label} ({name}): {right}/{len(texts)} = "

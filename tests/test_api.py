@@ -46,3 +46,12 @@ def test_evaluate_is_the_loaded_models_evaluate(lm_run, tiny_corpus):
 def test_load_without_a_path_falls_back_to_the_shipped_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)  # no ./checkpoints here
     assert load().path.name == "english-char" and load(task="classify").path.name == "sst2"
+
+
+def test_classify_takes_min_confidence(int_clf):
+    clf = load(int_clf, task="classify")
+    (label, p), = clf.classify(["film"])
+    assert clf.classify("film", min_confidence=min(p + 1e-6, 0.999999)) == ("uncertain", p)
+    assert clf.classify("film", min_confidence=p) == (label, p)
+    with pytest.raises(TextRNNError, match=r"^min_confidence must be a probability between 0 and 1 .*got 1\.5$"):
+        clf.classify("film", min_confidence=1.5)

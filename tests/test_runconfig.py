@@ -90,7 +90,11 @@ def test_a_version_0_classifier_loads_with_its_columns(int_clf, tmp_path):
     run = checkpoint.read_run(old)
     assert (run.data.text_column, run.data.label_column, run.init_from, run.lr_scales) == ("text", "label", None, {})
     texts = ["a great fine film", "a bad dull film"]
-    assert load(old, task="classify").classify(texts) == load(int_clf, task="classify").classify(texts)
+    old_clf, new_clf = load(old, task="classify"), load(int_clf, task="classify")
+    assert [lab for lab, _ in old_clf.classify(texts)] == [lab for lab, _ in new_clf.classify(texts)]
+    assert run.calibration is None  # (its probabilities at temperature 1: the model's own)
+    assert torch.equal(old_clf.model(torch.tensor([[1, 2, 3]]), torch.tensor([3])),
+                       new_clf.model(torch.tensor([[1, 2, 3]]), torch.tensor([3])))
 
 
 def test_a_version_0_classifier_names_the_model_it_started_from():
@@ -123,12 +127,36 @@ def test_the_shipped_checkpoints_load_from_their_version_0_files():
     lm = checkpoint.load("english-char")
     assert lm.task == "lm" and lm.run.model.layers == 2 and lm.run.train.seq_len == 256
     assert lm.run.data.encoding == "utf-8" and lm.run.weights_dtype == "float16" and lm.run.fit["chose"]
+    assert lm.run.label_aliases is None and lm.run.calibration is None
     clf = checkpoint.load("sst2")
-    assert clf.task == "classify" and clf.run.labels == [0, 1] and clf.run.train.max_len == 512
+    assert clf.task == "classify" and clf.run.labels == ["negative", "positive"] and clf.run.train.max_len == 512
+    assert clf.run.label_aliases == {"0": "negative", "1": "positive"}  # the labels it was trained on
     assert (clf.run.data.text_column, clf.run.data.label_column) == ("sentence", "label")
     assert clf.run.embedding_dtype == clf.run.recurrent_dtype == "int8" and clf.model.int8_products
     assert RunConfig.from_dict(clf.run.to_dict()) == clf.run
-    assert load("sst2", task="classify").classify("a great , moving film")[0] == 1
+    assert load("sst2", task="classify").classify("a great , moving film")[0] == "positive"
+
+
+def test_a_config_without_label_aliases_or_calibration_reads_as_before(int_clf, tmp_path):
+    """Files written before the two fields (of either schema) read as they did: labels as they are, no aliases,
+    temperature 1; a user's run keeps its own label names and has no aliases."""
+    for change in (_version_0_classifier, lambda c: {k: v for k, v in c.items()
+                                                     if k not in ("label_aliases", "calibration")}):
+        run = checkpoint.read_run(_copy(int_clf, tmp_path / str(len(list(tmp_path.iterdir()))), change))
+        assert run.labels == [0, 1] and run.label_aliases is None and run.calibration is None
+    assert checkpoint.read_run(int_clf).label_aliases is None
+
+
+def test_label_aliases_and_calibration_round_trip():
+    from textrnn.runconfig import Calibration
+
+    config = {"task": "classify", "labels": ["neg", "pos"], "label_aliases": {"0": "neg", "1": "pos"},
+              "calibration": {"temperature": 1.5, "fitted_on": "dev.tsv", "rows": 10},
+              "model": {"vocab_size": 9, "num_classes": 2}}
+    run = RunConfig.from_dict(config)
+    assert run.label_aliases == {"0": "neg", "1": "pos"}
+    assert run.calibration == Calibration(1.5, "dev.tsv", 10)
+    assert RunConfig.from_dict(json.loads(json.dumps(run.to_dict()))) == run
 
 
 def _drop(section, key):
@@ -158,6 +186,12 @@ DAMAGE = {
                    "distributed.world_size is '2', not a whole number"),
     "labels of a language model": (lambda c: {**c, "labels": "ab"}, "labels is 'ab', not a list or null"),
     "dtype": (lambda c: {**c, "weights_dtype": "int4"}, "unknown weights_dtype 'int4'"),
+    "aliases a list": (lambda c: {**c, "label_aliases": ["0"]}, "label_aliases is ['0'], not a JSON object or null"),
+    "temperature a string": (lambda c: {**c, "calibration": {"temperature": "hot"}},
+                             "calibration.temperature is 'hot', not a number"),
+    "temperature 0": (lambda c: {**c, "calibration": {"temperature": 0}},
+                      "calibration.temperature is 0, not a positive number"),
+    "no temperature": (lambda c: {**c, "calibration": {"rows": 3}}, "calibration has no temperature"),
 }
 
 
@@ -165,6 +199,15 @@ DAMAGE = {
 def test_a_damaged_config_is_one_line_naming_the_file_and_the_field(name, lm_run, tmp_path):
     damage, what = DAMAGE[name]
     run = _copy(lm_run, tmp_path / "run", damage)
+    with pytest.raises(TextRNNError) as e:
+        checkpoint.load(run)
+    assert str(e.value) == f"{run / 'config.json'}: {what}; the checkpoint is damaged"
+
+
+@pytest.mark.parametrize("aliases, what", [({"2": 5}, "label_aliases maps '2' to 5, which is not one of the labels"),
+                                           ({"1": 0}, "label_aliases maps '1' to 0, but '1' is another label")])
+def test_label_aliases_of_no_label_or_naming_another_label_are_damaged(aliases, what, int_clf, tmp_path):
+    run = _copy(int_clf, tmp_path / "run", lambda c: {**c, "label_aliases": aliases})
     with pytest.raises(TextRNNError) as e:
         checkpoint.load(run)
     assert str(e.value) == f"{run / 'config.json'}: {what}; the checkpoint is damaged"

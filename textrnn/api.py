@@ -145,20 +145,35 @@ class Trained:
         self.require("classify", "labels")
         return list(self.run.labels)
 
+    @property
+    def label_aliases(self) -> dict[str, Any]:
+        """Other values that stand for a label (alias -> label name): the raw values of its training file
+        when its labels were renamed (the shipped ``sst2``: ``"0"`` is ``negative``, ``"1"`` ``positive``)."""
+        self.require("classify", "labels")
+        return dict(self.run.label_aliases or {})
+
     def predict_proba(self, texts: Sequence[str], batch_size: int = 256):
-        """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``)."""
+        """Class probabilities, an ``(N, C)`` numpy array in input order (columns: ``labels``), at the run's
+        fitted temperature (``run.calibration``; see :mod:`textrnn.inference.calibration`)."""
+        from .inference.calibration import temperature_of
         from .inference.classify import predict
 
         self.require("classify", "classify")
         return predict(self.model, self.tokenizer, texts, max_len=self.run.train.max_len,
-                       batch_size=batch_size)
+                       batch_size=batch_size, temperature=temperature_of(self.run))
 
-    def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256) -> Union[tuple, list[tuple]]:
-        """``(label, probability)`` for one text, or a list of them for a list of texts."""
+    def classify(self, texts: Union[str, Sequence[str]], batch_size: int = 256, *,
+                 min_confidence: Optional[float] = None) -> Union[tuple, list[tuple]]:
+        """``(label, probability)`` for one text, or a list of them for a list of texts. With ``min_confidence``
+        (0 < P < 1) a text whose most likely label's probability is below it is labelled ``"uncertain"`` (the
+        probability is still that label's)."""
+        from .inference.classify import check_min_confidence, predicted_labels
+
+        self.require("classify", "classify")
+        check_min_confidence(min_confidence, self.labels, str(self.path), "min_confidence")
         single = isinstance(texts, str)
         probs = self.predict_proba([texts] if single else list(texts), batch_size)
-        names = self.labels
-        out = [(names[int(i)], float(p[int(i)])) for p, i in zip(probs, probs.argmax(axis=1))]
+        out = [(label, float(p.max())) for label, p in zip(predicted_labels(probs, self.labels, min_confidence), probs)]
         return out[0] if single else out
 
 

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from .config import TASKS, TOKENIZERS, ModelConfig, TrainConfig
+from .data.labels import label_key
 from .errors import TextRNNError
 
 SCHEMA = 1
@@ -81,6 +82,18 @@ class InitFrom:
 
 
 @dataclass(frozen=True)
+class Calibration:
+    """A classifier's temperature: its probabilities are ``softmax(logits / temperature)``
+    (see :mod:`textrnn.inference.calibration`), and what it was fitted on."""
+
+    temperature: float
+    fitted_on: Optional[str] = None  # the labelled rows it was fitted on (a file, or "validation")
+    rows: Optional[int] = None
+    ece_before: Optional[float] = None  # expected calibration error on those rows, at temperature 1
+    ece_after: Optional[float] = None  # and at ``temperature``
+
+
+@dataclass(frozen=True)
 class Distributed:
     """How the run was trained under torchrun (a resume needs the same number of processes)."""
 
@@ -99,6 +112,9 @@ class RunConfig:
     schema: int = SCHEMA  # the layout's version (a file of an older one is read into this one)
     textrnn_version: Optional[str] = None  # the textrnn that trained it
     labels: Optional[list[Any]] = None  # a classifier's label names, in the order of its outputs
+    label_aliases: Optional[dict[str, Any]] = None  # another value -> the label name it stands for (a raw
+    # value of the training file, kept when a label was renamed: the shipped sst2's "0" is "negative")
+    calibration: Optional[Calibration] = None  # a classifier's fitted temperature (None: 1)
     condition: Optional[Condition] = None
     fit: Optional[dict[str, Any]] = None  # what the fit chose and why (textrnn.training.recipe.Fit.to_dict)
     init_from: Optional[InitFrom] = None
@@ -144,8 +160,8 @@ class RunConfig:
 
 _HINTS = get_type_hints(RunConfig)
 _SECTIONS = {"tokenizer": TokenizerInfo, "data": DataInfo, "condition": Condition, "init_from": InitFrom,
-             "distributed": Distributed}
-_OPTIONAL = ("condition", "init_from")
+             "distributed": Distributed, "calibration": Calibration}
+_OPTIONAL = ("condition", "init_from", "calibration")
 _PLAIN = tuple(f.name for f in dataclasses.fields(RunConfig)
                if f.name not in ("task", "model", "train", "schema", *_SECTIONS))
 
@@ -250,8 +266,23 @@ def _check_consistent(run: RunConfig, where: str) -> None:
     """What the fields say together: a classifier's labels, one per output; known tokenizer and dtypes."""
     if run.task == "classify" and (run.labels is None or run.model.num_classes != len(run.labels)):
         raise _damaged(where, "the number of labels does not match the model")
+    _check_aliases(run, where)
+    t = run.calibration.temperature if run.calibration else 1.0
+    if not (0 < t < float("inf")):
+        raise _damaged(where, f"calibration.temperature is {t!r}, not a positive number")
     if run.tokenizer.kind is not None and run.tokenizer.kind not in TOKENIZERS:
         raise _damaged(where, f"unknown tokenizer kind {run.tokenizer.kind!r}")
     for name in ("weights_dtype", "embedding_dtype", "recurrent_dtype"):
         if getattr(run, name) not in (None, *DTYPES):
             raise _damaged(where, f"unknown {name} {getattr(run, name)!r}")
+
+
+def _check_aliases(run: RunConfig, where: str) -> None:
+    """Each alias stands for one of the labels, and is not another label's name."""
+    names = {label_key(n): n for n in run.labels or []}
+    for alias, name in (run.label_aliases or {}).items():
+        if label_key(name) not in names:
+            raise _damaged(where, f"label_aliases maps {alias!r} to {name!r}, which is not one of the labels")
+        other = names.get(label_key(alias))
+        if other is not None and label_key(other) != label_key(name):
+            raise _damaged(where, f"label_aliases maps {alias!r} to {name!r}, but {alias!r} is another label")

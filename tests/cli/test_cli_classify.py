@@ -20,6 +20,59 @@ def test_cli_gold_labels_are_normalised_like_training(int_clf, tmp_path):
     assert "accuracy 100.00%" in res.stderr and "left out" not in res.stderr
 
 
+def test_the_shipped_classifier_answers_names_and_scores_gold_0_and_1(tmp_path):
+    """sst2 writes negative / positive; a file labelled 0 / 1 (SST-2's own) is scored against them."""
+    from pathlib import Path
+
+    dev = (Path(__file__).resolve().parents[2] / "corpora" / "sst2" / "dev.tsv").read_text().splitlines()
+    src = tmp_path / "dev.tsv"
+    src.write_text("\n".join(dev[:41]) + "\n")
+    res = run(["classify", str(src), "--checkpoint", "sst2", "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 40 and {r["predicted_label"] for r in rows} == {"negative", "positive"}
+    assert {r["label"] for r in rows} == {"0", "1"}  # the gold column as it was
+    assert "accuracy" in res.stderr and "left out" not in res.stderr and "no rows" not in res.stderr
+
+
+def test_min_confidence_labels_rows_uncertain_and_reports_the_confident_rows(int_clf, tmp_path):
+    src = tmp_path / "gold.csv"
+    src.write_text("text,label\nfine fun great,1\ndull bad awful,0\nfilm,1\nwhat a great joy,0\n")
+    plain = run(["classify", str(src), "-c", str(int_clf), "--format", "jsonl"])
+    assert plain.exit_code == 0, plain.output
+    rows = [json.loads(line) for line in plain.stdout.splitlines()]
+    p = sorted(r["predicted_score"] for r in rows)[1]  # one row below it, three at or above
+    res = run(["classify", str(src), "-c", str(int_clf), "--format", "jsonl", "--min-confidence", str(p)])
+    assert res.exit_code == 0, res.output
+    got = [json.loads(line) for line in res.stdout.splitlines()]
+    assert [r["predicted_label"] for r in got] == [r["predicted_label"] if r["predicted_score"] >= p else "uncertain"
+                                                   for r in rows]
+    assert [r["predicted_score"] for r in got] == [r["predicted_score"] for r in rows]
+    lines = res.stderr.splitlines()
+    assert lines[0] == plain.stderr.splitlines()[0]  # accuracy over all rows, as before
+    assert lines[1].startswith("expected calibration error ") and lines[1].endswith("(15 bins of confidence, 4 rows)")
+    assert lines[2].startswith(f"confident rows (probability >= {p:g}): 3 of 4 (75.0%): accuracy ")
+    assert "macro-F1" in lines[2] and "expected calibration error" in plain.stderr and "confident" not in plain.stderr
+
+
+@pytest.mark.parametrize("value", ["0", "1", "-0.5", "2", "nan"])
+def test_a_min_confidence_that_is_no_probability_is_one_line(value, int_clf):
+    one_line_error(run(["classify", "--text", "fine", "-c", str(int_clf), "--min-confidence", value]),
+                   "--min-confidence must be a probability between 0 and 1")
+
+
+def test_min_confidence_with_a_model_that_has_a_label_named_uncertain_is_one_line(int_clf, tmp_path):
+    import shutil
+
+    clf = tmp_path / "clf"
+    shutil.copytree(int_clf, clf, ignore=shutil.ignore_patterns("last", ".lock"))
+    config = json.loads((clf / "config.json").read_text())
+    (clf / "config.json").write_text(json.dumps({**config, "labels": ["certain", "uncertain"]}))
+    assert run(["classify", "--text", "fine", "-c", str(clf)]).exit_code == 0
+    one_line_error(run(["classify", "--text", "fine", "-c", str(clf), "--min-confidence", "0.6"]),
+                   f"{clf}: the model has a label named 'uncertain'", "label_aliases")
+
+
 def test_tsv_output_round_trips_quotes_and_backslashes_and_reruns(int_clf, tmp_path):
     texts = ['a "great" fine film', 'say \\"hi\\" \\ back\\slash', '"quoted"', "it's \\n not a newline"]
     src = tmp_path / "in.tsv"
@@ -161,3 +214,24 @@ def test_cli_classifier_errors(cli_run, tmp_path):
                         "--out", str(tmp_path / "r")]),
                    "only one class")
     assert existing.read_text() == "precious\n"
+
+
+def test_three_labels_calibrate_and_take_min_confidence(tmp_path):
+    """A 3-label classifier: its run records a temperature; classify reports the ECE and the confident rows."""
+    from conftest import NEG, POS, TINY_CLF
+    from textrnn import checkpoint
+    from textrnn.training.classifier import train_classifier
+
+    meh = ["so so film", "an okay story", "fine I guess"]
+    rows = [(t, "pos") for t in POS] + [(t, "neg") for t in NEG] + [(t, "meh") for t in meh]
+    data = write_csv(tmp_path / "three.csv", rows * 3, header=("text", "label"))
+    result = train_classifier(data, out=tmp_path / "clf", val_file=data, max_steps=20, **TINY_CLF)
+    run_config = checkpoint.read_run(result.path)
+    assert run_config.labels == ["meh", "neg", "pos"] and run_config.calibration.rows == 33
+    res = run(["classify", str(data), "-c", str(result.path), "--format", "jsonl", "--min-confidence", "0.5"])
+    assert res.exit_code == 0, res.output
+    labels = {json.loads(line)["predicted_label"] for line in res.stdout.splitlines()}
+    assert labels <= {"meh", "neg", "pos", "uncertain"}
+    report = res.stderr.splitlines()
+    assert report[1].startswith("expected calibration error ") and "33 rows" in report[1]
+    assert report[2].startswith("confident rows (probability >= 0.5): ") and " of 33 (" in report[2]

@@ -105,3 +105,15 @@ def test_label_key_is_the_normalisation_of_parse_labels():
     assert parse_labels(["+1", 0.0, True]) == (["0", "1", "true"], [1, 0, 2])
     with pytest.raises(TextRNNError, match="row 1 has no label"):
         parse_labels([" ", "a"])
+
+
+def test_match_labels_by_name_or_alias():
+    from textrnn.data.labels import match_labels
+
+    names, aliases = ["negative", "positive"], {"0": "negative", "1": "positive"}
+    assert match_labels([0, "1", 1.0, "+1", "positive", " negative ", None, "", "2", "neutral"], names, aliases) == \
+        [0, 1, 1, 1, 1, 0, None, None, None, None]
+    assert match_labels([0, "positive"], names) == [None, 1]  # no aliases: by name only
+    # a name wins over another label's alias of the same form; an alias of no label is left out
+    assert match_labels(["b", "x"], ["a", "b"], {"b": "a", "x": "nothing"}) == [1, None]
+    assert match_labels([1, 0], [0, 1]) == [1, 0]  # a run's own int labels, as before

@@ -109,3 +109,28 @@ def test_export_of_a_classifier_run(int_clf, tmp_path):
     meta = json.loads((tmp_path / "onnx" / "model.json").read_text())
     assert meta["task"] == "classify" and meta["labels"] == [0, 1]
     assert meta["functions"]["classifier"]["inputs"] == ["ids", "lengths"]
+
+
+def test_an_exported_classifier_gives_the_probabilities_at_the_runs_temperature(int_clf, tmp_path):
+    """model.json names the temperature and the label aliases; the exported probs are softmax(logits / T), as
+    the run's own (textrnn.load(...).predict_proba)."""
+    import shutil
+
+    from textrnn.api import load
+    from textrnn.data.batches import pad_batch
+    from textrnn.inference.calibration import record_calibration
+    from textrnn.runconfig import Calibration
+
+    run = tmp_path / "run"
+    shutil.copytree(int_clf, run, ignore=shutil.ignore_patterns("last", ".lock"))
+    record_calibration(run, Calibration(3.0))
+    assert run_cli(["export", str(run), str(tmp_path / "onnx"), "--format", "onnx"]).exit_code == 0
+    meta = json.loads((tmp_path / "onnx" / "model.json").read_text())
+    assert meta["temperature"] == 3.0 and meta["label_aliases"] == {}
+    clf = load(run, task="classify")
+    texts = ["a great fine film", "dull bad awful", "what a great joy"]
+    ids, lengths = pad_batch(clf.tokenizer.encode_many(texts, meta["max_len"]))
+    (fn,) = onnx_export.functions(clf.model, 3.0)
+    logits, probs = _run(tmp_path / "onnx" / "classifier.onnx", fn, (ids, lengths))
+    torch.testing.assert_close(probs, torch.softmax(logits / 3.0, dim=-1), **TOL)
+    torch.testing.assert_close(probs, torch.from_numpy(clf.predict_proba(texts)), **TOL)

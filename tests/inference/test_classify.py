@@ -56,6 +56,58 @@ def test_score_against_gold_counts_unknown_and_unlabelled_rows():
     assert score_against_gold(["", None], [0, 1], [0, 1])["labelled"] == 0
 
 
+def test_score_against_gold_matches_labels_by_name_or_alias():
+    from textrnn.inference.classify import score_against_gold
+
+    names, aliases = ["negative", "positive"], {"0": "negative", "1": "positive"}
+    score = score_against_gold([1, "0", "positive", None, "2"], [1, 0, 0, 1, 1], names, aliases)
+    assert (score["labelled"], score["unknown"], score["unlabelled"], score["scored"]) == (4, 1, 1, [0, 1, 2])
+    assert score["metrics"] == evaluate([1, 0, 1], [1, 0, 0], names)
+    assert score_against_gold([1, "0"], [1, 0], names)["metrics"] is None  # without the aliases: unknown
+
+
+def test_rows_below_min_confidence_are_uncertain_and_keep_their_score():
+    import numpy as np
+
+    from textrnn.inference.classify import prediction_rows, predicted_labels
+
+    probs = np.array([[0.2, 0.8], [0.45, 0.55], [0.7, 0.3]], dtype=np.float32)
+    assert predicted_labels(probs, ["neg", "pos"], 0.6) == ["pos", "uncertain", "neg"]
+    assert predicted_labels(probs, ["neg", "pos"]) == ["pos", "pos", "neg"]
+    out, _ = prediction_rows([{"t": "a"}, {"t": "b"}, {"t": "c"}], ["t"], ["neg", "pos"], probs, min_confidence=0.7)
+    assert [(r["label"], r["score"]) for r in out] == [("pos", 0.8), ("uncertain", 0.55), ("neg", 0.7)]
+
+
+def test_score_against_gold_reports_calibration_and_the_confident_rows():
+    import numpy as np
+
+    from textrnn.inference.calibration import expected_calibration_error
+    from textrnn.inference.classify import score_against_gold
+
+    probs = np.array([[0.9, 0.1], [0.4, 0.6], [0.8, 0.2], [0.45, 0.55], [0.5, 0.5]])  # the last row: no gold label
+    gold = ["a", "a", "b", "b", None]
+    score = score_against_gold(gold, probs.argmax(1), ["a", "b"], probs=probs, min_confidence=0.7)
+    assert score["ece"] == pytest.approx(expected_calibration_error(probs[:4], [0, 0, 1, 1]), abs=1e-5)
+    assert score["metrics"] == evaluate([0, 0, 1, 1], [0, 1, 0, 1], ["a", "b"])  # all scored rows, as before
+    assert score["confident"] == {"metrics": evaluate([0, 1], [0, 0], ["a", "b"]), "rows": 2}
+    none = score_against_gold(gold, probs.argmax(1), ["a", "b"], probs=probs, min_confidence=0.95)
+    assert none["confident"] == {"metrics": None, "rows": 0}
+    assert "confident" not in score_against_gold(gold, probs.argmax(1), ["a", "b"], probs=probs)
+
+
+def test_min_confidence_must_be_a_probability_and_uncertain_not_a_label_of_the_model():
+    from textrnn.errors import TextRNNError
+    from textrnn.inference.classify import check_min_confidence
+
+    check_min_confidence(None, ["uncertain", "b"], "run")
+    check_min_confidence(0.5, ["a", "b"], "run")
+    for bad in (0, 1, -0.2, 1.5, float("nan")):
+        with pytest.raises(TextRNNError, match="--min-confidence must be a probability between 0 and 1"):
+            check_min_confidence(bad, ["a", "b"], "run")
+    with pytest.raises(TextRNNError, match=r"^run: the model has a label named 'uncertain'.*label_aliases"):
+        check_min_confidence(0.5, ["a", " Uncertain"[1:].lower()], "run")
+
+
 def test_shipped_sentiment_classifier():
     from textrnn.checkpoint import SHIPPED
 
@@ -63,9 +115,9 @@ def test_shipped_sentiment_classifier():
     size = sum(p.stat().st_size for p in shipped.iterdir() if p.is_file())
     assert size <= 10 * 1024 * 1024, size
     clf = load(shipped, task="classify")
-    assert clf.labels == [0, 1]
+    assert clf.labels == ["negative", "positive"] and clf.label_aliases == {"0": "negative", "1": "positive"}
     got = clf.classify(["a gorgeous , witty , deeply moving film .", "a dull , lifeless mess ."])
-    assert [label for label, _ in got] == [1, 0]
+    assert [label for label, _ in got] == ["positive", "negative"]
 
 
 def _classifier(cell: str, bidirectional: bool, layers: int = 1):

@@ -138,6 +138,18 @@ def test_classify_gives_labels_and_probabilities(client, int_clf):
     assert one["probabilities"] == pytest.approx(alone_or_not["probabilities"], abs=1e-6)
 
 
+def test_classify_labels_texts_below_min_confidence_uncertain(client, int_clf):
+    texts = ["a great fine film", "a bad dull film", "film"]
+    plain = client.post("/classify", json={"texts": texts}).json()["results"]
+    p = sorted(r["probability"] for r in plain)[1]  # the middle one: one row below it
+    got = client.post("/classify", json={"texts": texts, "min_confidence": p}).json()["results"]
+    assert [r["label"] for r in got] == [r["label"] if r["probability"] >= p else "uncertain" for r in plain]
+    assert sum(r["label"] == "uncertain" for r in got) == 1
+    assert [r["probability"] for r in got] == [r["probability"] for r in plain]  # (the probability is kept)
+    assert load(int_clf).classify(texts, min_confidence=p) == [(r["label"], pytest.approx(r["probability"], abs=1e-6))
+                                                               for r in got]
+
+
 def test_evaluate_scores_each_text_as_evaluate_per_line_does(client, lm, tmp_path):
     texts = ["First Citizen:", "Speak, speak.\n"]
     body = client.post("/evaluate", json={"texts": texts}).json()
@@ -163,9 +175,12 @@ TEXTS_BAD = [({"texts": "a"}, 422, "texts"), ({"texts": ["a"] * 4}, 422, "texts"
 
 @pytest.mark.parametrize("path, body, status, field", [
     *(("/generate", b, s, f) for b, s, f in GENERATE_BAD),
-    *(("/classify", b, s, f) for b, s, f in [*TEXTS_BAD, ({"text": "a", "model": "run"}, 422, "model")]),
+    *(("/classify", b, s, f) for b, s, f in [*TEXTS_BAD, ({"text": "a", "model": "run"}, 422, "model"),
+                                             ({"text": "a", "min_confidence": 1}, 422, "min_confidence"),
+                                             ({"text": "a", "min_confidence": "0.5"}, 422, "min_confidence")]),
     *(("/evaluate", b, s, f) for b, s, f in [*TEXTS_BAD, ({"text": "a", "model": "clf"}, 422, "model"),
-                                             ({"text": ""}, 422, "texts")]),
+                                             ({"text": ""}, 422, "texts"),
+                                             ({"text": "a", "min_confidence": 0.5}, 422, "min_confidence")]),
 ])
 def test_bad_requests_get_a_json_error_naming_the_field(client, path, body, status, field):
     response = client.post(path, json=body)

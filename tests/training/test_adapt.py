@@ -119,3 +119,37 @@ def test_the_cli_says_what_it_starts_from(tmp_path, int_clf, ints_with_new_words
                    "--init-from", str(int_clf), *opts])
     assert res.exit_code == 0, res.output
     assert f"starting from classifier {int_clf}" in " ".join(res.output.split())
+
+
+@pytest.fixture
+def named_clf(tmp_path, int_clf):
+    """int_clf with its labels renamed as the shipped sst2's are: negative / positive, 0 / 1 kept as aliases."""
+    import json
+    import shutil
+
+    run = tmp_path / "named"
+    shutil.copytree(int_clf, run, ignore=shutil.ignore_patterns("last", ".lock"))
+    config = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**config, "labels": ["negative", "positive"],
+                                                 "label_aliases": {"0": "negative", "1": "positive"}}))
+    return run
+
+
+def test_a_renamed_source_keeps_its_layer_for_rows_of_the_old_values(tmp_path, named_clf, ints_with_new_words):
+    """Rows labelled 0 / 1 against a source named negative / positive (its aliases 0 / 1, as the shipped sst2):
+    the same labels, so its output layer is kept; the run answers the names and keeps the aliases."""
+    aliases = {"0": "negative", "1": "positive"}
+    assert head_rows([0, 1], ["negative", "positive"], "auto", "f", aliases) == (["negative", "positive"], [0, 1])
+    assert head_rows(["1"], ["negative", "positive"], "keep", "f", aliases) == (["negative", "positive"], [0, 1])
+    notes = []
+    result = train_classifier(ints_with_new_words, out=tmp_path / "mine", init_from=named_clf, on_note=notes.append,
+                              **STEPS)
+    run = checkpoint.read_run(result.path)
+    assert run.labels == ["negative", "positive"] and run.label_aliases == aliases
+    assert "its output layer (labels negative, positive)" in notes[0]
+
+
+def test_cross_validation_from_a_renamed_source_scores_the_rows_old_values(tmp_path, named_clf, ints_with_new_words):
+    """Each fold's model answers negative / positive; the held-out rows' 0 / 1 are those labels (not all wrong)."""
+    result = train_classifier(ints_with_new_words, out=tmp_path / "a", init_from=named_clf, folds=2, **STEPS)
+    assert result.folds["accuracy"]["mean"] > 0.5

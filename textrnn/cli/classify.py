@@ -21,6 +21,8 @@ from .output import OUTPUT_FORMATS, check_output_path, output_format, write_outp
 @click.option("--output", "-o", type=click.Path(), help="Write here instead of stdout.")
 @click.option("--format", "fmt", help="Output: csv | tsv | jsonl | table [by --output extension, else input's].")
 @click.option("--probs", is_flag=True, help="Add one probability column per class.")
+@click.option("--min-confidence", type=float, metavar="P",
+              help="Label a row 'uncertain' when its most likely label's probability is below P (0 < P < 1).")
 @click.option("--text-column", help="The text column [auto].")
 @click.option("--label-column", help="A gold-label column to score against [auto: label, sentiment, ...].")
 @click.option("--input-format", help="csv | tsv | jsonl | txt [by extension; csv for stdin].")
@@ -30,15 +32,20 @@ from .output import OUTPUT_FORMATS, check_output_path, output_format, write_outp
                    "a one-layer model on the CPU reads thousands at a time, step by step.")
 @click.option("--device", default="cpu", show_default=True, help=" | ".join(DEVICES))
 def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optional[str], output: Optional[str],
-                     fmt: Optional[str], probs: bool, text_column: Optional[str], label_column: Optional[str],
+                     fmt: Optional[str], probs: bool, min_confidence: Optional[float], text_column: Optional[str],
+                     label_column: Optional[str],
                      input_format: Optional[str], encoding: str, batch_size: int, device: str) -> None:
     """Label each row of FILE (CSV, TSV, JSONL or text, '-' for stdin) with a trained classifier.
 
     Every input row is written back, in order, with two new columns: label and score (the
     probability of that label; predicted_label and predicted_score when FILE has a label or
-    score column, overwritten in place if FILE already has them). When FILE has a label
-    column, accuracy, macro-F1 and a confusion matrix over its labelled rows are printed
-    to stderr.
+    score column, overwritten in place if FILE already has them); with --min-confidence P, a
+    row whose label's probability is below P is labelled 'uncertain' (its score unchanged).
+    When FILE has a label column, accuracy, macro-F1, the expected calibration error and a
+    confusion matrix over its labelled rows are printed to stderr (with --min-confidence,
+    also accuracy and macro-F1 over the confident rows, and how many they are). A label
+    matches the model's by name or by an alias the model keeps (the shipped sst2's 0 and 1
+    are negative and positive).
     """
     from ..errors import TextRNNError
 
@@ -46,11 +53,13 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
         raise TextRNNError("give a FILE to classify (or - for stdin), or --text \"...\"")
     if batch_size <= 0:
         raise TextRNNError(f"--batch-size must be positive, got {batch_size}")
+    from ..inference.classify import check_min_confidence, prediction_rows
+
+    check_min_confidence(min_confidence, [], "")  # (its range, before anything is read)
     check_output_path(output)
     if fmt is not None and fmt not in OUTPUT_FORMATS:
         raise TextRNNError(f"--format must be one of {', '.join(OUTPUT_FORMATS)}, got {fmt!r}")
     from ..api import load
-    from ..inference.classify import prediction_rows
     from ..data.labels import detect_label_column, detect_text_column
     from ..data.table_output import render_rows
 
@@ -61,9 +70,11 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     clf = load(checkpoint, device=device, task="classify")
     clf.require("classify", "classify")
     names = clf.labels
+    check_min_confidence(min_confidence, names, str(clf.path))
     texts = ["" if r.get(text_col) is None else str(r.get(text_col)) for r in table.rows]
     p = clf.predict_proba(texts, batch_size=batch_size)  # (N, C)
-    rows, columns = prediction_rows(table.rows, table.columns, names, p, with_probs=probs)
+    rows, columns = prediction_rows(table.rows, table.columns, names, p, with_probs=probs,
+                                    min_confidence=min_confidence)
     out_fmt = output_format(fmt, output, table.format)
     if out_fmt == "table":
         rendered = _render_table(rows, columns, to_file=bool(output and output != "-"))
@@ -72,7 +83,7 @@ def classify_command(file: Optional[str], checkpoint: Optional[str], text: Optio
     if rendered is not None:
         write_output(rendered, output)
     if gold_col is not None:
-        _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, p.argmax(axis=1))
+        _report_gold([r.get(gold_col) for r in table.rows], gold_col, names, clf.label_aliases, p, min_confidence)
 
 
 def _read_input(file: Optional[str], text: Optional[str], input_format: Optional[str], encoding: str):
@@ -106,12 +117,12 @@ def _render_table(rows: list[dict], columns: list[str], to_file: bool) -> Option
     return buf.getvalue()
 
 
-def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:
-    """Print metrics (stderr) over the rows whose gold label is one the model knows; rows
-    with a blank label are not scored. A note instead when no row can be scored."""
+def _report_gold(gold: list, gold_col: str, names: list, aliases: dict, p, min_confidence: Optional[float]) -> None:
+    """Print metrics (stderr) over the rows whose gold label is one the model knows (``p``: the rows'
+    probabilities (N, C)); rows with a blank label are not scored. A note instead when no row can be scored."""
     from ..inference.classify import score_against_gold
 
-    score = score_against_gold(gold, picked, names)
+    score = score_against_gold(gold, p.argmax(axis=1), names, aliases, probs=p, min_confidence=min_confidence)
     if score["metrics"] is None:
         if score["labelled"]:
             why = (f"none of the labels in column {gold_col!r} is one the model knows "
@@ -120,18 +131,33 @@ def _report_gold(gold: list, gold_col: str, names: list, picked) -> None:
             why = f"column {gold_col!r} has no labels"
         click.echo(f"note: no rows could be scored: {why}", err=True)
         return
-    _print_metrics(score["metrics"], names, score["unknown"])
+    _print_metrics(score["metrics"], names, score["unknown"], _confidence_lines(score, min_confidence))
     if score["unlabelled"]:
         click.echo(f"({score['unlabelled']} rows without a label were not scored)", err=True)
 
 
-def _print_metrics(metrics: dict, names: list, skipped: int) -> None:
+def _confidence_lines(score: dict, min_confidence: Optional[float]) -> list[str]:
+    """The expected calibration error over the scored rows; with ``min_confidence``, the confident rows' scores."""
+    scored = len(score["scored"])
+    lines = [f"expected calibration error {score['ece']:.2%} (15 bins of confidence, {scored} rows)"]
+    if min_confidence is not None:
+        sure, n = score["confident"]["metrics"], score["confident"]["rows"]
+        on_them = f": accuracy {sure['accuracy']:.2%}  macro-F1 {sure['macro_f1']:.4f}" if sure else ""
+        lines.append(f"confident rows (probability >= {min_confidence:g}): {n} of {scored} ({n / scored:.1%})"
+                     f"{on_them}; the others are labelled 'uncertain'")
+    return lines
+
+
+def _print_metrics(metrics: dict, names: list, skipped: int, more: list[str]) -> None:
+    """Accuracy and macro-F1 over all scored rows, the lines ``more``, the per-class table, the confusion matrix."""
     from rich.console import Console
     from rich.table import Table
 
     console = Console(stderr=True)
     console.print(f"accuracy {metrics['accuracy']:.2%}  macro-F1 {metrics['macro_f1']:.4f}"
                   + (f"  ({skipped} rows with labels the model does not know were left out)" if skipped else ""))
+    for line in more:
+        console.print(line, highlight=False, markup=False, soft_wrap=True)
     per = Table(title="per class")
     for col in ("label", "precision", "recall", "f1", "support"):
         per.add_column(col, justify="left" if col == "label" else "right")

@@ -8,7 +8,7 @@ with a one-line message naming the file and the option that fixes it.
 from __future__ import annotations
 
 import re
-from typing import Any, Callable, Protocol
+from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from ..errors import TextRNNError
 
@@ -201,6 +201,29 @@ def label_key(value: Any) -> int | str | None:
         s = value.strip()
         return int(s) if _INT.fullmatch(s) else s
     return None
+
+
+def label_lookup(names: Sequence[Any], aliases: Optional[Mapping[str, Any]] = None) -> dict[int | str, int]:
+    """Each label's index by the normal form (:func:`label_key`) of its name and of each alias
+    (``aliases``: an alias -> the name it stands for, as a run's ``label_aliases``). A name wins
+    over another label's alias of the same form; an alias of no name is left out."""
+    index = {label_key(n): i for i, n in enumerate(names)}
+    named = {**index}
+    for alias, name in (aliases or {}).items():
+        key = label_key(alias)
+        if key is not None and key not in named and label_key(name) in named:
+            index[key] = named[label_key(name)]
+    return index
+
+
+def match_labels(values: Sequence[Any], names: Sequence[Any],
+                 aliases: Optional[Mapping[str, Any]] = None) -> list[Optional[int]]:
+    """Each of ``values``' index into a model's label ``names``, matched by name or by alias (a raw
+    value the label had in its training file: the shipped sst2's ``0`` is ``negative``); compared in
+    normal form (``1``, ``1.0``, ``"+1"`` are the same). None for a value that is no label (blank)
+    or that matches none."""
+    index = label_lookup(names, aliases)
+    return [index.get(key) if (key := label_key(v)) is not None else None for v in values]
 
 
 def _label_key(value: Any, i: int, column: str, prefix: str) -> int | str:

@@ -5,7 +5,8 @@
     DEST/
       step.onnx        language model: one token and the state -> logits and the next state
       prompt.onnx      language model: a prompt (B, T) and the state -> the last token's logits and the state
-      classifier.onnx  classifier: padded ids (B, T) and lengths (B,) -> logits and probabilities (B, C)
+      classifier.onnx  classifier: padded ids (B, T) and lengths (B,) -> logits and probabilities (B, C) (at
+                       the run's fitted temperature: softmax(logits / T), T in model.json)
       tokenizer.json   the run's tokenizer as a plain Hugging Face ``tokenizers`` file (its kind is in model.json)
       model.json       what the functions take and give, and what sampling needs (META)
       sample.py        language model: a sampler that needs only numpy, onnxruntime and tokenizers
@@ -36,6 +37,7 @@ from torch.nn import functional as F
 from .. import __version__, checkpoint, files
 from ..condition import label_index, labels_of, marker_ids, prompt_start
 from ..errors import TextRNNError
+from ..inference.calibration import temperature_of
 from ..inference.generate import banned_ids, encode_prompt
 from ..inference.options import declaration
 from ..layers import RECURRENT_PARAMS
@@ -118,15 +120,16 @@ class PromptFunction(nn.Module):
 
 class ClassifierFunction(nn.Module):
     """A :class:`Classifier`: ``ids`` (B, T) padded, ``lengths`` (B,) (each >= 1) -> ``logits``
-    and ``probs`` (B, C), the columns in the order of the run's labels."""
+    and ``probs`` (B, C), the columns in the order of the run's labels; ``probs`` are
+    ``softmax(logits / temperature)`` (the run's fitted temperature, as textrnn gives them)."""
 
-    def __init__(self, model: Classifier):
+    def __init__(self, model: Classifier, temperature: float = 1.0):
         super().__init__()
-        self.model = model
+        self.model, self.temperature = model, float(temperature)
 
     def forward(self, ids: Tensor, lengths: Tensor) -> tuple[Tensor, Tensor]:
         logits = self.model(ids, lengths)  # (B, C)
-        return logits, torch.softmax(logits, dim=-1)
+        return logits, torch.softmax(logits / self.temperature, dim=-1)
 
 
 @dataclass
@@ -147,10 +150,11 @@ class Function:
         return {"file": self.file, "inputs": self.inputs, "outputs": self.outputs}
 
 
-def functions(model: nn.Module) -> list[Function]:
-    """What a model exports as: a language model's ``step`` and ``prompt``, a classifier's ``classifier``."""
+def functions(model: nn.Module, temperature: float = 1.0) -> list[Function]:
+    """What a model exports as: a language model's ``step`` and ``prompt``, a classifier's ``classifier``
+    (its probabilities at ``temperature``)."""
     if isinstance(model, Classifier):
-        return [Function("classifier", ClassifierFunction(model), ["ids", "lengths"], ["logits", "probs"],
+        return [Function("classifier", ClassifierFunction(model, temperature), ["ids", "lengths"], ["logits", "probs"],
                          {"ids": {0: "batch", 1: "length"}, "lengths": {0: "batch"}, "logits": {0: "batch"},
                           "probs": {0: "batch"}})]
     states = state_names(model.cfg.cell)
@@ -226,7 +230,8 @@ def metadata(ck: checkpoint.Checkpoint, exported: list[Function], source: str) -
                             "task": ck.task, "tokenizer": tokenizer.kind, "vocab_size": cfg.vocab_size,
                             "functions": {fn.name: fn.describe() for fn in exported}}
     if ck.task == "classify":
-        return meta | {"labels": list(ck.run.labels), "max_len": ck.run.train.max_len}
+        return meta | {"labels": list(ck.run.labels), "label_aliases": dict(ck.run.label_aliases or {}),
+                       "temperature": temperature_of(ck.run), "max_len": ck.run.train.max_len}
     condition = ck.run.condition
     labels = labels_of(condition) or []
     meta |= {"cell": cfg.cell, "layers": cfg.layers, "hidden": cfg.hidden, "state": state_names(cfg.cell),
@@ -241,9 +246,10 @@ def metadata(ck: checkpoint.Checkpoint, exported: list[Function], source: str) -
     return meta
 
 
-def write_functions(model: nn.Module, dest: Path) -> list[Function]:
-    """Export ``model``'s functions into the folder ``dest``, each checked against PyTorch."""
-    exported = functions(model)
+def write_functions(model: nn.Module, dest: Path, temperature: float = 1.0) -> list[Function]:
+    """Export ``model``'s functions into the folder ``dest``, each checked against PyTorch (a classifier's
+    probabilities at ``temperature``)."""
+    exported = functions(model, temperature)
     for fn in exported:
         check(fn, export_function(fn, dest))
     return exported
@@ -258,7 +264,7 @@ def export_onnx(run: str | os.PathLike, dest: str | os.PathLike) -> Path:
     dest = export_dir(dest)
     tmp = files.temp_dir(dest.parent, f".{dest.name}.")
     try:
-        exported = write_functions(ck.model, tmp)
+        exported = write_functions(ck.model, tmp, temperature_of(ck.run))
         (tmp / checkpoint.TOKENIZER).write_text(ck.tokenizer.to_json(), encoding="utf-8")  # (a plain HF file)
         (tmp / META).write_text(json.dumps(metadata(ck, exported, str(run)), indent=2, ensure_ascii=False) + "\n",
                                 encoding="utf-8")

@@ -8,14 +8,17 @@ batches sorted by length (little padding).
 from __future__ import annotations
 
 import weakref
-from typing import Any, Optional, Sequence
+from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
 from ..config import default
 from ..data.batches import length_buckets, pad_batch
+from ..data.labels import label_key, match_labels
+from ..errors import TextRNNError
 from ..model import Classifier
+from .calibration import expected_calibration_error
 from .quantize import Int8Product
 from .stepper import gru_update
 from ..tokenizer import Tokenizer
@@ -26,28 +29,40 @@ def encode_texts(tokenizer: Tokenizer, texts: Sequence[str], max_len: int) -> li
     return tokenizer.encode_many(texts, max_len)
 
 
-def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
-    """Class probabilities ``(N, C)`` for encoded texts, in input order. A one-layer model on the
-    CPU reads them with a :class:`CpuReader` (same results, fewer operations, ``CpuReader.GROUP`` texts
-    at a time); others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
+def predict_logits(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256) -> np.ndarray:
+    """Logits ``(N, C)`` (float32) for encoded texts, in input order. A one-layer model on the CPU reads
+    them with a :class:`CpuReader` (same results, fewer operations, ``CpuReader.GROUP`` texts at a time);
+    others run ``forward`` on batches of ``batch_size`` texts of similar lengths."""
     device = next(model.parameters()).device
-    probs = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
+    logits = np.zeros((len(ids), model.cfg.num_classes), dtype=np.float32)
     if not len(ids):
-        return probs
+        return logits
     model.eval()
     with torch.inference_mode():
         if CpuReader.reads(model):
             reader = cpu_reader_for(model)
             for first in range(0, len(ids), CpuReader.GROUP):
-                logits = reader.logits(ids[first : first + CpuReader.GROUP])
-                probs[first : first + len(logits)] = torch.softmax(logits, dim=-1).numpy()
-            return probs
+                group = reader.logits(ids[first : first + CpuReader.GROUP])  # (G, C)
+                logits[first : first + len(group)] = group.numpy()
+            return logits
         order = np.arange(len(ids))
         for index in length_buckets([len(s) for s in ids], batch_size, order, pool=len(ids)):
             x, lengths = pad_batch([ids[i] for i in index])
-            logits = model(x.to(device), lengths)  # (B, C)
-            probs[index] = torch.softmax(logits.float(), dim=-1).cpu().numpy()
-    return probs
+            logits[index] = model(x.to(device), lengths).float().cpu().numpy()  # (B, C)
+    return logits
+
+
+def probabilities(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """``softmax(logits / temperature)`` ``(N, C)``, float32: the one way a classifier's logits become its
+    probabilities (``temperature``: the run's fitted one, :func:`textrnn.inference.calibration.temperature_of`)."""
+    return torch.softmax(torch.from_numpy(np.asarray(logits, dtype=np.float32)) / temperature, dim=-1).numpy()
+
+
+def predict_ids(model: Classifier, ids: Sequence[np.ndarray], batch_size: int = 256,
+                temperature: float = 1.0) -> np.ndarray:
+    """Class probabilities ``(N, C)`` for encoded texts, in input order: ``softmax(logits / temperature)``
+    of :func:`predict_logits` (the CpuReader's or ``forward``'s alike)."""
+    return probabilities(predict_logits(model, ids, batch_size), temperature)
 
 
 _READERS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (its weights' versions, CpuReader)
@@ -161,10 +176,10 @@ class CpuReader:
 
 
 def predict(model: Classifier, tokenizer: Tokenizer, texts: Sequence[str], *, max_len: int = default("max_len"),
-            batch_size: int = 256) -> np.ndarray:
+            batch_size: int = 256, temperature: float = 1.0) -> np.ndarray:
     """Class probabilities ``(N, C)`` for raw texts, in input order, each cut to ``max_len`` tokens (give the
-    run's, ``run.train.max_len``)."""
-    return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size)
+    run's, ``run.train.max_len``), at ``temperature`` (give the run's)."""
+    return predict_ids(model, encode_texts(tokenizer, texts, max_len), batch_size, temperature)
 
 
 def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequence[Any]) -> dict[str, Any]:
@@ -195,15 +210,40 @@ def evaluate(gold: Sequence[int], predicted: Sequence[int], label_names: Sequenc
 
 # -- labelling the rows of a table, and scoring them against a gold column ----------------
 
+UNCERTAIN = "uncertain"
+"""The label of a row whose top probability is below the ``min_confidence`` asked for."""
+
+
+def check_min_confidence(min_confidence: Optional[float], names: Sequence[Any], where: str,
+                         option: str = "--min-confidence") -> None:
+    """A one-line error unless ``min_confidence`` is None or in (0, 1), and the model ``where`` (its labels
+    ``names``) has no label of its own named :data:`UNCERTAIN`; ``option`` names the setting."""
+    if min_confidence is None:
+        return
+    if not 0 < min_confidence < 1:
+        raise TextRNNError(f"{option} must be a probability between 0 and 1 (exclusive), got {min_confidence}")
+    if any(label_key(n) == UNCERTAIN for n in names):
+        raise TextRNNError(f"{where}: the model has a label named {UNCERTAIN!r}, the label {option} gives rows below "
+                           f"it; leave out {option}, or rename that label in its config.json \"labels\" (keeping "
+                           f"\"{UNCERTAIN}\" under \"label_aliases\")")
+
+
+def predicted_labels(probs: np.ndarray, names: Sequence[Any], min_confidence: Optional[float] = None) -> list:
+    """Each row's most likely label name (``probs`` (N, C), its columns in the order of ``names``), or
+    :data:`UNCERTAIN` where its probability is below ``min_confidence`` (None: never)."""
+    top = probs.argmax(axis=1)  # (N,)
+    sure = np.ones(len(probs), dtype=bool) if min_confidence is None else probs.max(axis=1) >= min_confidence
+    return [names[int(i)] if ok else UNCERTAIN for i, ok in zip(top, sure)]
+
 
 def prediction_rows(rows: Sequence[dict], columns: Sequence[str], names: Sequence[Any], probs: np.ndarray, *,
-                    with_probs: bool = False) -> tuple[list[dict], list[str]]:
+                    with_probs: bool = False, min_confidence: Optional[float] = None) -> tuple[list[dict], list[str]]:
     """Each input row (a copy, in order) with its prediction, and the output columns.
 
     ``probs`` is ``(N, C)``, its columns in the order of ``names``. The new columns are
-    ``label`` (the most likely name) and ``score`` (its probability), or
-    ``predicted_label`` and ``predicted_score`` when the input already has a ``label`` or
-    ``score`` column; with ``with_probs`` one ``prob_<name>`` column per class follows.
+    ``label`` (the most likely name, or :data:`UNCERTAIN` below ``min_confidence``) and ``score``
+    (its probability), or ``predicted_label`` and ``predicted_score`` when the input already has a
+    ``label`` or ``score`` column; with ``with_probs`` one ``prob_<name>`` column per class follows.
     An input that already has these columns (an earlier run's output) gets them
     overwritten in place, so classifying it again replaces the old predictions.
     """
@@ -212,32 +252,46 @@ def prediction_rows(rows: Sequence[dict], columns: Sequence[str], names: Sequenc
         label_col, score_col = "predicted_label", "predicted_score"
     prob_cols = [f"prob_{n}" for n in names] if with_probs else []
     out = []
-    for row, row_p in zip(rows, probs):
-        i = int(row_p.argmax())
+    for row, row_p, label in zip(rows, probs, predicted_labels(probs, names, min_confidence)):
         new = dict(row)
-        new[label_col], new[score_col] = names[i], round(float(row_p[i]), 6)
+        new[label_col], new[score_col] = label, round(float(row_p.max()), 6)
         for c, v in zip(prob_cols, row_p):
             new[c] = round(float(v), 6)
         out.append(new)
     return out, list(columns) + [c for c in [label_col, score_col, *prob_cols] if c not in columns]
 
 
-def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Sequence[Any]) -> dict[str, Any]:
+def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Sequence[Any],
+                       aliases: Optional[Mapping[str, Any]] = None, *, probs: Optional[np.ndarray] = None,
+                       min_confidence: Optional[float] = None) -> dict[str, Any]:
     """Score ``predicted`` (indices into ``names``) against the raw ``gold`` values of a
-    label column, over the rows whose gold label is one the model knows. Gold labels are
-    normalised as in training (``1``, ``1.0`` and ``"+1"`` are the same label).
+    label column, over the rows whose gold label is one the model knows, by name or by one of
+    its ``aliases`` (:func:`~textrnn.data.labels.match_labels`: the shipped sst2's ``0`` is
+    ``negative``). Gold labels are normalised as in training (``1``, ``1.0`` and ``"+1"`` are
+    the same label).
 
     Returns plain data: ``metrics`` (:func:`evaluate`'s, over the scored rows; None when no
     row could be scored), ``labelled`` (rows with a gold label), ``unknown`` (labelled rows
-    whose label the model does not know: left out) and ``unlabelled`` (rows with a blank or
-    missing label: not scored).
+    whose label the model does not know: left out), ``unlabelled`` (rows with a blank or
+    missing label: not scored) and ``scored`` (the scored rows' positions). Given the rows'
+    ``probs`` (N, C), also ``ece``: the expected calibration error over the scored rows; and with
+    ``min_confidence``, ``confident``: ``metrics`` over the scored rows whose top probability is at
+    least that (None when there is none) and their count, ``rows``.
     """
-    from ..data.labels import label_key
+    matched = match_labels(gold, names, aliases)
+    labelled = sum(label_key(g) is not None for g in gold)
+    scored = [i for i, m in enumerate(matched) if m is not None]
+    metrics = _metrics([matched[i] for i in scored], [int(predicted[i]) for i in scored], names)
+    score = {"metrics": metrics, "labelled": labelled, "unknown": labelled - len(scored),
+             "unlabelled": len(gold) - labelled, "scored": scored}
+    if probs is not None:
+        score["ece"] = round(expected_calibration_error(probs[scored], [matched[i] for i in scored]), 5)
+        if min_confidence is not None:
+            sure = [i for i in scored if probs[i].max() >= min_confidence]
+            score["confident"] = {"metrics": _metrics([matched[i] for i in sure], [int(predicted[i]) for i in sure],
+                                                      names), "rows": len(sure)}
+    return score
 
-    index = {label_key(n): k for k, n in enumerate(names)}
-    keys = [label_key(g) for g in gold]
-    labelled = sum(k is not None for k in keys)
-    known = [(index[k], int(i)) for k, i in zip(keys, predicted) if k is not None and k in index]
-    metrics = evaluate(*zip(*known), names) if known else None
-    return {"metrics": metrics, "labelled": labelled, "unknown": labelled - len(known),
-            "unlabelled": len(keys) - labelled}
+
+def _metrics(gold: list[int], predicted: list[int], names: Sequence[Any]) -> Optional[dict[str, Any]]:
+    return evaluate(gold, predicted, names) if gold else None

@@ -42,11 +42,13 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import TextRNNError
+from ..inference.classify import predicted_labels
 from ..inference.scoring import score_texts
 from .jobs import Job
 from .models import Models, Served
 from .limits import EVENT_INTERVAL, Limits
-from .requests import RequestError, model_name, parse_generate, parse_json, parse_texts
+from .requests import (CLASSIFY_FIELDS, RequestError, model_name, parse_generate, parse_json, parse_min_confidence,
+                       parse_texts)
 
 logger = logging.getLogger(__name__)
 SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
@@ -187,11 +189,12 @@ def create_app(models: Models, limits: Limits, event_interval: float = EVENT_INT
     async def classify(request: Request) -> Response:
         body = await body_of(request)
         served = models.pick("classify", model_name(body))
-        texts, _ = parse_texts(body, limits)
+        texts, _ = parse_texts(body, limits, CLASSIFY_FIELDS)
+        labels, names = served.trained.labels, list(map(str, served.trained.labels))
+        min_confidence = parse_min_confidence(body, labels)
         probs = await in_turn(request, served.trained.predict_proba, texts)
-        labels = served.trained.labels
-        results = [{"label": labels[int(p.argmax())], "probability": float(p.max()),
-                    "probabilities": {str(label): float(x) for label, x in zip(labels, p)}} for p in probs]
+        results = [{"label": label, "probability": float(p.max()), "probabilities": dict(zip(names, p.tolist()))}
+                   for label, p in zip(predicted_labels(probs, labels, min_confidence), probs)]
         return JSONResponse({"model": served.name, "labels": labels, "results": results})
 
     async def evaluate(request: Request) -> Response:

@@ -43,6 +43,7 @@ class Sampling(SamplingOptions):
 
 GENERATE_FIELDS = ("prompt", *(f.name for f in SamplingOptions.fields()), "condition", "model", "stream")
 TEXT_FIELDS = ("texts", "text", "model")
+CLASSIFY_FIELDS = (*TEXT_FIELDS, "min_confidence")
 
 
 def parse_json(raw: bytes) -> dict[str, Any]:
@@ -111,10 +112,10 @@ def _check_condition(condition: Optional[str], conditions: Optional[Sequence[str
                                 f"{', '.join(conditions)}", "condition")
 
 
-def parse_texts(body: dict[str, Any], limits: Limits) -> tuple[list[str], bool]:
+def parse_texts(body: dict[str, Any], limits: Limits, fields: Sequence[str] = TEXT_FIELDS) -> tuple[list[str], bool]:
     """The texts of a /classify or /evaluate body (``texts``: a list, or ``text``: one), and
-    whether it sent one ``text``."""
-    _known(body, TEXT_FIELDS)
+    whether it sent one ``text``; ``fields``: the fields the endpoint takes."""
+    _known(body, fields)
     if ("text" in body) == ("texts" in body):
         raise RequestError(422, 'give either "texts": [a list of strings] or "text": "a string"', "texts")
     if "text" in body:
@@ -127,6 +128,19 @@ def parse_texts(body: dict[str, Any], limits: Limits) -> tuple[list[str], bool]:
                                 f"got {len(texts)}", "texts")
     return [_string({f"texts[{i}]": t}, f"texts[{i}]", "", limits.max_text_chars, limit="--max-text-chars")
             for i, t in enumerate(texts)], False
+
+
+def parse_min_confidence(body: dict[str, Any], labels: Sequence[Any]) -> Optional[float]:
+    """A /classify body's ``min_confidence`` (None: not given) for a classifier of ``labels``: below it a text
+    is labelled ``uncertain``."""
+    from ..inference.classify import check_min_confidence
+
+    value = _number(body, "min_confidence", None, nullable=True)
+    try:
+        check_min_confidence(value, labels, "this model", "min_confidence")
+    except TextRNNError as e:
+        raise RequestError(422, str(e), "min_confidence") from None
+    return value
 
 
 # -- one field ----------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import torch
 
 from .. import checkpoint
 from ..config import SHAPE, ModelConfig
-from ..data.labels import label_key
+from ..data.labels import match_labels
 from ..errors import TextRNNError
 from ..model import Classifier, copy_pretrained
 from ..tokenizer import Tokenizer
@@ -40,16 +40,17 @@ def check_source(source: checkpoint.Checkpoint, name: str, model_opts: dict[str,
                            + ", ".join("--" + k.replace("_", "-") for k in clash))
 
 
-def head_rows(names: Sequence[Any], source_labels: Sequence[Any], mode: str, where: str
-              ) -> tuple[list[Any], list[Optional[int]]]:
+def head_rows(names: Sequence[Any], source_labels: Sequence[Any], mode: str, where: str,
+              aliases: Optional[dict[str, Any]] = None) -> tuple[list[Any], list[Optional[int]]]:
     """The run's labels and, for each, the row of the source's output layer it keeps (None: a new row).
 
-    ``names``: the labels of the user's rows; ``mode``: ``keep`` (the source's labels, all of
-    them; every row's label must be one), ``new`` (the rows' labels, a new layer) or ``auto``
-    (the rows' labels, those the source has keep their rows: the source's order when all match).
+    ``names``: the labels of the user's rows, matched with the source's by name or by one of its
+    ``aliases`` (:func:`~textrnn.data.labels.match_labels`: the shipped sst2's 0 is negative); ``mode``:
+    ``keep`` (the source's labels, all of them; every row's label must be one), ``new`` (the rows'
+    labels, a new layer) or ``auto`` (the rows' labels, those the source has keep their rows: the
+    source's labels, in its order, when all match).
     """
-    lookup = {label_key(n): i for i, n in enumerate(source_labels)}
-    matched = [lookup.get(label_key(n)) for n in names]
+    matched = match_labels(names, source_labels, aliases)
     if mode == "keep":
         unknown = [str(n) for n, m in zip(names, matched) if m is None]
         if unknown:

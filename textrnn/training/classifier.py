@@ -21,10 +21,11 @@ import numpy as np
 from .. import __version__, checkpoint
 from ..config import OPTIONS, SHAPE, ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..declare import check_choice
+from ..inference.calibration import calibrate_run
 from ..inference.classify import encode_texts, predict
 from ..inference.classify import evaluate as classification_metrics
 from ..data.batches import ClassBatches
-from ..data.labels import detect_label_column, detect_text_column, label_key, parse_labels
+from ..data.labels import detect_label_column, detect_text_column, label_key, label_lookup, match_labels, parse_labels
 from ..data.tables import read_table
 from ..errors import TextRNNError
 from ..model import Classifier
@@ -58,9 +59,10 @@ def _read_labelled(path: str | Path, *, fmt: Optional[str], encoding: str, text_
     return _Labelled(texts, [r.get(label_col) for r in table.rows], text_col, label_col)
 
 
-def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str) -> np.ndarray:
-    """Each value's index into the training label ``names`` (compared in normal form)."""
-    lookup = {label_key(n): i for i, n in enumerate(names)}
+def _label_indices(values: Sequence[Any], names: Sequence[Any], where: str,
+                   aliases: Optional[dict[str, Any]] = None) -> np.ndarray:
+    """Each value's index into the training label ``names`` (compared in normal form; by name or alias)."""
+    lookup = label_lookup(names, aliases)
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         key = label_key(v)
@@ -95,6 +97,7 @@ class _Setup:
     lr_scales: dict[str, float]  # parameter name -> learning-rate multiple (ULMFiT's discriminative rates)
     source: Optional[checkpoint.Checkpoint] = None
     rows: Optional[list] = None  # a classifier source: each label's row of its output layer (None: new)
+    aliases: Optional[dict[str, Any]] = None  # the run's label_aliases (a classifier source's, for its labels kept)
 
 
 @dataclass
@@ -113,7 +116,7 @@ class _Asked:
 def _resumed_setup(saved: RunConfig, out: Path, train_opts: dict[str, Any]) -> _Setup:
     return _Setup(TrainConfig.from_dict({**saved.train.to_dict(), **train_opts}), saved.model,
                   Tokenizer.load(out / checkpoint.TOKENIZER, saved.tokenizer.kind), list(saved.labels),
-                  dict(saved.lr_scales))  # (the same optimizer groups as the run had)
+                  dict(saved.lr_scales), aliases=saved.label_aliases)  # (the same optimizer groups as the run had)
 
 
 def _new_setup(train: _Labelled, where: str, asked: _Asked) -> _Setup:
@@ -151,11 +154,13 @@ def _adapted_setup(train: _Labelled, where: str, asked: _Asked, source: checkpoi
     adapt.check_source(source, str(asked.init_from), asked.model_opts, asked.tokenizer, asked.vocab_size)
     tcfg = train_config("classify", asked.train_opts, start="adapt")
     check_unfreeze(tcfg, asked.init_from, "classify")
-    labels, rows = adapt.head_rows(names, source.run.labels, asked.head, where)
+    aliases = source.run.label_aliases or {}
+    labels, rows = adapt.head_rows(names, source.run.labels, asked.head, where, aliases)
+    kept = {a: n for a, n in aliases.items() if label_key(n) in map(label_key, labels)}  # (the source's names kept)
     tok = adapt.adapted_tokenizer(source.tokenizer, train.texts)
     given = {k: v for k, v in asked.model_opts.items() if k not in adapt.FIXED}
     mcfg = adapt.adapted_config(source, given, tok.vocab_size, len(labels))
-    return _Setup(tcfg, mcfg, tok, labels, {}, source, rows)
+    return _Setup(tcfg, mcfg, tok, labels, {}, source, rows, kept or None)
 
 
 def _build_model(setup: _Setup, pretrained_lr_scale: float) -> tuple[Classifier, int]:
@@ -264,8 +269,11 @@ def _train_rows(out: Path, train: _Labelled, val: Optional[_Labelled], data: Dat
     if on_note is not None and setup.rows is not None:
         on_note(adapt.note(asked.init_from, setup.source, setup.mcfg, setup.names, setup.rows, added,
                            setup.tcfg.lr))
-    return execute(out, run, setup.tok, model, task, setup.tcfg, saved is not None, on_progress, report_every,
-                   optimizer)
+    result = execute(out, run, setup.tok, model, task, setup.tcfg, saved is not None, on_progress, report_every,
+                     optimizer)
+    calibrate_run(out, task.val_ids, task.val_labels, val_name or f"{train_name} (its validation rows)",
+                  device)  # the best weights' temperature, fitted on the validation rows
+    return result
 
 
 def _cross_validate(rows: _Labelled, val: Optional[_Labelled], where: str, asked: _Asked, k: int,
@@ -288,9 +296,11 @@ def _cross_validate(rows: _Labelled, val: Optional[_Labelled], where: str, asked
             trained = checkpoint.load(fold_out)
         probs = predict(trained.model, trained.tokenizer, [rows.texts[j] for j in held],
                         max_len=trained.run.train.max_len)  # (n, C)
-        picked = [label_key(trained.run.labels[c]) for c in probs.argmax(axis=1)]
-        both = names + [n for n in map(label_key, trained.run.labels) if n not in names]  # (--head keep: more)
-        m = classification_metrics([index[j] for j in held], [both.index(p) for p in picked], both)
+        own = match_labels(names, trained.run.labels, trained.run.label_aliases)  # each row label's column
+        more = [c for c in range(len(trained.run.labels)) if c not in own]  # (--head keep: labels the rows lack)
+        position = {**{c: u for u, c in enumerate(own)}, **{c: len(names) + j for j, c in enumerate(more)}}
+        m = classification_metrics([index[j] for j in held], [position[int(c)] for c in probs.argmax(axis=1)],
+                                   names + [trained.run.labels[c] for c in more])
         per_fold.append({"fold": i + 1, "rows": int(len(held)), "accuracy": m["accuracy"], "macro_f1": m["macro_f1"]})
         if on_note is not None:
             on_note(f"fold {i + 1} of {k}: accuracy {m['accuracy']:.2%}, macro-F1 {m['macro_f1']:.4f} "
@@ -306,7 +316,7 @@ def _run_config(setup: _Setup, train: _Labelled, task: ClassifyTask, data: DataI
                      tokenizer=TokenizerInfo(setup.tok.kind, setup.tok.vocab_size, vocab_size),
                      data=replace(data, text_column=train.text_column, label_column=train.label_column,
                                   train_examples=len(task.train.ids), val_examples=len(task.val_ids)),
-                     labels=list(setup.names), lr_scales=dict(setup.lr_scales),
+                     labels=list(setup.names), label_aliases=setup.aliases, lr_scales=dict(setup.lr_scales),
                      init_from=InitFrom(str(init_from), str(lm.path), lm.tokenizer.vocab_size, added) if lm else None)
 
 
@@ -314,7 +324,7 @@ def _task(train: _Labelled, val: Optional[_Labelled], setup: _Setup, train_name:
           device) -> ClassifyTask:
     """Encoded, batched training and validation data: the validation file's, or a seeded
     random ``val_fraction`` of the training rows."""
-    texts, labels = train.texts, _label_indices(train.labels, setup.names, train_name)
+    texts, labels = train.texts, _label_indices(train.labels, setup.names, train_name, setup.aliases)
     if val is None:
         order = np.random.default_rng(setup.tcfg.seed).permutation(len(texts))
         n_val = max(1, int(round(len(texts) * setup.tcfg.val_fraction)))
@@ -322,7 +332,7 @@ def _task(train: _Labelled, val: Optional[_Labelled], setup: _Setup, train_name:
         val_texts, val_labels = [texts[i] for i in val_idx], labels[val_idx]
         texts, labels = [texts[i] for i in train_idx], labels[train_idx]
     else:
-        val_texts, val_labels = val.texts, _label_indices(val.labels, setup.names, val_name)
+        val_texts, val_labels = val.texts, _label_indices(val.labels, setup.names, val_name, setup.aliases)
     max_len, tok = setup.tcfg.max_len, setup.tok
     batches = ClassBatches(encode_texts(tok, texts, max_len), labels, setup.tcfg.batch_size, seed=setup.tcfg.seed)
     return ClassifyTask(batches, encode_texts(tok, val_texts, max_len), val_labels, setup.names, device)
