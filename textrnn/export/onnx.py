@@ -13,7 +13,7 @@
 The functions are exported by torch's TorchScript-based exporter (``dynamo=False``; it needs the
 ``onnx`` package, not ``onnxscript``): it turns ``nn.LSTM`` / ``GRU`` / ``RNN`` into ONNX's own
 recurrent ops over a sequence of any length, and a classifier's packed sequences into their
-``sequence_lens``. The one-step function is the cell arithmetic of :func:`textrnn.inference.stepper.cell_step`
+``sequence_lens``; a minGRU / minLSTM's scan into an ONNX Loop (:func:`textrnn.mincells.recurrence`). The one-step function is the cell arithmetic of :func:`textrnn.inference.stepper.cell_step`
 on the model's own (unfolded) weights. Every function is checked against PyTorch on random inputs
 (:func:`max_difference`, with onnxruntime) before the export is kept. The weights are float32
 (an export made with ``--half`` or ``--int8-embedding`` loads as float32 and exports so).
@@ -34,6 +34,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .. import __version__, checkpoint, files
+from ..config import MIN_CELLS
 from ..condition import label_index, labels_of, marker_ids, prompt_start
 from ..errors import TextRNNError
 from ..inference.generate import banned_ids, encode_prompt
@@ -90,9 +91,13 @@ class StepFunction(nn.Module):
         x = encoder.inputs(ids[:, None], _labels(inputs[n:], 1))[:, 0]  # (B, E)
         new_state = []
         for k in range(cfg.layers):
-            w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{k}") for name in RECURRENT_PARAMS)
-            x_proj = F.linear(x, w_ih, b_ih if cfg.cell == "gru" else b_ih + b_hh)  # (B, G*H)
-            hidden_side = Product(w_hh, b_hh if cfg.cell == "gru" else None, pack=False)  # plain operators
+            if cfg.cell in MIN_CELLS:  # no hidden side: the gates read only the input
+                x_proj, hidden_side = F.linear(x, rnn.get_parameter(f"weight_ih_l{k}"),
+                                               rnn.get_parameter(f"bias_ih_l{k}")), None  # (B, G*H)
+            else:
+                w_ih, w_hh, b_ih, b_hh = (getattr(rnn, f"{name}_l{k}") for name in RECURRENT_PARAMS)
+                x_proj = F.linear(x, w_ih, b_ih if cfg.cell == "gru" else b_ih + b_hh)  # (B, G*H)
+                hidden_side = Product(w_hh, b_hh if cfg.cell == "gru" else None, pack=False)  # plain operators
             layer_state, x = cell_step(cfg.cell, x_proj, state[k], hidden_side)
             new_state.append(layer_state)
         return (model.scores(x), *states.flat(states.to_module(new_state)))
