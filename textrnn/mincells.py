@@ -56,9 +56,8 @@ def coefficients(cell: str, pre: Tensor) -> tuple[Tensor, Tensor]:
         z = torch.sigmoid(k)
         return torch.sigmoid(-k), z * g(v)  # (1 - z, exactly), z h~
     f, i, v = pre.chunk(3, dim=-1)  # (..., H) each
-    f, i = torch.sigmoid(f), torch.sigmoid(i)
-    total = f + i
-    return f / total, i / total * g(v)
+    diff = F.softplus(-f) - F.softplus(-i)  # log i - log f: f / (f + i) = sigmoid(-diff), without dividing
+    return torch.sigmoid(-diff), torch.sigmoid(diff) * g(v)  # two tiny gates (onnxruntime clamps sigmoid at +-18)
 
 
 def log_coefficients(cell: str, pre: Tensor) -> tuple[Tensor, Tensor]:
