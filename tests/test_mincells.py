@@ -125,7 +125,10 @@ def test_the_gpus_log_space_form_equals_the_cpus_sequential_one_with_its_gradien
     results = []
     for scan in ("log", "sequential"):
         x, h = pre.clone().requires_grad_(), h0.clone().requires_grad_()
-        out = log_scan(*log_coefficients(cell, x), h) if scan == "log" else SequentialScan.apply(*coefficients(cell, x), h)
+        if scan == "log":
+            out = log_scan(*log_coefficients(cell, x), h)
+        else:
+            out = SequentialScan.apply(*coefficients(cell, x), h)
         (out * torch.linspace(-1, 1, out.numel()).view_as(out)).sum().backward()
         results.append((out, x.grad, h.grad))
     for got, want in zip(*results):

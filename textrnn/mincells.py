@@ -71,7 +71,8 @@ def log_coefficients(cell: str, pre: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def step(cell: str, pre: Tensor, h: Tensor) -> Tensor:
-    """One step of one layer: ``pre`` (B, G*H) the input's pre-activations (with the bias), ``h`` (B, H) -> the new h."""
+    """One step of one layer: ``pre`` (B, G*H) the input's pre-activations (with the bias), ``h`` (B, H) -> the
+    new h (B, H)."""
     a, b = coefficients(cell, pre.float())
     return torch.addcmul(b, a, h.float())  # (B, H)
 

@@ -73,8 +73,8 @@ def test_a_conditioned_model_takes_its_label_in_the_step_function(tmp_path):
     assert [fn.inputs for fn in onnx_export.functions(model)] == [["ids", "h", "c", "label"]] * 2
 
 
-@pytest.mark.parametrize("cell, bidirectional", [("lstm", False), ("lstm", True), ("gru", True),
-                                                       ("mingru", True), ("minlstm", False)])
+@pytest.mark.parametrize("cell, bidirectional", [
+    ("lstm", False), ("lstm", True), ("gru", True), ("mingru", True), ("minlstm", False)])
 def test_the_classifier_function_equals_the_model_on_padded_batches(cell, bidirectional, tmp_path):
     torch.manual_seed(0)
     model = Classifier(ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=8, embed=6, dropout=0.0,

@@ -13,8 +13,9 @@
 The functions are exported by torch's TorchScript-based exporter (``dynamo=False``; it needs the
 ``onnx`` package, not ``onnxscript``): it turns ``nn.LSTM`` / ``GRU`` / ``RNN`` into ONNX's own
 recurrent ops over a sequence of any length, and a classifier's packed sequences into their
-``sequence_lens``; a minGRU / minLSTM's scan into an ONNX Loop (:func:`textrnn.mincells.recurrence`). The one-step function is the cell arithmetic of :func:`textrnn.inference.stepper.cell_step`
-on the model's own (unfolded) weights. Every function is checked against PyTorch on random inputs
+``sequence_lens``; a minGRU / minLSTM's scan into an ONNX Loop (:func:`textrnn.mincells.recurrence`).
+The one-step function is the cell arithmetic of :func:`textrnn.inference.stepper.cell_step` on the
+model's own (unfolded) weights. Every function is checked against PyTorch on random inputs
 (:func:`max_difference`, with onnxruntime) before the export is kept. The weights are float32
 (an export made with ``--half`` or ``--int8-embedding`` loads as float32 and exports so).
 """
