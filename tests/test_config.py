@@ -63,7 +63,7 @@ def test_stop_defaults_apply_only_when_no_limit_is_given():
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"cell": "lstmx"}, "--cell must be one of lstm, gru, rnn, got 'lstmx'"),
+    ({"cell": "lstmx"}, "--cell must be one of lstm, gru, rnn, mingru, minlstm, got 'lstmx'"),
     ({"tokenizer": "bytes"}, "--tokenizer must be one of char, word, bpe"),
     ({"device": "tpu"}, "--device must be one of auto"),
     ({"precision": "fp8"}, "--precision must be one of auto"),

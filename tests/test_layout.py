@@ -14,7 +14,7 @@ LAYERS = [  # top to bottom; a module may import its own layer's modules and eve
     {"export"},
     {"inference"},
     {"checkpoint", "data"},
-    {"model", "tokenizer", "layers"},
+    {"model", "tokenizer", "layers", "mincells"},
     {"config", "runconfig", "declare", "errors", "files", "condition", "process"},
 ]
 

@@ -6,7 +6,7 @@ from textrnn.config import ModelConfig
 from textrnn.model import Classifier, LanguageModel
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 def test_shapes(cell):
     model = tiny(cell)
     logits, state = model(torch.randint(0, 11, (3, 5)))
@@ -15,7 +15,7 @@ def test_shapes(cell):
     assert h.shape == (2, 3, 8)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 def test_carried_state_equals_one_long_pass(cell):
     model = tiny(cell)
     ids = torch.randint(0, 11, (2, 12))
@@ -59,7 +59,7 @@ def test_embed_dropout_drops_whole_tokens_only_in_training():
 
 def test_packed_padded_equals_one_by_one():
     torch.manual_seed(0)
-    for cell in ("lstm", "gru", "rnn"):
+    for cell in ("lstm", "gru", "rnn", "mingru", "minlstm"):
         model = Classifier(ModelConfig(vocab_size=20, cell=cell, hidden=8, embed=6, layers=2, bidirectional=True,
                                        num_classes=3, dropout=0.0)).eval()
         lengths = torch.tensor([7, 3, 5, 1])

@@ -25,7 +25,8 @@ from .declare import (DictMixin, check_choice, check_choices, check_positive, ch
 from .errors import TextRNNError
 
 TASKS = ("lm", "classify")
-CELLS = ("lstm", "gru", "rnn")
+CELLS = ("lstm", "gru", "rnn", "mingru", "minlstm")
+MIN_CELLS = ("mingru", "minlstm")  # gates that read only the input: no hidden-to-hidden weights
 TOKENIZERS = ("char", "word", "bpe")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PRECISIONS = ("auto", "fp32", "bf16", "fp16")
@@ -109,7 +110,8 @@ class ModelConfig(DictMixin):
 
     vocab_size: int
     """Number of token ids (set from the tokenizer)."""
-    cell: str = option("lstm", "Recurrent cell (rnn: a plain tanh RNN).", choices=CELLS)
+    cell: str = option("lstm", "Recurrent cell (rnn: a plain tanh RNN; mingru, minlstm: Feng et al. 2024's minimal "
+                               "cells, gates that read only the input, trained with a parallel scan).", choices=CELLS)
     layers: int = option(1, "Stacked recurrent layers.", fitted=True)
     hidden: int = option(512, "Hidden units per layer.", classify=384, fitted=True)
     embed: int = option(64, "Token embedding size.", classify=256, fitted=True)
@@ -154,6 +156,9 @@ class ModelConfig(DictMixin):
             check_probability(name, getattr(self, name))
         for name in ("input_dropout", "hidden_dropout", "output_dropout", "weight_drop"):
             check_probability(name, getattr(self, name))
+        if self.weight_drop and self.cell in MIN_CELLS:
+            raise TextRNNError(f"--weight-drop drops hidden-to-hidden weights, which --cell {self.cell} has none of "
+                               "(its gates read only the input); drop --weight-drop or choose lstm, gru or rnn")
         self._check_adaptive()
 
     def cutoffs(self) -> list[int]:

@@ -7,6 +7,9 @@
   the fused cuDNN / oneDNN kernel (:func:`torch.func.functional_call` with substituted
   weights), never a per-time-step Python loop, and the parameters stay those of the one
   multi-layer module (so checkpoint names and the state layout ``(layers, B, H)`` are unchanged).
+  A :class:`~textrnn.mincells.MinRNN` (minGRU, minLSTM) has no hidden-to-hidden weights to drop
+  (the configuration refuses weight drop with one) and applies the locked dropout between its
+  layers itself: it is simply called.
 """
 
 from __future__ import annotations
@@ -43,10 +46,10 @@ class RecurrentStack:
     multi-layer module applies between its layers (kept in the per-layer path too).
     """
 
-    def __init__(self, rnn: nn.RNNBase, weight_drop: float, hidden_dropout: float, between: float):
+    def __init__(self, rnn: nn.Module, weight_drop: float, hidden_dropout: float, between: float):
         self.rnn, self.weight_drop, self.hidden_dropout, self.between = rnn, weight_drop, hidden_dropout, between
         self.shells: list[nn.RNNBase] = []
-        if hidden_dropout > 0 and rnn.num_layers > 1:
+        if hidden_dropout > 0 and rnn.num_layers > 1 and isinstance(rnn, nn.RNNBase):  # (a MinRNN's is its own)
             kwargs = {"nonlinearity": rnn.nonlinearity} if isinstance(rnn, nn.RNN) else {}
             self.shells = [type(rnn)(rnn.input_size if k == 0 else rnn.hidden_size, rnn.hidden_size, 1,
                                      batch_first=True, device="meta", **kwargs)

@@ -15,8 +15,9 @@ from torch.nn import functional as F
 
 from .config import ModelConfig
 from .layers import RecurrentStack, locked_dropout
+from .mincells import MIN_CELLS, MinRNN
 
-# LSTM state is (h, c), each (layers, B, H); GRU and RNN state is h, (layers, B, H).
+# LSTM state is (h, c), each (layers, B, H); GRU, RNN, minGRU and minLSTM state is h, (layers, B, H).
 State = Union[Tensor, tuple[Tensor, Tensor]]
 
 _CELLS = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}
@@ -29,25 +30,28 @@ class Outputs(NamedTuple):
     dropped: Tensor  # (B, T, H): after the output dropout, as the head reads them
 
 
+def recurrent_module(cfg: ModelConfig) -> nn.Module:
+    """The recurrent layers of ``cfg``: an ``nn.LSTM`` / ``GRU`` / ``RNN``, or a :class:`~textrnn.mincells.MinRNN`
+    (minGRU, minLSTM); called alike, ``(B, T, E)`` and the state -> ``(B, T, D*H)`` and the state."""
+    between = cfg.dropout if cfg.layers > 1 else 0.0
+    if cfg.cell in MIN_CELLS:  # (locked dropout between its layers is its own: it has no fused kernel to keep)
+        return MinRNN(cfg.cell, cfg.embed, cfg.hidden, cfg.layers, dropout=between, bidirectional=cfg.bidirectional,
+                      hidden_dropout=cfg.hidden_dropout)
+    kwargs = {"nonlinearity": "tanh"} if cfg.cell == "rnn" else {}
+    return _CELLS[cfg.cell](cfg.embed, cfg.hidden, cfg.layers, batch_first=True, dropout=between,
+                            bidirectional=cfg.bidirectional, **kwargs)
+
+
 class RNNEncoder(nn.Module):
-    """Embedding -> dropout (+ locked) -> stacked LSTM / GRU / tanh-RNN layers (weight drop and
-    locked dropout between layers: see :class:`~textrnn.layers.RecurrentStack`)."""
+    """Embedding -> dropout (+ locked) -> stacked LSTM / GRU / tanh-RNN / minGRU / minLSTM layers (weight drop
+    and locked dropout between layers: see :class:`~textrnn.layers.RecurrentStack`)."""
 
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
         self.embedding = nn.Embedding(cfg.vocab_size, cfg.embed)
         self.drop = nn.Dropout(cfg.dropout)
-        kwargs = {"nonlinearity": "tanh"} if cfg.cell == "rnn" else {}
-        self.rnn = _CELLS[cfg.cell](
-            cfg.embed,
-            cfg.hidden,
-            cfg.layers,
-            batch_first=True,
-            dropout=cfg.dropout if cfg.layers > 1 else 0.0,
-            bidirectional=cfg.bidirectional,
-            **kwargs,
-        )
+        self.rnn = recurrent_module(cfg)
         if cfg.cell == "lstm":  # forget-gate bias 1: remember by default (Jozefowicz et al.)
             with torch.no_grad():
                 for name, p in self.rnn.named_parameters():
@@ -101,10 +105,15 @@ class RNNEncoder(nn.Module):
         outputs (B, T, D*H) with zeros past each length, and the last layer's final hidden
         state per direction (B, D*H)."""
         x = self.embed(ids)  # (B, T, E)
-        packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
-        out, state = self.rnn(packed)
-        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
-        h = state[0] if isinstance(state, tuple) else state  # (layers*D, B, H)
+        if isinstance(self.rnn, MinRNN):  # each direction reads a row within its length (no packed sequences)
+            out, h = self.rnn(x, None, lengths=lengths)  # (B, T, D*H), (layers*D, B, H)
+            inside = torch.arange(ids.shape[1], device=out.device)[None, :] < lengths.to(out.device)[:, None]  # (B, T)
+            out = out.masked_fill(~inside[..., None], 0.0)
+        else:
+            packed = nn.utils.rnn.pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            out, state = self.rnn(packed)
+            out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=ids.shape[1])
+            h = state[0] if isinstance(state, tuple) else state  # (layers*D, B, H)
         directions = 2 if self.cfg.bidirectional else 1
         last = h[-directions:].transpose(0, 1).reshape(ids.shape[0], -1)  # (B, D*H)
         return out, last

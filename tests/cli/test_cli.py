@@ -34,6 +34,18 @@ def test_train_then_generate(trained):
     assert again.stdout == res.stdout
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_train_then_generate_with_a_minimal_cell(cell, tmp_path, tiny_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    res = run(["train", str(tiny_corpus), "--max-steps", "12", "--cell", cell, "--layers", "2", *TINY_ARGS])
+    assert res.exit_code == 0, res.output
+    assert f"2x32 {cell.upper()}" in res.output  # (the fit's message names the cell)
+    res = run(["generate", "--prompt", "First", "--length", "40", "--seed", "1"])
+    assert res.exit_code == 0 and res.stdout.startswith("First") and len(res.stdout.rstrip("\n")) == 5 + 40
+    res = run(["train", str(tiny_corpus), "-o", "wd", "--cell", cell, "--weight-drop", "0.2", *TINY_ARGS])
+    one_line_error(res, "--weight-drop", cell)
+
+
 def test_generate_batched_and_top_p(trained):
     res = run(["generate", "--num-samples", "3", "--length", "20", "--top-p", "0.9", "--top-k", "5", "--seed", "2"])
     assert res.exit_code == 0

@@ -144,6 +144,8 @@ def _untrained_run(root, kind, text, condition=None, **model):
     ("word", dict(cell="gru", adaptive_softmax=True, adaptive_cutoffs="20,80"), ["-p", "First Citizen"]),
     ("bpe", dict(cell="rnn", layers=2), ["-p", "Citizen"]),
     ("char", dict(layers=2), ["-p", "good", "--condition", "pos"]),
+    ("char", dict(cell="minlstm", layers=2), ["-p", "First"]),
+    ("word", dict(cell="mingru"), ["-p", "First Citizen"]),
 ])
 def test_sample_py_greedy_decodes_as_generate_for_every_tokenizer(kind, model, args, tmp_path, no_torch):
     text = (FIXTURES / "tiny.txt").read_text(encoding="utf-8")

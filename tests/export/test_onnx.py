@@ -51,7 +51,7 @@ def _check_lm(model, tmp_path, label=(), ids=None):
         torch.testing.assert_close(got, want, **TOL)
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 @pytest.mark.parametrize("layers", [1, 2])
 def test_step_and_prompt_functions_equal_the_model(cell, layers, tmp_path):
     _check_lm(tiny_lm(cell, layers), tmp_path)
@@ -60,6 +60,7 @@ def test_step_and_prompt_functions_equal_the_model(cell, layers, tmp_path):
 @pytest.mark.parametrize("options", [
     dict(cell="lstm", embed=6, tie_weights=True, hidden_dropout=0.3, weight_drop=0.5),  # projection; per-layer runs
     dict(cell="gru", hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7"),  # log-probabilities
+    dict(cell="minlstm", embed=6, tie_weights=True, hidden_dropout=0.3),  # a minimal cell's own locked dropout
 ])
 def test_the_functions_of_regularized_tied_and_adaptive_softmax_models(options, tmp_path):
     _check_lm(tiny_lm(layers=2, **options), tmp_path)
@@ -72,7 +73,8 @@ def test_a_conditioned_model_takes_its_label_in_the_step_function(tmp_path):
     assert [fn.inputs for fn in onnx_export.functions(model)] == [["ids", "h", "c", "label"]] * 2
 
 
-@pytest.mark.parametrize("cell, bidirectional", [("lstm", False), ("lstm", True), ("gru", True)])
+@pytest.mark.parametrize("cell, bidirectional", [
+    ("lstm", False), ("lstm", True), ("gru", True), ("mingru", True), ("minlstm", False)])
 def test_the_classifier_function_equals_the_model_on_padded_batches(cell, bidirectional, tmp_path):
     torch.manual_seed(0)
     model = Classifier(ModelConfig(vocab_size=13, cell=cell, layers=2, hidden=8, embed=6, dropout=0.0,

@@ -172,6 +172,24 @@ def test_predict_ids_reads_one_layer_models_and_runs_deeper_ones_forward(monkeyp
         np.testing.assert_allclose(predict_ids(model, texts, batch_size=2), expected, atol=1e-6)
 
 
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_predict_ids_runs_a_one_layer_minimal_cell_forward(cell):
+    """The CpuReader steps LSTM / GRU / RNN layers; a minGRU / minLSTM classifier (no hidden-side product)
+    is read by ``forward``."""
+    import numpy as np
+    import torch
+
+    from textrnn.inference.classify import CpuReader, predict_ids
+    from textrnn.data.batches import pad_batch
+
+    model = _classifier(cell, True)
+    assert not CpuReader.reads(model)
+    texts = [np.random.default_rng(3).integers(0, 30, size=n) for n in [6, 2, 7, 1]]
+    with torch.inference_mode():
+        expected = torch.softmax(model(*pad_batch(texts)), dim=-1).numpy()
+    np.testing.assert_allclose(predict_ids(model, texts, batch_size=2), expected, atol=1e-6)
+
+
 def _int8_available() -> bool:
     import torch
 

@@ -7,7 +7,7 @@ from conftest import tiny_lm as tiny
 from textrnn.inference.stepper import Stepper
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "rnn", "mingru", "minlstm"])
 @pytest.mark.parametrize("layers", [1, 3])
 def test_stepper_equals_forward(cell, layers):
     model = tiny(cell, layers)
@@ -43,7 +43,7 @@ def test_stepper_equals_forward_with_the_regularization_options(cell, options):
     assert torch.isfinite(model.head.bias).all()  # banning does not touch the model
 
 
-@pytest.mark.parametrize("cell", ["lstm", "gru"])
+@pytest.mark.parametrize("cell", ["lstm", "gru", "minlstm"])
 def test_stepper_equals_forward_with_the_adaptive_softmax(cell):
     model = tiny(cell, 2, hidden=32, adaptive_softmax=True, adaptive_cutoffs="3,7")
     ids = torch.randint(0, 11, (3, 7))
@@ -158,3 +158,21 @@ def test_a_conditioned_stepper_holds_one_input_table_and_one_row_per_label():
     assert labelled.table.shape == plain.table.shape == (11, 4 * 8)
     assert labelled.label_table.shape == (11, 4 * 8)  # ten labels and "none"
     assert plain.label_table is None
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_a_minimal_cell_marked_int8_steps_in_float32_equal_to_forward(cell):
+    """A minGRU / minLSTM's hidden state is positive and unbounded: the int8 products (inputs on a grid of
+    [-1, 1]) would clip it, so its Stepper keeps float32 products, from a carried state too."""
+    model = tiny(cell, 2, embed=6, tie_weights=True, hidden_dropout=0.3)
+    model.int8_products = True
+    ids = torch.randint(0, 11, (3, 9))
+    with torch.inference_mode():
+        _, carried = model(ids[:, :4])
+        full, _ = model(ids[:, 4:], carried)
+        step = Stepper(model)
+        assert step.int8 is False
+        state = [carried[k] for k in range(2)]
+        for t in range(5):
+            logits, state = step(ids[:, 4 + t], state)
+            torch.testing.assert_close(logits, full[:, t], rtol=1e-5, atol=1e-5)

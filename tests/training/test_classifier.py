@@ -162,13 +162,14 @@ def test_one_class_and_missing_column(tmp_path):
         train_classifier(nolabel, out=tmp_path / "r2", max_steps=1)
 
 
-def test_classifier_interrupt_and_resume_is_exact(tmp_path, labelled):
+@pytest.mark.parametrize("cell, layers", [("lstm", 1), ("minlstm", 2)])
+def test_classifier_interrupt_and_resume_is_exact(tmp_path, labelled, cell, layers):
     import os
     import signal
 
     from textrnn import checkpoint
 
-    opts = dict(TINY_CLF, dropout=0.2, eval_every=5, save_every=5, max_steps=20)
+    opts = dict(TINY_CLF, dropout=0.2, eval_every=5, save_every=5, max_steps=20, cell=cell, layers=layers)
     train_classifier(labelled, out=tmp_path / "full", val_file=labelled, **opts)
 
     def stop_at_8(p):

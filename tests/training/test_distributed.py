@@ -82,6 +82,24 @@ def test_torchrun_two_ranks_match_one_process_with_twice_the_batch(tmp_path, tin
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
+def test_torchrun_two_ranks_of_a_minimal_cell_match_one_process(tmp_path, tiny_corpus):
+    """A minGRU stack (its own module, its own scan and backward) under DDP: the averaged gradients are the
+    whole batch's, so the losses are the single process's."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_corpus.read_text() * 3)
+    (tmp_path / "ddp").mkdir()
+    (tmp_path / "one").mkdir()
+    extra = json.dumps({"cell": "mingru", "layers": 2})
+    _run(_torchrun(2, str(HELPER), str(corpus), str(tmp_path / "run_ddp"), str(tmp_path / "ddp"), "2", extra))
+    _run([sys.executable, str(HELPER), str(corpus), str(tmp_path / "run_one"), str(tmp_path / "one"), "4", extra])
+    ddp, single = _metrics(tmp_path / "run_ddp"), _metrics(tmp_path / "run_one")
+    assert [m["step"] for m in ddp] == [m["step"] for m in single] == [4, 8]
+    for m, s in zip(ddp, single):
+        assert m["train_loss"] == pytest.approx(s["train_loss"], rel=1e-5, abs=1e-5)
+        assert m["val_loss"] == pytest.approx(s["val_loss"], rel=1e-5, abs=1e-5)
+
+
+@pytest.mark.skipif(not torch.distributed.is_available(), reason="no torch.distributed")
 def test_torchrun_resume_with_dropout_is_exact(tmp_path, tiny_corpus):
     """8 steps + resume to 12 equals 12 steps straight, with dropout: each rank gets back
     its own RNG state and carried hidden state. (A constant learning rate, so that the
@@ -158,13 +176,14 @@ cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GP
 
 @cuda
 @pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
-def test_cuda_training_and_cpu_loading(tmp_path, tiny_corpus, precision):
+@pytest.mark.parametrize("cell", ["lstm", "minlstm"])
+def test_cuda_training_and_cpu_loading(tmp_path, tiny_corpus, precision, cell):
     import textrnn
 
     if precision == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("no bf16 on this GPU")
     run = textrnn.train(tiny_corpus, out=tmp_path / "gpu", device="cuda", precision=precision, max_steps=20,
-                        hidden=64, embed=16, batch_size=8, seq_len=32, eval_every=10)
+                        hidden=64, embed=16, batch_size=8, seq_len=32, eval_every=10, cell=cell)
     assert run.best["val_loss"] < 5.0
     lm = textrnn.load(run.path, device="cpu")  # trained on GPU, used on CPU
     assert len(lm.generate("Th", length=20, seed=1)) == 20  # the continuation only

@@ -168,3 +168,12 @@ def test_resume_keeps_the_fitted_model(tmp_path, tiny_corpus):
     after = json.loads((first.path / "config.json").read_text())
     assert len(notes) == 1  # not fitted again
     assert after["model"] == before["model"] and after["fit"] == before["fit"]
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_the_fit_gives_a_minimal_cell_no_weight_drop(two_threads, cell):
+    """A minGRU / minLSTM has no hidden-to-hidden weights (weight drop with one is refused): where the passes
+    call for weight drop the fit leaves it at 0, and keeps the dropouts."""
+    f = fit(max_time=None, epochs=50, given={"cell": cell})
+    assert f.options["weight_drop"] == 0.0 and f.options["output_dropout"] > 0
+    assert fit(max_time=None, epochs=50).options["weight_drop"] > 0  # (an LSTM's, for the same passes)

@@ -66,3 +66,11 @@ def test_precision_options(tmp_path, tiny_corpus):
         train_language_model([tiny_corpus], out=tmp_path / "b", precision="fp8", **opts)
     run = train_language_model([tiny_corpus], out=tmp_path / "c", precision="bf16", device="cpu", **opts)
     assert run.best["val_loss"] < 10  # bf16 autocast on the CPU runs (slowly on most CPUs)
+
+
+@pytest.mark.parametrize("cell", ["mingru", "minlstm"])
+def test_the_minimal_cells_train_in_bf16_on_any_cpu(cpu_without_bf16_lstm, cell):
+    """Their layers are matrix products and a float32 scan (no oneDNN recurrent primitive), which CPU bf16
+    autocast runs everywhere: the probe tries them, and --precision bf16 is accepted."""
+    assert runtime.check_precision("bf16", torch.device("cpu"), cell) == torch.bfloat16
+    assert not runtime.cpu_trains_bf16("lstm")  # (the fixture's CPU)

@@ -58,8 +58,12 @@ AWD = dict(layers=2, input_dropout=0.2, hidden_dropout=0.2, output_dropout=0.2, 
            tie_weights=True)  # embed 16, hidden 32: through a projection
 
 
-@pytest.mark.parametrize("regularization", [{}, AWD, dict(tokenizer="word", adaptive_softmax=True)],
-                         ids=["dropout", "awd", "adaptive-softmax"])
+MIN_AWD = dict(AWD, weight_drop=0.0)  # (a minimal cell has no hidden-to-hidden weights to drop)
+
+
+@pytest.mark.parametrize("regularization", [{}, AWD, dict(tokenizer="word", adaptive_softmax=True),
+                                            dict(MIN_AWD, cell="mingru"), dict(cell="minlstm")],
+                         ids=["dropout", "awd", "adaptive-softmax", "mingru-awd", "minlstm"])
 def test_interrupt_then_resume_gives_identical_losses(tmp_path, tiny_corpus, regularization):
     """Ctrl-C at step 10 (between evaluations) saves last/; resuming reproduces the uninterrupted run exactly
     (the same dropout, locked dropout and weight-drop masks)."""

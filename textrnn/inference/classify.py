@@ -124,8 +124,10 @@ class CpuReader:
 
     @staticmethod
     def reads(model: Classifier) -> bool:
-        """Whether a CpuReader reads ``model``: one recurrent layer, on the CPU."""
-        return model.cfg.layers == 1 and next(model.parameters()).device.type == "cpu"
+        """Whether a CpuReader reads ``model``: one LSTM, GRU or RNN layer, on the CPU (a minGRU / minLSTM
+        reads a whole batch in a few products and a scan: ``forward``)."""
+        return (model.cfg.layers == 1 and model.cfg.cell in ("lstm", "gru", "rnn")
+                and next(model.parameters()).device.type == "cpu")
 
     def logits(self, ids: Sequence[np.ndarray]) -> torch.Tensor:
         """Logits ``(N, C)`` of encoded texts, in input order, read as one batch (its memory is a

@@ -1,9 +1,10 @@
 """The recurrent state, in its two layouts, and everything done to it (one home).
 
-A *module state* is what ``nn.LSTM`` / ``GRU`` / ``RNN`` take and give: ``(h, c)`` for an LSTM,
-else ``h``, each ``(layers, B, H)``. A *layer state* is what the :class:`~textrnn.inference.stepper.Stepper`
-steps: a list with one entry per layer, ``(h, c)`` or ``h``, each ``(B, H)``. Rows are streams: the
-functions below make, stack, select and repeat rows without caring which cell made them.
+A *module state* is what ``nn.LSTM`` / ``GRU`` / ``RNN`` (and :class:`~textrnn.mincells.MinRNN`) take and
+give: ``(h, c)`` for an LSTM, else ``h`` (GRU, RNN, minGRU, minLSTM), each ``(layers, B, H)``.
+A *layer state* is what the :class:`~textrnn.inference.stepper.Stepper` steps: a list with one entry per
+layer, ``(h, c)`` or ``h``, each ``(B, H)``. Rows are streams: the functions below make, stack, select
+and repeat rows without caring which cell made them.
 """
 
 from __future__ import annotations

@@ -9,6 +9,8 @@ from typing import Optional, Sequence, Union
 import torch
 from torch import Tensor
 
+from .. import mincells
+from ..config import MIN_CELLS
 from ..model import LanguageModel
 from . import state as states
 from .quantize import Int8Product
@@ -27,7 +29,10 @@ class Stepper:
     label), so each row of a batch may have its own label. The ``banned`` tokens get -inf. The result
     equals ``LanguageModel.forward`` (tested); for a model exported with ``--int8``
     (``model.int8_products``) the products run in int8 on a CPU (:class:`~textrnn.inference.quantize.Int8Product`:
-    1.5-1.8x faster steps, logits within a few hundredths). Use under ``torch.inference_mode()``.
+    1.5-1.8x faster steps, logits within a few hundredths). A minGRU / minLSTM layer has no hidden-side
+    product (its gates read only the input): a step is its input-side product and :func:`~textrnn.mincells.step`;
+    its hidden state is positive and unbounded, so its products stay float32 (the int8 ones need inputs in
+    [-1, 1]). Use under ``torch.inference_mode()``.
     """
 
     def __init__(self, model: LanguageModel, banned: Optional[Sequence[int]] = None):
@@ -36,27 +41,34 @@ class Stepper:
         rnn = model.encoder.rnn
         with torch.no_grad():
             w_ih = [getattr(rnn, f"weight_ih_l{k}").detach() for k in range(cfg.layers)]
-            w_hh = [getattr(rnn, f"weight_hh_l{k}").detach() for k in range(cfg.layers)]
             b_ih = [getattr(rnn, f"bias_ih_l{k}").detach() for k in range(cfg.layers)]
-            b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(cfg.layers)]
             emb = model.encoder.embedding.weight.detach()
             # input side of layer 0 for every token: (V, G*H)
             self.table = torch.addmm(b_ih[0], emb, w_ih[0].t())
             self.label_table: Optional[Tensor] = None  # a conditioned model's: (labels + 1, G*H)
             if model.encoder.label_embedding is not None:
                 self.label_table = model.encoder.label_embedding.weight.detach() @ w_ih[0].t()
-            self.int8 = model.int8_products  # every product below reads a hidden state, in [-1, 1]
-            if cfg.cell == "gru":  # the hidden bias sits inside the reset gate for n
-                self.hidden_side = [self._product(w, b) for w, b in zip(w_hh, b_hh)]
+            # every product below reads a hidden state, in [-1, 1] (but a minimal cell's)
+            self.int8 = model.int8_products and cfg.cell not in MIN_CELLS
+            if cfg.cell in MIN_CELLS:  # no hidden side: the gates read only the input
+                self.hidden_side = [None] * cfg.layers
                 self.input_side = [None] + [self._product(w, b) for w, b in zip(w_ih[1:], b_ih[1:])]
-            else:  # LSTM / RNN: both biases simply add
-                self.table = self.table + b_hh[0]
-                self.hidden_side = [self._product(w) for w in w_hh]
-                self.input_side = [None] + [self._product(w, bi + bh)
-                                            for w, bi, bh in zip(w_ih[1:], b_ih[1:], b_hh[1:])]
+            else:
+                self._prepare_hidden_side(rnn, w_ih, b_ih)
             self.asm, self.banned = model.asm, list(banned or [])
             if model.asm is None:
                 self._fold_head(model, self.banned)
+
+    def _prepare_hidden_side(self, rnn, w_ih: list[Tensor], b_ih: list[Tensor]) -> None:
+        w_hh = [getattr(rnn, f"weight_hh_l{k}").detach() for k in range(self.layers)]
+        b_hh = [getattr(rnn, f"bias_hh_l{k}").detach() for k in range(self.layers)]
+        if self.cell == "gru":  # the hidden bias sits inside the reset gate for n
+            self.hidden_side = [self._product(w, b) for w, b in zip(w_hh, b_hh)]
+            self.input_side = [None] + [self._product(w, b) for w, b in zip(w_ih[1:], b_ih[1:])]
+        else:  # LSTM / RNN: both biases simply add
+            self.table = self.table + b_hh[0]
+            self.hidden_side = [self._product(w) for w in w_hh]
+            self.input_side = [None] + [self._product(w, bi + bh) for w, bi, bh in zip(w_ih[1:], b_ih[1:], b_hh[1:])]
 
     def _fold_head(self, model: LanguageModel, banned: list[int]) -> None:
         head_w, head_b = model.head.weight.detach(), model.head.bias.detach()  # (V, E or H), (V,)
@@ -113,12 +125,17 @@ def prefill(model: LanguageModel, ids: Union[Tensor, Sequence[Sequence[int]]], s
     return states.from_module(module_state)
 
 
-def cell_step(cell: str, x_proj: Tensor, state: LayerState, hidden_side: Product) -> tuple[LayerState, Tensor]:
+def cell_step(cell: str, x_proj: Tensor, state: LayerState,
+              hidden_side: Optional[Product]) -> tuple[LayerState, Tensor]:
     """One step of one recurrent layer (PyTorch's gate order and equations). ``x_proj`` (B, G*H):
     the input times ``weight_ih`` plus ``bias_ih``, and for an LSTM or RNN plus ``bias_hh`` too
     (both biases simply add); ``hidden_side``: the product by ``weight_hh``, with ``bias_hh`` for a
-    GRU only (its hidden bias sits inside the reset gate). ``state``: the layer's ``(h, c)``
-    (LSTM) or ``h`` (B, H). Returns the layer's new state and its output ``h`` (B, H)."""
+    GRU only (its hidden bias sits inside the reset gate); None for a minGRU / minLSTM (no hidden side).
+    ``state``: the layer's ``(h, c)`` (LSTM) or ``h`` (B, H). Returns the layer's new state and its
+    output ``h`` (B, H)."""
+    if cell in MIN_CELLS:
+        h = mincells.step(cell, x_proj, state)  # (B, H)
+        return h, h
     if cell == "lstm":
         h, c = lstm_update(hidden_side(state[0], x_proj), state[1])  # gates (B, 4H): i f g o
         return (h, c), h

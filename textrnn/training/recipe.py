@@ -30,7 +30,7 @@ from typing import Any, Optional
 
 import torch
 
-from ..config import FITTED, auto_cutoffs, default
+from ..config import FITTED, MIN_CELLS, auto_cutoffs, default
 from .runtime import cpu_trains_bf16
 
 # measured: 1x512 char LSTM, batch 32 x 128, fp32: 23-26k tokens/s on 2 AMD EPYC cores; per thread,
@@ -141,6 +141,8 @@ def fit_defaults(*, kind: str, vocab_size: int, train_tokens: int, train_bytes: 
         passes = min(passes, epochs)
     rows = REGULARIZATION["char" if kind == "char" else "word"]
     _, p_in, p_out, p_wd = [row for row in rows if passes >= row[0]][-1]
+    if given.get("cell", default("cell")) in MIN_CELLS:  # no hidden-to-hidden weights to drop
+        p_wd = 0.0
     chosen = {"layers": layers, "hidden": hidden, "embed": embed, "adaptive_softmax": adaptive,
               "input_dropout": p_in, "output_dropout": p_out, "weight_drop": p_wd, "precision": precision,
               "batch_size": shape[0], "seq_len": shape[1]}

@@ -100,8 +100,13 @@ def cpu_trains_bf16(cell: str = "lstm") -> bool:
     primitive descriptor". Trying it is the only reliable test."""
     from torch import nn
 
+    from ..mincells import GATES, MinRNN
+
     with torch.random.fork_rng(devices=[]):  # (the layer's initialisation leaves the caller's RNG alone)
-        layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](8, 8, batch_first=True)
+        if cell in GATES:  # minGRU / minLSTM: matrix products and a float32 scan (bf16 products run on any CPU)
+            layer = MinRNN(cell, 8, 8)
+        else:
+            layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell](8, 8, batch_first=True)
     x = torch.zeros(2, 3, 8, requires_grad=True)  # (B, T, E)
     try:
         with torch.autocast("cpu", dtype=torch.bfloat16):
