@@ -3,6 +3,7 @@
     python benchmarks/quality.py                       # every corpus, 5 minutes a run, 1 round
     python benchmarks/quality.py --corpus shakespeare --rounds 2 --previous 11f2262
     python benchmarks/quality.py --corpus sst2-small --contender textrnn   # one contender again
+    python benchmarks/quality.py --corpus shakespeare --contender textrnn --variant "mingru=--cell mingru"
 
 Corpora: shakespeare (first 90% / last 10%), wikitext2-char and wikitext2-word (valid.txt / test.txt),
 sst2-table (SST-2 train as a table, its text column / the test sentences) and sst2-small (its first
@@ -15,7 +16,9 @@ plus one end-of-line per line), so that char, word and BPE models compare. Conte
 
 - ``textrnn``: this tree's ``textrnn train`` with its defaults (``--tokenizer`` as the corpus asks);
 - ``previous``: ``textrnn train`` of the commit ``--previous`` (a temporary git worktree), same options;
-- ``plain``: benchmarks/plain_lm.py (pytorch/examples' recipe, char or word level).
+- ``plain``: benchmarks/plain_lm.py (pytorch/examples' recipe, char or word level);
+- each ``--variant NAME=OPTIONS``: this tree's ``textrnn train`` with its defaults and those options
+  (``--variant "swa=--average swa"``), compared with ``textrnn``.
 
 textrnn runs are scored with this tree's ``textrnn evaluate --format json`` (checkpoints of the previous
 commit load too). Prints one row per run and, per corpus, the ratios of the test losses (per character).
@@ -28,11 +31,13 @@ import argparse
 import json
 import math
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Sequence
 
 ROOT = Path(__file__).resolve().parent.parent
 DATA = ROOT.parent / "shared" / "data"
@@ -75,8 +80,9 @@ def run(cmd: list[str], env_path: Path | None = None) -> tuple[str, float]:
     return out.stdout, time.perf_counter() - t
 
 
-def textrnn_run(tree: Path, corpus: dict, max_time: str, out: Path) -> dict:
+def textrnn_run(tree: Path, corpus: dict, max_time: str, out: Path, extra: Sequence[str] = ()) -> dict:
     opts = ["--tokenizer", "word"] if corpus["level"] == "word" else []
+    opts += list(extra)
     if str(corpus["train"]).endswith(".tsv"):
         opts += ["--task", "lm"]
     _, wall = run([sys.executable, "-m", "textrnn", "train", str(corpus["train"]), "--out", str(out), "--force",
@@ -110,7 +116,10 @@ def main() -> None:
     ap.add_argument("--previous", default=None, help="git revision of the previous defaults (omit to skip)")
     ap.add_argument("--contender", action="append", choices=("textrnn", "previous", "plain"),
                     help="only these contenders (repeatable; default: all)")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=OPTIONS",
+                    help="a further contender: textrnn train with these options (repeatable)")
     args = ap.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
     work = Path(tempfile.mkdtemp(prefix="textrnn-quality-"))
     all_corpora = corpora(work)
     names = args.corpus or list(all_corpora)
@@ -128,8 +137,11 @@ def main() -> None:
                 if previous is not None:
                     contenders["previous"] = lambda: textrnn_run(previous, corpus, args.max_time, work / f"{name}-old")
                 contenders["plain"] = lambda: plain_run(corpus, args.max_time)
+                for label, options in variants.items():
+                    contenders[label] = (lambda label=label, options=options: textrnn_run(
+                        ROOT, corpus, args.max_time, work / f"{name}-{label}", shlex.split(options)))
                 for who, fn in contenders.items():
-                    if args.contender and who not in args.contender:
+                    if args.contender and who not in args.contender and who not in variants:
                         continue
                     res = fn()
                     results.setdefault(who, []).append(res["nats_per_char"])
@@ -138,8 +150,10 @@ def main() -> None:
                           flush=True)
             new = sum(results["textrnn"]) / len(results["textrnn"])
             for who in results:
-                if who != "textrnn":
-                    other = sum(results[who]) / len(results[who])
+                other = sum(results[who]) / len(results[who])
+                if who in variants:
+                    print(f"{name:16} {who} test loss is {100 * (1 - other / new):.1f}% lower than textrnn")
+                elif who != "textrnn":
                     print(f"{name:16} textrnn test loss is {100 * (1 - new / other):.1f}% lower than {who}")
     finally:
         if previous is not None:

@@ -15,7 +15,7 @@ LAYERS = [  # top to bottom; a module may import its own layer's modules and eve
     {"inference"},
     {"checkpoint", "data"},
     {"model", "tokenizer", "layers", "mincells"},
-    {"config", "runconfig", "declare", "errors", "files", "condition", "process"},
+    {"config", "runconfig", "declare", "errors", "files", "condition", "process", "labelkey"},
 ]
 
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union, get_args, get_origin, get_type_hints
 
 from .config import TASKS, TOKENIZERS, ModelConfig, TrainConfig
-from .data.labels import label_key
+from .labelkey import label_key
 from .errors import TextRNNError
 
 SCHEMA = 1
@@ -78,7 +78,7 @@ class InitFrom:
     run: str  # as given (a run directory or a shipped model's name)
     path: Optional[str] = None  # where it was found
     vocab_size: Optional[int] = None  # its tokenizer's size
-    added_tokens: Optional[int] = None  # tokens the tokenizer gained (characters, a classifier's words; None: not recorded)
+    added_tokens: Optional[int] = None  # tokens the tokenizer gained (characters, words); None: not recorded
 
 
 @dataclass(frozen=True)

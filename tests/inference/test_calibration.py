@@ -9,9 +9,9 @@ import torch
 
 from textrnn import checkpoint
 from textrnn.api import load
-from textrnn.inference.calibration import (LOWEST, calibrate_run, expected_calibration_error, fit_temperature, nll,
-                                           record_calibration, softmax, temperature_of)
-from textrnn.inference.classify import CpuReader, predict_ids, predict_logits, probabilities
+from textrnn.inference.calibration import (LOWEST, expected_calibration_error, fit_temperature, nll, record_calibration,
+                                           softmax, temperature_of)
+from textrnn.inference.classify import CpuReader, calibrate_run, predict_ids, predict_logits, probabilities
 from textrnn.runconfig import Calibration
 
 

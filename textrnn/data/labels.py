@@ -7,10 +7,10 @@ with a one-line message naming the file and the option that fixes it.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Mapping, Optional, Protocol, Sequence
 
 from ..errors import TextRNNError
+from ..labelkey import label_key
 
 
 class Table(Protocol):
@@ -29,7 +29,6 @@ class Table(Protocol):
 TEXT_NAMES = ("text", "texts", "sentence", "sentences", "review", "reviews",
               "content", "contents", "comment", "comments")
 LABEL_NAMES = ("label", "labels", "sentiment", "polarity", "class", "target")
-_INT = re.compile(r"[+-]?[0-9]{1,18}")  # int-looking label; longer digit strings stay strings
 
 
 # --- columns -------------------------------------------------------------------------
@@ -180,27 +179,6 @@ def parse_labels(values: list, *, column: str = "label", source: str | None = No
         )
     index = {name: i for i, name in enumerate(names)}
     return names, [index[k] for k in keys]
-
-
-def label_key(value: Any) -> int | str | None:
-    """The normal form of one label value, the one :func:`parse_labels` uses.
-
-    JSON booleans become ``"true"``/``"false"``; ints, integral floats and int-looking
-    strings (``"+1"``, ``" 0 "``) become ints; other strings are stripped. ``None`` for a
-    value that is no label: ``None``, a blank string, or anything else (``0.5``, a list).
-    To match a label against a classifier's label names, compare ``label_key(value)``
-    with ``label_key(name)``: a model trained on mixed labels has string names like ``"1"``.
-    """
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return int(value)
-    if isinstance(value, str) and value.strip():
-        s = value.strip()
-        return int(s) if _INT.fullmatch(s) else s
-    return None
 
 
 def label_lookup(names: Sequence[Any], aliases: Optional[Mapping[str, Any]] = None) -> dict[int | str, int]:

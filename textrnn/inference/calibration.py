@@ -9,8 +9,8 @@ top-label confidence, and the gap between each bin's accuracy and its mean confi
 its share of the rows.
 
 A run keeps its temperature in config.json (:class:`~textrnn.runconfig.Calibration`,
-:func:`record_calibration`); every probability textrnn gives of that run is
-``softmax(logits / T)`` (:func:`temperature_of`).
+:func:`record_calibration`; :func:`textrnn.inference.classify.calibrate_run` fits and records it);
+every probability textrnn gives of that run is ``softmax(logits / T)`` (:func:`temperature_of`).
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-from ..checkpoint import CONFIG, WEIGHTS, load, write_file
+from ..checkpoint import CONFIG, write_file
 from ..runconfig import Calibration, RunConfig
 
 BINS = 15
@@ -119,19 +119,3 @@ def record_calibration(run_dir: str | os.PathLike, calibration: Calibration) -> 
     content["calibration"] = asdict(calibration)
     RunConfig.from_dict(content, str(path))  # (what is written reads back)
     write_file(path, json.dumps(content, indent=2, ensure_ascii=False) + "\n")
-
-
-def calibrate_run(run_dir: str | os.PathLike, ids: Sequence[np.ndarray], labels: Sequence[int], fitted_on: str,
-                  device: str = "cpu") -> Optional[Calibration]:
-    """Fit the temperature of the classifier run in ``run_dir`` (its best weights) on the encoded
-    held-out rows ``ids`` and their label indices ``labels``, and record it in its config.json (what a
-    classifier training run does at its end). None, and nothing written, when the run has no best
-    weights yet or there are no rows."""
-    from .classify import predict_logits  # (classify imports this module)
-
-    if not len(ids) or not (Path(run_dir) / WEIGHTS).exists():
-        return None
-    ck = load(run_dir, device=device)
-    calibration = calibration_of(predict_logits(ck.model, ids), labels, fitted_on)
-    record_calibration(run_dir, calibration)
-    return calibration

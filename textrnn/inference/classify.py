@@ -7,18 +7,22 @@ batches sorted by length (little padding).
 
 from __future__ import annotations
 
+import os
 import weakref
+from pathlib import Path
 from typing import Any, Mapping, Optional, Sequence
 
 import numpy as np
 import torch
 
+from ..checkpoint import WEIGHTS, load
 from ..config import default
 from ..data.batches import length_buckets, pad_batch
 from ..data.labels import label_key, match_labels
+from ..runconfig import Calibration
 from ..errors import TextRNNError
 from ..model import Classifier
-from .calibration import expected_calibration_error
+from .calibration import calibration_of, expected_calibration_error, record_calibration
 from .quantize import Int8Product
 from .stepper import gru_update
 from ..tokenizer import Tokenizer
@@ -297,3 +301,17 @@ def score_against_gold(gold: Sequence[Any], predicted: Sequence[int], names: Seq
 
 def _metrics(gold: list[int], predicted: list[int], names: Sequence[Any]) -> Optional[dict[str, Any]]:
     return evaluate(gold, predicted, names) if gold else None
+
+
+def calibrate_run(run_dir: str | os.PathLike, ids: Sequence[np.ndarray], labels: Sequence[int], fitted_on: str,
+                  device: str = "cpu") -> Optional[Calibration]:
+    """Fit the temperature of the classifier run in ``run_dir`` (its best weights) on the encoded
+    held-out rows ``ids`` and their label indices ``labels``, and record it in its config.json (what a
+    classifier training run does at its end). None, and nothing written, when the run has no best
+    weights yet or there are no rows."""
+    if not len(ids) or not (Path(run_dir) / WEIGHTS).exists():
+        return None
+    ck = load(run_dir, device=device)
+    calibration = calibration_of(predict_logits(ck.model, ids), labels, fitted_on)
+    record_calibration(run_dir, calibration)
+    return calibration

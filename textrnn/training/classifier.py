@@ -21,8 +21,7 @@ import numpy as np
 from .. import __version__, checkpoint
 from ..config import OPTIONS, SHAPE, ModelConfig, TrainConfig, default, model_config, split_options, train_config
 from ..declare import check_choice
-from ..inference.calibration import calibrate_run
-from ..inference.classify import encode_texts, predict
+from ..inference.classify import calibrate_run, encode_texts, predict
 from ..inference.classify import evaluate as classification_metrics
 from ..data.batches import ClassBatches
 from ..data.labels import detect_label_column, detect_text_column, label_key, label_lookup, match_labels, parse_labels

@@ -23,7 +23,8 @@ from ..model import Classifier, LanguageModel, State
 
 class LMTask:
     """Language modelling for :func:`textrnn.training.trainer.train_loop`: carried state, next-token loss;
-    validation scores every token of ``val`` (ids or a token file, see :func:`textrnn.inference.scoring.score_tokens`)."""
+    validation scores every token of ``val`` (ids or a token file,
+    see :func:`textrnn.inference.scoring.score_tokens`)."""
 
     def __init__(self, train: LMBatches, val: Any, device: torch.device, chars_per_val_token: float,
                  dist: Optional[Dist] = None, ar: float = 0.0, tar: float = 0.0):
